@@ -1,0 +1,527 @@
+"""Ingest: scan records of any supported format -> one services table on the chosen backend.
+
+Parsing is host work (JSON/CSV/Parquet decoding, per-record validation); the parsed columns are then
+moved to the backend once, where duplicate ``(ip, port)`` rows are merged and ASNs annotated by
+stages that run the same on pandas and cuDF (:mod:`gpsgpu.services`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gpsgpu import schema
+from gpsgpu.asn import AsnTable
+from gpsgpu.backend import Backend, resolve
+from gpsgpu.config import IngestConfig
+from gpsgpu.errors import InputError, UsageError
+from gpsgpu.io.records import (
+    GPS_FIELDS,
+    ZMAP_FIELDS_DEFAULT,
+    Extractor,
+    Filtered,
+    Row,
+    extract_censys,
+    extract_gps,
+    extract_lzr,
+    make_extract_zgrab2,
+    make_extract_zmap,
+    parse_ip,
+)
+from gpsgpu.io.rejects import MALFORMED, NON_UTF8, OVERSIZED_BANNER, RejectedRecord, Rejects
+from gpsgpu.io.sources import PARQUET_MAGIC, InputSource, iter_line_chunks, open_input, read_all
+from gpsgpu.services import annotate_asn, merge_duplicate_services
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("auto", "gps", "lzr", "zgrab2", "zmap", "censys", "services")
+
+#: How far into an input format detection looks.
+DETECT_BYTES = 1 << 20
+
+
+@dataclass
+class IngestResult:
+    """What :func:`ingest` produced: the services frame and an account of every input record."""
+
+    frame: Any
+    backend: Backend
+    rejects: Rejects
+    counts: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    filtered: Counter[str] = field(default_factory=Counter)
+
+
+# --- accumulation -------------------------------------------------------------------------------
+
+
+class _Columns:
+    """Service rows accumulated column by column (Python lists; converted to Arrow once)."""
+
+    def __init__(self, max_banner_bytes: int) -> None:
+        self.max_banner_bytes = max_banner_bytes
+        self.ip: list[int] = []
+        self.port: list[int] = []
+        self.asn: list[int] = []
+        self.protocol: list[str] = []
+        self.window: list[int] = []
+        self.banner: list[str] = []
+        self.optional: dict[str, list[Any]] = {}
+        self.n_rows = 0
+
+    def check(self, row: Row) -> None:
+        """Raise :class:`RejectedRecord` for a banner over the cap or text that is not UTF-8."""
+        banner = row.banner
+        if banner.isascii():
+            size = len(banner)
+        else:
+            try:
+                size = len(banner.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise RejectedRecord(NON_UTF8, "banner: holds an unpaired surrogate, not UTF-8") from None
+        if size > self.max_banner_bytes:
+            raise RejectedRecord(
+                OVERSIZED_BANNER, f"banner: {size} bytes > --max-banner-bytes {self.max_banner_bytes}"
+            )
+        texts = [row.protocol]
+        if row.optional:
+            texts += [v for v in row.optional.values() if isinstance(v, str)]
+        for text in texts:
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise RejectedRecord(NON_UTF8, "a text field holds an unpaired surrogate") from None
+
+    def append(self, row: Row) -> None:
+        self.ip.append(row.ip)
+        self.port.append(row.port)
+        self.asn.append(row.asn)
+        self.protocol.append(row.protocol)
+        self.window.append(row.window)
+        self.banner.append(row.banner)
+        if row.optional:
+            for name, value in row.optional.items():
+                column = self.optional.get(name)
+                if column is None:
+                    column = self.optional[name] = [None] * self.n_rows
+                column.append(value)
+        self.n_rows += 1
+        if self.optional:
+            for column in self.optional.values():
+                if len(column) < self.n_rows:
+                    column.append(None)
+
+    def to_arrow(self) -> pa.Table:
+        arrays = {
+            schema.IP: pa.array(np.array(self.ip, dtype=np.uint32)),
+            schema.PORT: pa.array(np.array(self.port, dtype=np.uint16)),
+            schema.ASN: pa.array(np.array(self.asn, dtype=np.uint32)),
+            schema.PROTOCOL: pa.array(self.protocol, type=pa.string()),
+            schema.WINDOW: pa.array(np.array(self.window, dtype=np.int32)),
+            schema.BANNER: pa.array(self.banner, type=pa.string()),
+        }
+        types = dict(schema.SERVICES_OPTIONAL)
+        for name in schema.OPTIONAL_COLUMNS:
+            if name in self.optional:
+                arrays[name] = pa.array(self.optional[name], type=types[name])
+        return pa.table(arrays)
+
+
+class _Account:
+    """Counts and rejects for one input."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.rejects = Rejects()
+        self.filtered: Counter[str] = Counter()
+        self.n_records = 0  # input records (lines, array elements, rows)
+        self.n_units = 0  # service candidates + record-level rejects: the reject rate's denominator
+
+
+def _consume(items: list[Any], line: int, raw: Any, columns: _Columns, account: _Account) -> None:
+    for item in items:
+        account.n_units += 1
+        if type(item) is Row:
+            try:
+                columns.check(item)
+            except RejectedRecord as rejected:
+                excerpt = raw() if callable(raw) else raw
+                account.rejects.add(account.source, line, rejected.reason, rejected.detail, excerpt)
+                continue
+            columns.append(item)
+        elif type(item) is Filtered:
+            account.filtered[item.reason] += 1
+        else:
+            account.rejects.add(
+                account.source, line, item.reason, item.detail, raw() if callable(raw) else raw
+            )
+
+
+# --- containers ---------------------------------------------------------------------------------
+
+
+def _reject_undecodable(line: bytes, number: int, account: _Account) -> None:
+    try:
+        line.decode("utf-8")
+        reason, detail = MALFORMED, "not valid JSON"
+    except UnicodeDecodeError as exc:
+        reason, detail = NON_UTF8, f"not UTF-8 at byte {exc.start}"
+    account.n_units += 1
+    account.rejects.add(account.source, number, reason, detail, line)
+
+
+def _parse_json_lines(source: InputSource, extract: Extractor, columns: _Columns, account: _Account) -> None:
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    for first, lines in iter_line_chunks(source):
+        for offset, line in enumerate(lines):
+            if not line or line.isspace():
+                continue
+            account.n_records += 1
+            try:
+                record = loads(line)
+            except decode_error:
+                _reject_undecodable(line, first + offset, account)
+                continue
+            items = extract(record)
+            if len(items) == 1 and type(items[0]) is Row:  # the common case, inlined
+                row = items[0]
+                account.n_units += 1
+                try:
+                    columns.check(row)
+                except RejectedRecord as rejected:
+                    account.rejects.add(source.name, first + offset, rejected.reason, rejected.detail, line)
+                    continue
+                columns.append(row)
+            else:
+                _consume(items, first + offset, line, columns, account)
+
+
+def _parse_json_array(data: bytes, extract: Extractor, columns: _Columns, account: _Account) -> None:
+    """A whole-file JSON array (Censys exports): record numbers stand in for line numbers."""
+    try:
+        records = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        _reject_undecodable(data[:2048], 1, account)
+        raise InputError(f"{account.source}: not a valid JSON array ({exc})") from None
+    if not isinstance(records, list):
+        raise InputError(f"{account.source}: expected a JSON array of records")
+    for number, record in enumerate(records, start=1):
+        account.n_records += 1
+        _consume(extract(record), number, lambda r=record: orjson.dumps(r), columns, account)
+
+
+def _csv_header(first_row: list[str], fmt: str) -> tuple[list[str], bool]:
+    """The column names of a CSV input and whether its first row is a header."""
+    names = [name.strip().lower() for name in first_row]
+    if fmt == "gps" and {"ip", "p"} <= set(names):
+        return names, True
+    if fmt == "zmap" and "saddr" in names:
+        return names, True
+    if fmt == "zmap":
+        if len(first_row) > len(ZMAP_FIELDS_DEFAULT):
+            raise InputError("a ZMap CSV without a header row must have 1 (saddr) or 2 (saddr,sport) columns")
+        return list(ZMAP_FIELDS_DEFAULT[: len(first_row)]), False
+    if fmt == "gps" and len(first_row) == len(GPS_FIELDS):
+        return list(GPS_FIELDS), False
+    raise InputError(f"cannot read this CSV as {fmt}: header {first_row[:8]}")
+
+
+def _parse_csv(
+    source: InputSource, fmt: str, extract: Extractor, columns: _Columns, account: _Account
+) -> None:
+    text = io.TextIOWrapper(source.stream, encoding="utf-8", errors="surrogateescape", newline="")
+    csv.field_size_limit(1 << 30)
+    reader = csv.reader(text)
+    header: list[str] | None = None
+    previous_end = 0
+    try:
+        for row in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if row[0].lstrip().startswith("#"):
+                continue
+            if header is None:
+                header, is_header = _csv_header(row, fmt)
+                if is_header:
+                    continue
+            account.n_records += 1
+            raw = ",".join(row)
+            if not raw.isascii():
+                try:
+                    raw.encode("utf-8")
+                except UnicodeEncodeError:
+                    account.n_units += 1
+                    account.rejects.add(
+                        account.source, start, NON_UTF8, "not UTF-8", raw.encode("utf-8", "surrogateescape")
+                    )
+                    continue
+            if len(row) != len(header):
+                account.n_units += 1
+                detail = f"expected {len(header)} fields ({','.join(header)}), got {len(row)}"
+                account.rejects.add(account.source, start, MALFORMED, detail, raw)
+                continue
+            _consume(extract(dict(zip(header, row, strict=True))), start, raw, columns, account)
+    except csv.Error as exc:
+        raise InputError(f"{source.name}: line {reader.line_num}: unreadable CSV ({exc})") from None
+    finally:
+        text.detach()
+    source.drain()
+
+
+def _parse_parquet_rows(table: pa.Table, extract: Extractor, columns: _Columns, account: _Account) -> None:
+    """Record-at-a-time validation of a Parquet table in a scan format (row numbers for lines)."""
+    for batch in table.to_batches(max_chunksize=1 << 16):
+        base = account.n_records
+        for offset, record in enumerate(batch.to_pylist()):
+            account.n_records += 1
+            _consume(
+                extract(record),
+                base + offset + 1,
+                lambda r=record: orjson.dumps(r, default=str),
+                columns,
+                account,
+            )
+
+
+# --- detection ----------------------------------------------------------------------------------
+
+
+def _peek(source: InputSource, size: int = DETECT_BYTES) -> bytes:
+    peek = getattr(source.stream, "peek", None)
+    if peek is None:
+        source.stream = io.BufferedReader(source.stream, buffer_size=size)  # type: ignore[arg-type]
+        peek = source.stream.peek  # type: ignore[attr-defined]
+    return peek(size)[:size]
+
+
+def _detect_json(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return None
+    keys = record.keys()
+    if "services" in keys or isinstance(record.get("host"), dict) or isinstance(record.get("result"), dict):
+        return "censys"
+    if "saddr" in keys:
+        return "lzr" if keys & {"data", "fingerprint", "RST", "expectedRToLZR"} else "zmap"
+    if "ip" in keys and "p" in keys:
+        return "gps"
+    if "ip" in keys and isinstance(record.get("data"), dict):
+        return "zgrab2"
+    return None
+
+
+def detect_format(head: bytes, name: str) -> tuple[str, str]:
+    """Guess ``(format, container)`` from the first bytes of an input; container is
+    ``jsonl``, ``json-array``, ``csv`` or ``parquet``."""
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet?", "parquet"
+    stripped = head.lstrip()
+    if not stripped:
+        raise InputError(f"{name}: empty input")
+    if stripped.startswith(b"["):
+        return "censys", "json-array"
+    if stripped.startswith(b"{"):
+        first_line = stripped.split(b"\n", 1)[0]
+        try:
+            fmt = _detect_json(orjson.loads(first_line))
+        except orjson.JSONDecodeError:
+            fmt = None
+        if fmt is None:
+            raise InputError(f"{name}: cannot tell the format from the first record; pass --format")
+        return fmt, "jsonl"
+    first_line = stripped.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    names = [f.strip().lower() for f in first_line.split(",")]
+    if {"ip", "p"} <= set(names):
+        return "gps", "csv"
+    if "saddr" in names:
+        return "zmap", "csv"
+    try:
+        parse_ip(names[0])
+        return "zmap", "csv"
+    except RejectedRecord:
+        raise InputError(
+            f"{name}: cannot tell the format (not JSON, Parquet or a known CSV); pass --format"
+        ) from None
+
+
+def _container_for(fmt: str, head: bytes) -> str:
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    stripped = head.lstrip()
+    if stripped.startswith(b"["):
+        return "json-array"
+    if stripped.startswith(b"{") or not stripped:
+        return "jsonl"
+    return "csv"
+
+
+def _parquet_format(table: pa.Table, name: str) -> str:
+    names = set(table.column_names)
+    if {schema.IP, schema.PORT, schema.BANNER} <= names:
+        return "services"
+    if {"ip", "p"} <= names:
+        return "gps"
+    raise InputError(f"{name}: Parquet columns {sorted(names)[:8]} are neither a services table nor GPS's")
+
+
+def _extractor(fmt: str, default_port: int | None) -> Extractor:
+    extractors: dict[str, Callable[[], Extractor]] = {
+        "gps": lambda: extract_gps,
+        "lzr": lambda: extract_lzr,
+        "zgrab2": lambda: make_extract_zgrab2(default_port),
+        "zmap": lambda: make_extract_zmap(default_port),
+        "censys": lambda: extract_censys,
+    }
+    return extractors[fmt]()
+
+
+# --- driver -------------------------------------------------------------------------------------
+
+
+def _ingest_one(
+    path: str, config: IngestConfig, columns: _Columns, services_tables: list[pa.Table]
+) -> tuple[_Account, dict[str, Any]]:
+    account = _Account(path)
+    started = time.perf_counter()
+    n_before = columns.n_rows
+    with open_input(path) as source:
+        head = _peek(source)
+        if config.format == "auto":
+            fmt, container = detect_format(head, path)
+        else:
+            fmt, container = config.format, _container_for(config.format, head)
+        if not head.strip():
+            raise InputError(f"{path}: empty input")
+        if container == "parquet":
+            buffer = read_all(source)
+            try:
+                table = pq.read_table(pa.BufferReader(buffer))
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InputError(f"{path}: unreadable Parquet ({exc})") from None
+            if fmt == "parquet?":
+                fmt = _parquet_format(table, path)
+            if fmt == "services":
+                try:
+                    services_tables.append(schema.services_arrow_table(table))
+                except (ValueError, pa.ArrowInvalid) as exc:
+                    raise InputError(f"{path}: {exc}") from None
+                account.n_records = account.n_units = table.num_rows
+            else:
+                _parse_parquet_rows(table, _extractor(fmt, config.default_port), columns, account)
+        elif fmt == "services":
+            raise InputError(f"{path}: --format services needs a Parquet services table")
+        elif container == "json-array":
+            _parse_json_array(read_all(source), _extractor(fmt, config.default_port), columns, account)
+        elif container == "csv":
+            if fmt not in ("gps", "zmap"):
+                raise InputError(f"{path}: {fmt} records are JSON, but this input looks like CSV")
+            _parse_csv(source, fmt, _extractor(fmt, config.default_port), columns, account)
+        else:
+            _parse_json_lines(source, _extractor(fmt, config.default_port), columns, account)
+        described = source.describe()
+    seconds = time.perf_counter() - started
+    n_services = (
+        columns.n_rows
+        - n_before
+        + (services_tables[-1].num_rows if fmt == "services" and services_tables else 0)
+    )
+    described.update(
+        format=fmt,
+        container=container,
+        records=account.n_records,
+        rows=n_services,
+        rejected=account.rejects.total,
+        filtered=sum(account.filtered.values()),
+        seconds=round(seconds, 3),
+    )
+    log.info(
+        "%s: %s %s, %d records -> %d rows, %d rejected, %d filtered (%.0f records/s)",
+        path,
+        fmt,
+        container,
+        account.n_records,
+        n_services,
+        account.rejects.total,
+        sum(account.filtered.values()),
+        account.n_records / max(seconds, 1e-9),
+    )
+    return account, described
+
+
+def ingest(inputs: Sequence[str], config: IngestConfig, asn_table: AsnTable | None = None) -> IngestResult:
+    """Read every input into one services frame on ``config.backend``.
+
+    Raises :class:`InputError` for an unusable input (missing, empty, undetectable format) or when the
+    share of rejected records exceeds ``config.max_reject_rate`` (the rejects are in the exception's
+    ``rejects`` attribute so that the caller can still write them).
+    """
+    if config.format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {config.format!r}")
+    if not inputs:
+        raise UsageError("no input given")
+    if sum(1 for p in inputs if str(p) == "-") > 1:
+        raise UsageError("standard input ('-') can be read only once")
+    backend = resolve(config.backend)
+    columns = _Columns(config.max_banner_bytes)
+    services_tables: list[pa.Table] = []
+    rejects = Rejects()
+    filtered: Counter[str] = Counter()
+    described: list[dict[str, Any]] = []
+    n_records = n_units = 0
+    for path in inputs:
+        account, info = _ingest_one(str(path), config, columns, services_tables)
+        rejects.extend(account.rejects)
+        filtered.update(account.filtered)
+        n_records += account.n_records
+        n_units += account.n_units
+        described.append(info)
+    if n_records == 0:
+        raise InputError(f"{', '.join(map(str, inputs))}: no records (empty input)")
+    tables = [columns.to_arrow(), *services_tables]
+    optional = sorted(
+        {n for t in tables for n in t.column_names if n in schema.OPTIONAL_COLUMNS},
+        key=schema.OPTIONAL_COLUMNS.index,
+    )
+    full_schema = schema.services_arrow_schema(tuple(optional))
+    tables = [_with_columns(t, full_schema) for t in tables]
+    parsed = pa.concat_tables(tables)
+    frame = schema.services_from_arrow(parsed, backend.xdf)
+    n_parsed = len(frame)
+    frame = merge_duplicate_services(frame)
+    n_annotated = 0
+    if asn_table is not None:
+        frame, n_annotated = annotate_asn(frame, table=asn_table)
+    counts: dict[str, Any] = {
+        "records": n_records,
+        "candidates": n_units,
+        "parsed_rows": n_parsed,
+        "services": len(frame),
+        "duplicates_merged": n_parsed - len(frame),
+        "rejected": rejects.total,
+        "rejected_by_reason": dict(sorted(rejects.counts.items())),
+        "filtered": sum(filtered.values()),
+        "filtered_by_reason": dict(sorted(filtered.items())),
+        "asn_annotated": n_annotated,
+        "reject_rate": rejects.total / n_units if n_units else 0.0,
+    }
+    return IngestResult(frame, backend, rejects, counts, described, filtered)
+
+
+def _with_columns(table: pa.Table, target: pa.Schema) -> pa.Table:
+    for name in target.names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, target.field(name).type))
+    return table.select(target.names).cast(target)

@@ -1,0 +1,58 @@
+"""Parquet tables on disk: written atomically with zstd, read onto the requested backend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gpsgpu import schema
+from gpsgpu.backend import Backend
+from gpsgpu.errors import InputError
+from gpsgpu.io.atomic import atomic_path
+
+COMPRESSION = "zstd"
+
+
+def write_table(table: pa.Table, path: str | os.PathLike[str], *, row_group_size: int = 1 << 20) -> Path:
+    """Write an Arrow table as Parquet (zstd), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=COMPRESSION, row_group_size=row_group_size)
+    return path
+
+
+def write_frame(frame: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a pandas or cuDF frame as Parquet, atomically (through Arrow, so both give one file)."""
+    return write_table(schema.frame_to_arrow(frame), path)
+
+
+def read_table(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet table ({exc})") from None
+
+
+def read_frame(path: str | os.PathLike[str], backend: Backend, columns: list[str] | None = None) -> Any:
+    return schema.frame_from_arrow(read_table(path, columns), backend.xdf)
+
+
+def write_services(frame: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a services frame with the canonical schema (same bytes from pandas or cuDF)."""
+    return write_table(schema.services_to_arrow(frame), path)
+
+
+def read_services(path: str | os.PathLike[str], backend: Backend) -> Any:
+    """Read a services Parquet table (as written by ``gpsgpu ingest``) onto ``backend``."""
+    table = read_table(path)
+    try:
+        return schema.services_from_arrow(table, backend.xdf)
+    except (ValueError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: {exc}") from None

@@ -1,0 +1,508 @@
+"""Turning one parsed scan record into service rows: one extractor per format, shared validators.
+
+An extractor takes a record (a dict from JSON, or a list/dict from CSV) and returns a list of
+items, each either a :class:`Row` (a service), a :class:`Filtered` marker (a well-formed record
+that is not a real service: counted, not rejected) or a :class:`RejectedRecord` (bad input).
+Validators are plain functions on Python values, written for speed: ingest calls them millions
+of times.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import html
+import re
+import socket
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from gpsgpu.io.rejects import (
+    INVALID_ASN,
+    INVALID_IP,
+    INVALID_PORT,
+    INVALID_TYPE,
+    INVALID_WINDOW,
+    MALFORMED,
+    MISSING_FIELD,
+    RejectedRecord,
+)
+
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
+_unpack_u32 = struct.Struct("!I").unpack
+
+UINT32_MAX = 0xFFFFFFFF
+INT32_MAX = 0x7FFFFFFF
+
+#: ZGrab2 HTTP responses become a banner of the response head plus at most this much body, which is
+#: what LZR's ``data`` holds too (the first bytes the server sent).
+HTTP_BODY_BANNER_BYTES = 4096
+
+
+class Row(NamedTuple):
+    ip: int
+    port: int
+    asn: int
+    protocol: str
+    window: int
+    banner: str
+    optional: dict[str, Any] | None = None
+
+
+class Filtered(NamedTuple):
+    """A record that is well-formed but not a real service; ``reason`` names why (for the counts)."""
+
+    reason: str
+
+
+Item = Row | Filtered | RejectedRecord
+Extractor = Callable[[Any], list[Item]]
+
+
+# --- validators ---------------------------------------------------------------------------------
+
+
+def parse_ip(value: Any, field: str = "ip") -> int:
+    """A dotted-quad string or an integer -> host-order uint32."""
+    if type(value) is str:
+        try:
+            return _unpack_u32(_inet_pton(_AF_INET, value))[0]
+        except OSError:
+            why = "IPv6 is not supported" if ":" in value else "not an IPv4 address"
+            raise RejectedRecord(INVALID_IP, f"{field}: {why}: {value[:64]!r}") from None
+    if type(value) is int:
+        if 0 <= value <= UINT32_MAX:
+            return value
+        raise RejectedRecord(INVALID_IP, f"{field}: integer address out of range: {value}")
+    if value is None:
+        raise RejectedRecord(MISSING_FIELD, f"{field} is missing")
+    raise RejectedRecord(INVALID_IP, f"{field}: not an IPv4 address: {value!r:.64}")
+
+
+def parse_port(value: Any, field: str = "port") -> int:
+    if type(value) is int:
+        if 0 <= value <= 65535:
+            return value
+        raise RejectedRecord(INVALID_PORT, f"{field}: {value} is outside 0..65535")
+    if type(value) is str:
+        text = value.strip()
+        if text.isdigit() and text.isascii():
+            number = int(text)
+            if number <= 65535:
+                return number
+        raise RejectedRecord(INVALID_PORT, f"{field}: {value[:32]!r} is not a port in 0..65535")
+    if value is None:
+        raise RejectedRecord(MISSING_FIELD, f"{field} is missing")
+    raise RejectedRecord(INVALID_PORT, f"{field}: {value!r:.32} is not a port in 0..65535")
+
+
+def parse_asn(value: Any, field: str = "asn") -> int:
+    """An AS number: int, decimal string or ``"AS123"``; null means unknown (0)."""
+    if value is None or value == "":
+        return 0
+    if type(value) is int:
+        if 0 <= value <= UINT32_MAX:
+            return value
+    elif type(value) is str:
+        text = value.strip()
+        if text[:2].upper() == "AS":
+            text = text[2:]
+        if text.isdigit() and text.isascii() and int(text) <= UINT32_MAX:
+            return int(text)
+    raise RejectedRecord(INVALID_ASN, f"{field}: {value!r:.32} is not an AS number")
+
+
+def parse_window(value: Any, field: str = "window") -> int:
+    if type(value) is int:
+        if 0 <= value <= INT32_MAX:
+            return value
+    elif type(value) is str:
+        text = value.strip()
+        if text.isdigit() and text.isascii() and int(text) <= INT32_MAX:
+            return int(text)
+    elif value is None:
+        raise RejectedRecord(MISSING_FIELD, f"{field} is missing")
+    raise RejectedRecord(INVALID_WINDOW, f"{field}: {value!r:.32} is not a TCP window size")
+
+
+def parse_text(value: Any, field: str) -> str:
+    if type(value) is str:
+        return value
+    if value is None:
+        raise RejectedRecord(MISSING_FIELD, f"{field} is missing")
+    raise RejectedRecord(INVALID_TYPE, f"{field}: expected a string, got {type(value).__name__}")
+
+
+def _dig(record: Any, *path: str) -> Any:
+    """``record[a][b]...`` or None when any step is missing or not a mapping."""
+    for key in path:
+        if not isinstance(record, Mapping):
+            return None
+        record = record.get(key)
+    return record
+
+
+def _first(value: Any) -> Any:
+    """First element of a list value (ZGrab2/Censys keep many fields as lists), else the value."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+def _str_or_none(value: Any) -> str | None:
+    value = _first(value)
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def zannotate_asn(record: Mapping[str, Any]) -> int:
+    """ASN from ZAnnotate's ``zannotate.routing.asn`` (ZAnnotate can annotate any JSON record)."""
+    return parse_asn(_dig(record, "zannotate", "routing", "asn"), "zannotate.routing.asn")
+
+
+# --- GPS schema ---------------------------------------------------------------------------------
+
+GPS_FIELDS = ("ip", "p", "asn", "data", "fingerprint", "w")
+
+
+def extract_gps(record: Any) -> list[Item]:
+    """The reference's pre-formatted seed schema: ``ip, p, asn, data, fingerprint, w``.
+
+    BigQuery exports INT64 columns as JSON strings, so numeric strings are accepted.
+    """
+    if type(record) is not dict:
+        return [RejectedRecord(MALFORMED, "not a JSON object")]
+    try:
+        get = record.get
+        for name in ("ip", "p", "data", "fingerprint", "w"):
+            if get(name) is None:
+                raise RejectedRecord(MISSING_FIELD, f"{name} is missing")
+        return [
+            Row(
+                parse_ip(record["ip"]),
+                parse_port(record["p"], "p"),
+                parse_asn(get("asn")),
+                parse_text(record["fingerprint"], "fingerprint"),
+                parse_window(record["w"], "w"),
+                parse_text(record["data"], "data"),
+            )
+        ]
+    except RejectedRecord as rejected:
+        return [rejected]
+
+
+# --- LZR ----------------------------------------------------------------------------------------
+
+LZR_RST = Filtered("lzr_rst")
+LZR_ZERO_WINDOW = Filtered("lzr_zero_window")
+LZR_NO_DATA = Filtered("lzr_no_data")
+
+
+def extract_lzr(record: Any) -> list[Item]:
+    """Raw LZR output; only real services are kept (data non-empty, no RST, window != 0)."""
+    if type(record) is not dict:
+        return [RejectedRecord(MALFORMED, "not a JSON object")]
+    try:
+        ip = parse_ip(record.get("saddr"), "saddr")
+        port = parse_port(record.get("sport"), "sport")
+        asn = zannotate_asn(record)
+        window = record.get("window")
+        window = 0 if window is None else parse_window(window)
+        data = record.get("data")
+        data = "" if data is None else parse_text(data, "data")
+        fingerprint = record.get("fingerprint")
+        if isinstance(fingerprint, list):  # some LZR builds list every matching handshake
+            fingerprint = ",".join(str(f) for f in fingerprint)
+        fingerprint = "" if fingerprint is None else parse_text(fingerprint, "fingerprint")
+    except RejectedRecord as rejected:
+        return [rejected]
+    if record.get("RST"):
+        return [LZR_RST]
+    if window == 0:
+        return [LZR_ZERO_WINDOW]
+    if not data:
+        return [LZR_NO_DATA]
+    return [Row(ip, port, asn, fingerprint, window, data)]
+
+
+# --- ZMap ---------------------------------------------------------------------------------------
+
+ZMAP_FIELDS_DEFAULT = ("saddr", "sport")
+
+
+def make_extract_zmap(default_port: int | None) -> Extractor:
+    def extract_zmap(record: Any) -> list[Item]:
+        """ZMap JSON or CSV rows (``saddr``, ``sport``, ...); L4 only, so no banner."""
+        if type(record) is not dict:
+            return [RejectedRecord(MALFORMED, "not a JSON object")]
+        try:
+            ip = parse_ip(record.get("saddr"), "saddr")
+            sport = record.get("sport")
+            if sport is None and default_port is not None:
+                sport = default_port
+            port = parse_port(sport, "sport")
+            window = record.get("window")
+            window = 0 if window in (None, "") else parse_window(window)
+            asn = zannotate_asn(record)
+        except RejectedRecord as rejected:
+            return [rejected]
+        classification = record.get("classification")
+        if classification not in (None, "", "synack"):
+            return [Filtered(f"zmap_{classification}")]
+        success = record.get("success")
+        if success is not None and str(success).lower() not in ("1", "true"):
+            return [Filtered("zmap_unsuccessful")]
+        repeat = record.get("repeat")
+        if repeat is not None and str(repeat).lower() in ("1", "true"):
+            return [Filtered("zmap_repeat")]
+        return [Row(ip, port, asn, "", window, "")]
+
+    return extract_zmap
+
+
+# --- ZGrab2 -------------------------------------------------------------------------------------
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_SPACES = re.compile(r"\s+")
+
+
+def _header_name(snake: str) -> str:
+    return "-".join(part.capitalize() for part in snake.split("_"))
+
+
+def _zgrab2_headers(headers: Any) -> list[tuple[str, str]]:
+    """ZGrab2 keeps headers as ``lower_snake: [values]`` plus ``unknown: [{key, value: []}]``."""
+    pairs: list[tuple[str, str]] = []
+    if not isinstance(headers, Mapping):
+        return pairs
+    for name, values in headers.items():
+        if name == "unknown" and isinstance(values, list):
+            for entry in values:
+                if isinstance(entry, Mapping) and entry.get("key"):
+                    pairs.extend((str(entry["key"]), str(value)) for value in entry.get("value") or [""])
+            continue
+        name = _header_name(str(name))
+        pairs.extend((name, str(value)) for value in (values if isinstance(values, list) else [values]))
+    return pairs
+
+
+def html_title(body: str) -> str | None:
+    match = _TITLE.search(body[:65536].encode("utf-8", "surrogatepass"))
+    if not match:
+        return None
+    title = html.unescape(match.group(1).decode("utf-8", "replace"))
+    return _SPACES.sub(" ", title).strip() or None
+
+
+def _tls_fields(handshake_log: Any) -> dict[str, Any]:
+    cert = _dig(handshake_log, "server_certificates", "certificate")
+    if not isinstance(cert, Mapping):
+        return {}
+    fields: dict[str, Any] = {}
+    raw = cert.get("raw")
+    if isinstance(raw, str) and raw:
+        try:
+            der = base64.b64decode(raw, validate=True)
+            fields["tls_cert"] = der.hex()
+            fields["tls_cert_sha256"] = hashlib.sha256(der).hexdigest()
+        except (binascii.Error, ValueError):
+            pass
+    parsed = cert.get("parsed")
+    if isinstance(parsed, Mapping):
+        if isinstance(parsed.get("fingerprint_sha256"), str):
+            fields["tls_cert_sha256"] = parsed["fingerprint_sha256"].lower()
+        fields["tls_subject"] = _str_or_none(parsed.get("subject_dn"))
+        fields["tls_issuer"] = _str_or_none(parsed.get("issuer_dn"))
+        fields["tls_org"] = _str_or_none(_dig(parsed, "subject", "organization"))
+    return fields
+
+
+def _zgrab2_http(result: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    response = result.get("response")
+    if not isinstance(response, Mapping):
+        return "", {}
+    protocol = _dig(response, "protocol", "name") or "HTTP/1.1"
+    status_line = response.get("status_line") or str(response.get("status_code") or "")
+    headers = _zgrab2_headers(response.get("headers"))
+    body = response.get("body") if isinstance(response.get("body"), str) else ""
+    head = f"{protocol} {status_line}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    body_bytes = body.encode("utf-8", "surrogatepass")
+    fields: dict[str, Any] = {
+        "http_status": response.get("status_code") if isinstance(response.get("status_code"), int) else None,
+        "http_server": next((v for k, v in headers if k.lower() == "server"), None),
+        "http_title": html_title(body),
+        "http_body_sha256": (
+            response["body_sha256"].lower()
+            if isinstance(response.get("body_sha256"), str)
+            else hashlib.sha256(body_bytes).hexdigest()
+            if body
+            else None
+        ),
+        "http_headers": "\n".join(sorted(f"{k.lower()}: {v}" for k, v in headers)) or None,
+    }
+    fields.update(_tls_fields(_dig(response, "request", "tls_log", "handshake_log")))
+    banner = head + body_bytes[:HTTP_BODY_BANNER_BYTES].decode("utf-8", "ignore")
+    return banner, fields
+
+
+def _zgrab2_ssh(result: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    server_id = result.get("server_id")
+    banner = ""
+    if isinstance(server_id, Mapping):
+        banner = server_id.get("raw") or ""
+        if not banner and server_id.get("version"):
+            banner = f"SSH-{server_id.get('version')}-{server_id.get('software') or ''}"
+            if server_id.get("comment"):
+                banner += f" {server_id['comment']}"
+    if not banner and isinstance(result.get("banner"), str):
+        banner = result["banner"]
+    hostkey = _dig(result, "key_exchange", "server_host_key", "fingerprint_sha256") or _dig(
+        result, "server_key_exchange", "server_host_key", "fingerprint_sha256"
+    )
+    return banner, {"ssh_banner": banner or None, "ssh_hostkey_sha256": _str_or_none(hostkey)}
+
+
+def make_extract_zgrab2(default_port: int | None) -> Extractor:
+    def extract_zgrab2(record: Any) -> list[Item]:
+        """ZGrab2 JSON Lines: one service per module whose status is ``success``."""
+        if type(record) is not dict:
+            return [RejectedRecord(MALFORMED, "not a JSON object")]
+        try:
+            ip = parse_ip(record.get("ip"), "ip")
+            asn = zannotate_asn(record)
+        except RejectedRecord as rejected:
+            return [rejected]
+        modules = record.get("data")
+        if not isinstance(modules, Mapping) or not modules:
+            return [RejectedRecord(MISSING_FIELD, "data (the ZGrab2 module results) is missing")]
+        items: list[Item] = []
+        for name, module in modules.items():
+            if not isinstance(module, Mapping):
+                items.append(RejectedRecord(MALFORMED, f"data.{name} is not an object"))
+                continue
+            status = module.get("status")
+            if status != "success":
+                items.append(Filtered(f"zgrab2_{status or 'no_status'}"))
+                continue
+            raw_port = module.get("port", record.get("port"))
+            if raw_port is None:
+                raw_port = default_port
+            try:
+                port = parse_port(raw_port, f"data.{name}.port")
+            except RejectedRecord as rejected:
+                if rejected.reason == MISSING_FIELD:
+                    rejected = RejectedRecord(
+                        MISSING_FIELD, f"data.{name}.port is missing (pass --default-port for zgrab2 -p runs)"
+                    )
+                items.append(rejected)
+                continue
+            protocol = str(module.get("protocol") or name).lower()
+            result = module.get("result")
+            result = result if isinstance(result, Mapping) else {}
+            if protocol in ("http", "https") or "response" in result:
+                banner, optional = _zgrab2_http(result)
+            elif protocol == "ssh":
+                banner, optional = _zgrab2_ssh(result)
+            elif protocol == "tls" or "handshake_log" in result:
+                banner, optional = "", _tls_fields(result.get("handshake_log"))
+            else:
+                banner = result.get("banner") if isinstance(result.get("banner"), str) else ""
+                optional = {}
+            items.append(Row(ip, port, asn, protocol, 0, banner, optional))
+        return items
+
+    return extract_zgrab2
+
+
+# --- Censys -------------------------------------------------------------------------------------
+
+
+def _censys_headers(headers: Any) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    if not isinstance(headers, Mapping):
+        return pairs
+    for name, values in headers.items():
+        if isinstance(values, Mapping):  # {"Server": {"headers": ["nginx"]}}
+            values = values.get("headers", [])
+        name = str(name).replace("_", "-")
+        pairs.extend((name, str(value)) for value in (values if isinstance(values, list) else [values]))
+    return pairs
+
+
+def _censys_optional(service: Mapping[str, Any], protocol: str, banner: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    response = _dig(service, "http", "response")
+    if isinstance(response, Mapping):
+        headers = _censys_headers(response.get("headers"))
+        status = response.get("status_code")
+        fields["http_status"] = status if isinstance(status, int) else None
+        fields["http_title"] = _str_or_none(response.get("html_title"))
+        fields["http_server"] = next((v for k, v in headers if k.lower() == "server"), None)
+        fields["http_headers"] = "\n".join(sorted(f"{k.lower()}: {v}" for k, v in headers)) or None
+        hashes = response.get("body_hashes") or [response.get("body_hash")]
+        sha = next((h for h in hashes if isinstance(h, str) and h.startswith("sha256:")), None)
+        fields["http_body_sha256"] = sha.split(":", 1)[1] if sha else None
+    certificates = _dig(service, "tls", "certificates")
+    if isinstance(certificates, Mapping):
+        fields["tls_cert_sha256"] = _str_or_none(certificates.get("leaf_fp_sha_256"))
+        fields["tls_subject"] = _str_or_none(_dig(certificates, "leaf_data", "subject_dn"))
+        fields["tls_issuer"] = _str_or_none(_dig(certificates, "leaf_data", "issuer_dn"))
+        fields["tls_org"] = _str_or_none(_dig(certificates, "leaf_data", "subject", "organization"))
+    cert = service.get("cert")  # the Platform API's shape
+    if isinstance(cert, Mapping):
+        fields["tls_cert_sha256"] = _str_or_none(cert.get("fingerprint_sha256"))
+        fields["tls_subject"] = _str_or_none(_dig(cert, "parsed", "subject_dn"))
+        fields["tls_issuer"] = _str_or_none(_dig(cert, "parsed", "issuer_dn"))
+    hostkey = _dig(service, "ssh", "server_host_key", "fingerprint_sha256")
+    if hostkey is not None:
+        fields["ssh_hostkey_sha256"] = _str_or_none(hostkey)
+    if protocol == "ssh" and banner:
+        fields["ssh_banner"] = banner.splitlines()[0] if banner else None
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+CENSYS_NON_TCP = Filtered("censys_non_tcp")
+
+
+def extract_censys(record: Any) -> list[Item]:
+    """Censys host records (Search v2 ``services[]`` or the Platform API's ``host`` wrapper)."""
+    if type(record) is not dict:
+        return [RejectedRecord(MALFORMED, "not a JSON object")]
+    resource = _dig(record, "result", "resource")
+    if isinstance(resource, Mapping):
+        record = dict(resource)
+    if isinstance(record.get("host"), Mapping):
+        record = record["host"]
+    try:
+        ip = parse_ip(record.get("ip"), "ip")
+        asn = parse_asn(_dig(record, "autonomous_system", "asn"), "autonomous_system.asn")
+    except RejectedRecord as rejected:
+        return [rejected]
+    services = record.get("services")
+    if services is None:
+        return [RejectedRecord(MISSING_FIELD, "services is missing")]
+    if not isinstance(services, list):
+        return [RejectedRecord(INVALID_TYPE, "services: expected a list")]
+    items: list[Item] = []
+    for index, service in enumerate(services):
+        if not isinstance(service, Mapping):
+            items.append(RejectedRecord(MALFORMED, f"services[{index}] is not an object"))
+            continue
+        transport = str(service.get("transport_protocol") or "tcp").lower()
+        if transport != "tcp":
+            items.append(CENSYS_NON_TCP)
+            continue
+        try:
+            port = parse_port(service.get("port"), f"services[{index}].port")
+            banner = service.get("banner")
+            banner = "" if banner is None else parse_text(banner, f"services[{index}].banner")
+        except RejectedRecord as rejected:
+            items.append(rejected)
+            continue
+        protocol = str(service.get("service_name") or service.get("protocol") or "").lower()
+        items.append(Row(ip, port, asn, protocol, 0, banner, _censys_optional(service, protocol, banner)))
+    return items

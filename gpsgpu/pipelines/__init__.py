@@ -1,0 +1,1 @@
+"""Pipelines: read inputs, run stages, write outputs and metadata. One function per CLI command."""
