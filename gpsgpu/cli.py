@@ -132,6 +132,22 @@ def stats(
     run_stats(table, top=top, as_json=as_json)
 
 
+@app.command()
+def demo(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="folder for everything the demo writes")
+    ] = Path("gpsgpu-demo"),
+    backend: BackendOpt = None,
+) -> None:
+    """Run the whole loop on built-in data and print what it found."""
+    from gpsgpu.pipelines.demo import run_demo
+
+    run_demo(output, backend=backend or "auto")
+
+
+# --- simulation commands (simulate, evaluate; demo above) are added below this line ---
+
+
 # --- engine commands (learn, plan, predict) are added below this line ---
 
 

@@ -162,3 +162,56 @@ def ip_to_str(ip: Any) -> Any:
     for part in octets[1:]:
         out = np.char.add(np.char.add(out, "."), part)
     return out
+
+
+# --- GPS engine (features, learn, plan, predict) ------------------------------------------------
+
+#: Columns of the features long table (``ip, port, fid, fkey``) and of its dictionary
+#: (``fid, fkey, feature``). ``fid`` is a dense uint32 id local to one features table; ``fkey`` is
+#: the global key ``XXH64(utf8(feature), FKEY_SEED)``.
+FID = "fid"
+FKEY = "fkey"
+FEATURE = "feature"
+
+#: Count tables: ``count_p2`` keyed by ``(p1, fkey, p2)``, ``cp_server`` keyed by ``(p1, fkey)``.
+P1 = "p1"
+P2 = "p2"
+COUNT_P2 = "count_p2"
+CP_SERVER = "cp_server"
+HITRATE = "hitrate"
+
+#: The reference's patterns table (``MODEL/patterns.parquet``): ``ip`` dotted string, ``p``
+#: (nullable), ``neededP``, ``count_p2``, ``hitrate``, ``cp_server``, ``server`` (feature string).
+P = "p"
+NEEDED_P = "neededP"
+SERVER = "server"
+PATTERNS_COLUMNS: tuple[str, ...] = (IP, P, NEEDED_P, COUNT_P2, HITRATE, CP_SERVER, SERVER)
+
+#: Plan rows and predictions.
+PREFIX = "prefix"
+N_PATTERNS = "c"
+SCORE = "score"
+
+#: A pair key of the learn kernels: ``fid << 32 | p1 << 16 | p2`` (uint64).
+PAIR_FID_SHIFT = 32
+
+#: A service key ``ip << 16 | port`` (uint64): one sortable integer per ``(ip, port)``.
+SERVICE_IP_SHIFT = 16
+
+
+def pack_service(ip: Any, port: Any) -> Any:
+    """``ip << 16 | port`` as uint64 (NumPy or CuPy arrays)."""
+    return (ip.astype("uint64") << SERVICE_IP_SHIFT) | port.astype("uint64")
+
+
+def unpack_service(key: Any) -> tuple[Any, Any]:
+    return (key >> SERVICE_IP_SHIFT).astype("uint32"), (key & PORT_MASK).astype("uint16")
+
+
+def ip_from_str(dotted: Any) -> np.ndarray:
+    """Host-order uint32 addresses from dotted-quad strings (an Arrow or NumPy string array)."""
+    import pyarrow.compute as pc
+
+    parts = pc.split_pattern(pa.array(dotted, type=pa.string()) if not isinstance(dotted, pa.Array) else dotted, ".")
+    flat = np.asarray(pc.cast(pc.list_flatten(parts), pa.uint32())).reshape(-1, 4)
+    return (flat[:, 0] << 24) | (flat[:, 1] << 16) | (flat[:, 2] << 8) | flat[:, 3]

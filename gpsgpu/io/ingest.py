@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import time
 from collections import Counter
@@ -175,9 +176,14 @@ def _consume(items: list[Any], line: int, raw: Any, columns: _Columns, account: 
 def _reject_undecodable(line: bytes, number: int, account: _Account) -> None:
     try:
         line.decode("utf-8")
-        reason, detail = MALFORMED, "not valid JSON"
     except UnicodeDecodeError as exc:
         reason, detail = NON_UTF8, f"not UTF-8 at byte {exc.start}"
+    else:
+        try:  # the standard parser accepts escaped unpaired surrogates ("\udc80"), which are not UTF-8
+            json.loads(line)
+            reason, detail = NON_UTF8, "an escaped unpaired surrogate, not UTF-8"
+        except ValueError:
+            reason, detail = MALFORMED, "not valid JSON"
     account.n_units += 1
     account.rejects.add(account.source, number, reason, detail, line)
 
