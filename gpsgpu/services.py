@@ -18,40 +18,55 @@ def _is_empty(series: Any) -> Any:
     return series.isna() | (series == "")
 
 
-def merge_duplicate_services(services: Any, /) -> Any:
+def merge_duplicate_services(services: Any, /, *, order: Any = None) -> Any:
     """One row per ``(ip, port)``, sorted by ``(ip, port)``.
 
     Rows that repeat an ``(ip, port)`` are merged column by column: each column takes the first
-    non-empty value in input order (empty: null, ``""``, or 0 for ``asn``/``window``), so a record
-    that adds a banner or an ASN to an earlier one is not lost.
+    non-empty value in input order (empty: null, ``""``, or 0 for numbers such as ``asn`` and
+    ``window``), so a record that adds a banner or an ASN to an earlier one is not lost.
 
     Parameters
     ----------
     services : DataFrame
         A services table (``ip uint32, port uint16, ...``; see :mod:`gpsgpu.schema`).
+    order : array, optional
+        The input position of each row (unique integers; NumPy or CuPy like the frame). Defaults
+        to the row order of ``services``.
     """
-    frame = services.reset_index(drop=True)
-    frame[_ORDER] = backend_of(frame).xp.arange(len(frame), dtype="int64")
-    frame = frame.sort_values([schema.IP, schema.PORT, _ORDER]).reset_index(drop=True)
-    duplicated = frame.duplicated([schema.IP, schema.PORT], keep=False)
-    if not bool(duplicated.any()):
-        return frame.drop(columns=[_ORDER])
-    unique = frame[~duplicated]
-    repeated = frame[duplicated].reset_index(drop=True)
-    keys = [schema.IP, schema.PORT]
-    merged = repeated.drop_duplicates(keys, keep="first")[keys].reset_index(drop=True)
+    xp = backend_of(services).xp
+    n = len(services)
+    if n == 0:
+        return services.reset_index(drop=True)
+    key = (values_of(services[schema.IP]).astype(xp.uint64) << xp.uint64(16)) | values_of(
+        services[schema.PORT]
+    ).astype(xp.uint64)
+    order = xp.arange(n, dtype=xp.int64) if order is None else xp.asarray(order)
+    permutation = xp.lexsort(xp.stack([order, key]))
+    sorted_key = key[permutation]
+    first = xp.ones(n, dtype=bool)
+    first[1:] = sorted_key[1:] != sorted_key[:-1]
+    frame = services.iloc[permutation].reset_index(drop=True)
+    if bool(first.all()):
+        return frame
+    group = xp.cumsum(first) - 1
+    repeated = xp.bincount(group)[group] > 1
+    merged = frame[first].reset_index(drop=True)
+    rows = xp.flatnonzero(repeated)
+    groups = group[rows]
     for column in frame.columns:
-        if column in keys or column == _ORDER:
+        if column in (schema.IP, schema.PORT):
             continue
-        # Per column: sort each group's non-empty values first (then by input order), take the first.
-        ranked = repeated[[*keys, column, _ORDER]].copy()
-        ranked["__empty__"] = _is_empty(ranked[column]).astype("int8")
-        ranked = ranked.sort_values([*keys, "__empty__", _ORDER]).drop_duplicates(keys, keep="first")
-        merged[column] = ranked[column].reset_index(drop=True)
-    merged[_ORDER] = repeated.drop_duplicates(keys, keep="first")[_ORDER].reset_index(drop=True)
-    combined = backend_of(frame).xdf.concat([unique, merged[list(frame.columns)]], ignore_index=True)
-    combined = combined.sort_values([schema.IP, schema.PORT]).reset_index(drop=True)
-    return combined.drop(columns=[_ORDER])
+        # Within each repeated group, rank non-empty values first, then by input order: the first wins.
+        empty = values_of(_is_empty(frame[column].iloc[rows])).astype(xp.int8)
+        ranked = xp.lexsort(xp.stack([rows, empty, groups]))
+        winner = xp.ones(ranked.size, dtype=bool)
+        winner[1:] = groups[ranked][1:] != groups[ranked][:-1]
+        source_rows = rows[ranked[winner]]
+        target_rows = groups[ranked[winner]]
+        values = frame[column].iloc[source_rows].reset_index(drop=True)
+        position = merged.columns.get_loc(column)
+        merged.iloc[target_rows, position] = values.to_numpy() if xp.__name__ == "numpy" else values
+    return merged
 
 
 def annotate_asn(services: Any, /, *, table: AsnTable) -> tuple[Any, int]:

@@ -296,3 +296,14 @@ def test_metadata_is_json_serializable(tmp_path: Path) -> None:
     json.dumps(result.counts)
     json.dumps(result.inputs)
     assert len(result.inputs[0]["sha256"]) == 64
+
+
+def test_named_format_single_column_zmap_and_garbage_first_line(tmp_path: Path) -> None:
+    single = tmp_path / "zmap.txt"
+    single.write_text("1.2.3.4\n5.6.7.8\n")
+    result = ingest([str(single)], IngestConfig(backend="cpu", format="zmap", default_port=22))
+    assert result.frame.port.tolist() == [22, 22]
+    garbage = tmp_path / "seed.jsonl"
+    garbage.write_bytes(b"not json\n" + b"\n".join(orjson.dumps(r) for r in samples.gps_records(SERVICES)) + b"\n")
+    result = ingest([str(garbage)], IngestConfig(backend="cpu", format="gps"))
+    assert result.counts["rejected_by_reason"] == {"malformed": 1}

@@ -27,6 +27,7 @@ from gpsgpu.asn import AsnTable
 from gpsgpu.backend import Backend, resolve
 from gpsgpu.config import IngestConfig
 from gpsgpu.errors import InputError, UsageError
+from gpsgpu.io.fastjson import parse_gps_block
 from gpsgpu.io.records import (
     GPS_FIELDS,
     ZMAP_FIELDS_DEFAULT,
@@ -41,7 +42,7 @@ from gpsgpu.io.records import (
     parse_ip,
 )
 from gpsgpu.io.rejects import MALFORMED, NON_UTF8, OVERSIZED_BANNER, RejectedRecord, Rejects
-from gpsgpu.io.sources import PARQUET_MAGIC, InputSource, iter_line_chunks, open_input, read_all
+from gpsgpu.io.sources import CHUNK_BYTES, PARQUET_MAGIC, InputSource, iter_line_chunks, open_input, read_all
 from gpsgpu.services import annotate_asn, merge_duplicate_services
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,22 @@ class IngestResult:
 # --- accumulation -------------------------------------------------------------------------------
 
 
+#: Rows carry their input position as ``input index << ORDER_SHIFT | line``, so that duplicates merge
+#: in input order whatever path (fast or per-record) parsed them.
+ORDER_SHIFT = 40
+ORDER = "__order__"
+
+
 class _Columns:
-    """Service rows accumulated column by column (Python lists; converted to Arrow once)."""
+    """Service rows accumulated column by column (Python lists, converted to Arrow once), plus the
+    Arrow tables the vectorized fast path produced."""
 
     def __init__(self, max_banner_bytes: int) -> None:
         self.max_banner_bytes = max_banner_bytes
+        self.input_index = 0
+        self.tables: list[pa.Table] = []
+        self.n_table_rows = 0
+        self.order: list[int] = []
         self.ip: list[int] = []
         self.port: list[int] = []
         self.asn: list[int] = []
@@ -105,7 +117,18 @@ class _Columns:
                 except UnicodeEncodeError:
                     raise RejectedRecord(NON_UTF8, "a text field holds an unpaired surrogate") from None
 
-    def append(self, row: Row) -> None:
+    @property
+    def n_total(self) -> int:
+        return self.n_rows + self.n_table_rows
+
+    def add_table(self, table: pa.Table, lines: np.ndarray) -> None:
+        """Rows parsed by the fast path, with their line numbers."""
+        order = (np.uint64(self.input_index) << np.uint64(ORDER_SHIFT)) | lines.astype(np.uint64)
+        self.tables.append(table.append_column(ORDER, pa.array(order)))
+        self.n_table_rows += table.num_rows
+
+    def append(self, row: Row, line: int) -> None:
+        self.order.append(self.input_index << ORDER_SHIFT | line)
         self.ip.append(row.ip)
         self.port.append(row.port)
         self.asn.append(row.asn)
@@ -125,6 +148,7 @@ class _Columns:
                     column.append(None)
 
     def to_arrow(self) -> pa.Table:
+        """Every accumulated row as one Arrow table (services columns + the ``__order__`` key)."""
         arrays = {
             schema.IP: pa.array(np.array(self.ip, dtype=np.uint32)),
             schema.PORT: pa.array(np.array(self.port, dtype=np.uint16)),
@@ -137,7 +161,11 @@ class _Columns:
         for name in schema.OPTIONAL_COLUMNS:
             if name in self.optional:
                 arrays[name] = pa.array(self.optional[name], type=types[name])
-        return pa.table(arrays)
+        arrays[ORDER] = pa.array(np.array(self.order, dtype=np.uint64))
+        tables = [pa.table(arrays), *self.tables]
+        optional = [n for n in schema.OPTIONAL_COLUMNS if any(n in t.column_names for t in tables)]
+        target = schema.services_arrow_schema(tuple(optional)).append(pa.field(ORDER, pa.uint64()))
+        return pa.concat_tables([_with_columns(t, target) for t in tables])
 
 
 class _Account:
@@ -161,7 +189,7 @@ def _consume(items: list[Any], line: int, raw: Any, columns: _Columns, account: 
                 excerpt = raw() if callable(raw) else raw
                 account.rejects.add(account.source, line, rejected.reason, rejected.detail, excerpt)
                 continue
-            columns.append(item)
+            columns.append(item, line)
         elif type(item) is Filtered:
             account.filtered[item.reason] += 1
         else:
@@ -188,31 +216,52 @@ def _reject_undecodable(line: bytes, number: int, account: _Account) -> None:
     account.rejects.add(account.source, number, reason, detail, line)
 
 
-def _parse_json_lines(source: InputSource, extract: Extractor, columns: _Columns, account: _Account) -> None:
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
-    for first, lines in iter_line_chunks(source):
-        for offset, line in enumerate(lines):
-            if not line or line.isspace():
-                continue
-            account.n_records += 1
-            try:
-                record = loads(line)
-            except decode_error:
-                _reject_undecodable(line, first + offset, account)
-                continue
-            items = extract(record)
-            if len(items) == 1 and type(items[0]) is Row:  # the common case, inlined
-                row = items[0]
-                account.n_units += 1
-                try:
-                    columns.check(row)
-                except RejectedRecord as rejected:
-                    account.rejects.add(source.name, first + offset, rejected.reason, rejected.detail, line)
-                    continue
-                columns.append(row)
-            else:
-                _consume(items, first + offset, line, columns, account)
+def _parse_json_line(
+    line: bytes, number: int, extract: Extractor, columns: _Columns, account: _Account
+) -> None:
+    """The per-record path for one JSON line (the exact reference for every row)."""
+    if not line or line.isspace():
+        return
+    account.n_records += 1
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        _reject_undecodable(line, number, account)
+        return
+    items = extract(record)
+    if len(items) == 1 and type(items[0]) is Row:  # the common case, inlined
+        row = items[0]
+        account.n_units += 1
+        try:
+            columns.check(row)
+        except RejectedRecord as rejected:
+            account.rejects.add(account.source, number, rejected.reason, rejected.detail, line)
+            return
+        columns.append(row, number)
+    else:
+        _consume(items, number, line, columns, account)
+
+
+def _parse_json_lines(
+    source: InputSource, extract: Extractor, columns: _Columns, account: _Account, *, fast: bool = False
+) -> None:
+    """JSON Lines; with ``fast``, blocks go through the vectorized GPS-schema reader first."""
+    for first, block in iter_line_chunks(source, CHUNK_BYTES):
+        chunk = None
+        if fast:
+            n_lines = block.count(b"\n") + 1
+            chunk = parse_gps_block(block, n_lines, columns.max_banner_bytes)
+        if chunk is None:
+            for offset, line in enumerate(block.split(b"\n")):
+                _parse_json_line(line, first + offset, extract, columns, account)
+            continue
+        account.n_records += len(chunk.accepted)
+        account.n_units += len(chunk.accepted)
+        columns.add_table(chunk.table, chunk.accepted + first)
+        if chunk.deferred.size:
+            lines = block.split(b"\n")
+            for offset in chunk.deferred.tolist():
+                _parse_json_line(lines[offset], first + offset, extract, columns, account)
 
 
 def _parse_json_array(data: bytes, extract: Extractor, columns: _Columns, account: _Account) -> None:
@@ -364,14 +413,23 @@ def detect_format(head: bytes, name: str) -> tuple[str, str]:
 
 
 def _container_for(fmt: str, head: bytes) -> str:
+    """The container of an input whose format the user named: CSV only when the first line looks
+    like CSV (a comma, not JSON), so that garbage lines in JSON Lines become counted rejects."""
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
     stripped = head.lstrip()
     if stripped.startswith(b"["):
         return "json-array"
-    if stripped.startswith(b"{") or not stripped:
-        return "jsonl"
-    return "csv"
+    first_line = stripped.split(b"\n", 1)[0]
+    if fmt in ("gps", "zmap") and not first_line.startswith(b"{") and b"," in first_line:
+        return "csv"
+    if fmt == "zmap" and not first_line.startswith(b"{"):
+        try:  # ZMap's default single-port output: one address per line
+            parse_ip(first_line.decode("utf-8", "replace").strip())
+            return "csv"
+        except RejectedRecord:
+            pass
+    return "jsonl"
 
 
 def _parquet_format(table: pa.Table, name: str) -> str:
@@ -397,12 +455,10 @@ def _extractor(fmt: str, default_port: int | None) -> Extractor:
 # --- driver -------------------------------------------------------------------------------------
 
 
-def _ingest_one(
-    path: str, config: IngestConfig, columns: _Columns, services_tables: list[pa.Table]
-) -> tuple[_Account, dict[str, Any]]:
+def _ingest_one(path: str, config: IngestConfig, columns: _Columns) -> tuple[_Account, dict[str, Any]]:
     account = _Account(path)
     started = time.perf_counter()
-    n_before = columns.n_rows
+    n_before = columns.n_total
     with open_input(path) as source:
         head = _peek(source)
         if config.format == "auto":
@@ -421,9 +477,10 @@ def _ingest_one(
                 fmt = _parquet_format(table, path)
             if fmt == "services":
                 try:
-                    services_tables.append(schema.services_arrow_table(table))
+                    services = schema.services_arrow_table(table)
                 except (ValueError, pa.ArrowInvalid) as exc:
                     raise InputError(f"{path}: {exc}") from None
+                columns.add_table(services, np.arange(1, table.num_rows + 1, dtype=np.uint64))
                 account.n_records = account.n_units = table.num_rows
             else:
                 _parse_parquet_rows(table, _extractor(fmt, config.default_port), columns, account)
@@ -436,14 +493,11 @@ def _ingest_one(
                 raise InputError(f"{path}: {fmt} records are JSON, but this input looks like CSV")
             _parse_csv(source, fmt, _extractor(fmt, config.default_port), columns, account)
         else:
-            _parse_json_lines(source, _extractor(fmt, config.default_port), columns, account)
+            extract = _extractor(fmt, config.default_port)
+            _parse_json_lines(source, extract, columns, account, fast=fmt == "gps")
         described = source.describe()
     seconds = time.perf_counter() - started
-    n_services = (
-        columns.n_rows
-        - n_before
-        + (services_tables[-1].num_rows if fmt == "services" and services_tables else 0)
-    )
+    n_services = columns.n_total - n_before
     described.update(
         format=fmt,
         container=container,
@@ -482,13 +536,13 @@ def ingest(inputs: Sequence[str], config: IngestConfig, asn_table: AsnTable | No
         raise UsageError("standard input ('-') can be read only once")
     backend = resolve(config.backend)
     columns = _Columns(config.max_banner_bytes)
-    services_tables: list[pa.Table] = []
     rejects = Rejects()
     filtered: Counter[str] = Counter()
     described: list[dict[str, Any]] = []
     n_records = n_units = 0
-    for path in inputs:
-        account, info = _ingest_one(str(path), config, columns, services_tables)
+    for index, path in enumerate(inputs):
+        columns.input_index = index
+        account, info = _ingest_one(str(path), config, columns)
         rejects.extend(account.rejects)
         filtered.update(account.filtered)
         n_records += account.n_records
@@ -496,17 +550,11 @@ def ingest(inputs: Sequence[str], config: IngestConfig, asn_table: AsnTable | No
         described.append(info)
     if n_records == 0:
         raise InputError(f"{', '.join(map(str, inputs))}: no records (empty input)")
-    tables = [columns.to_arrow(), *services_tables]
-    optional = sorted(
-        {n for t in tables for n in t.column_names if n in schema.OPTIONAL_COLUMNS},
-        key=schema.OPTIONAL_COLUMNS.index,
-    )
-    full_schema = schema.services_arrow_schema(tuple(optional))
-    tables = [_with_columns(t, full_schema) for t in tables]
-    parsed = pa.concat_tables(tables)
-    frame = schema.services_from_arrow(parsed, backend.xdf)
+    parsed = columns.to_arrow()
+    order = backend.xp.asarray(parsed.column(ORDER).to_numpy())
+    frame = schema.services_from_arrow(parsed.drop_columns([ORDER]), backend.xdf)
     n_parsed = len(frame)
-    frame = merge_duplicate_services(frame)
+    frame = merge_duplicate_services(frame, order=order)
     n_annotated = 0
     if asn_table is not None:
         frame, n_annotated = annotate_asn(frame, table=asn_table)

@@ -134,31 +134,27 @@ def read_all(source: InputSource) -> bytes:
     return data
 
 
-def iter_line_chunks(
-    source: InputSource, chunk_bytes: int = CHUNK_BYTES
-) -> Iterator[tuple[int, list[bytes]]]:
-    """Yield ``(number of the first line, lines)`` with the trailing newline (and ``\\r``) removed.
-
-    Lines never straddle chunks; line numbers start at 1.
-    """
+def iter_line_chunks(source: InputSource, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(number of the block's first line, block)``: whole lines joined by ``\\n``, without the
+    final newline. Lines never straddle blocks; line numbers start at 1."""
     next_line = 1
     tail = b""
     while True:
         try:
-            block = source.stream.read(chunk_bytes)
+            data = source.stream.read(chunk_bytes)
         except (OSError, EOFError) as exc:
             raise InputError(f"{source.name}: corrupt {source.compression} stream ({exc})") from None
-        if not block:
+        if not data:
             break
-        block = tail + block
-        cut = block.rfind(b"\n")
+        data = tail + data
+        cut = data.rfind(b"\n")
         if cut < 0:
-            tail = block
+            tail = data
             continue
-        tail = block[cut + 1 :]
-        lines = block[:cut].split(b"\n")
-        yield next_line, lines
-        next_line += len(lines)
+        tail = data[cut + 1 :]
+        block = data[:cut]
+        yield next_line, block
+        next_line += block.count(b"\n") + 1
     if tail:
-        yield next_line, [tail]
+        yield next_line, tail
     source.drain()
