@@ -40,7 +40,8 @@ def merge_duplicate_services(services: Any, /, *, order: Any = None) -> Any:
     key = (values_of(services[schema.IP]).astype(xp.uint64) << xp.uint64(16)) | values_of(
         services[schema.PORT]
     ).astype(xp.uint64)
-    order = xp.arange(n, dtype=xp.int64) if order is None else xp.asarray(order)
+    # Both sort keys as uint64: stacking int64 with uint64 would promote them to float64.
+    order = xp.arange(n, dtype=xp.uint64) if order is None else xp.asarray(order).astype(xp.uint64)
     permutation = xp.lexsort(xp.stack([order, key]))
     sorted_key = key[permutation]
     first = xp.ones(n, dtype=bool)
@@ -63,9 +64,10 @@ def merge_duplicate_services(services: Any, /, *, order: Any = None) -> Any:
         winner[1:] = groups[ranked][1:] != groups[ranked][:-1]
         source_rows = rows[ranked[winner]]
         target_rows = groups[ranked[winner]]
-        values = frame[column].iloc[source_rows].reset_index(drop=True)
-        position = merged.columns.get_loc(column)
-        merged.iloc[target_rows, position] = values.to_numpy() if xp.__name__ == "numpy" else values
+        # Copy, assign by position, put back: the same on pandas (copy-on-write) and cuDF.
+        updated = merged[column].copy()
+        updated.iloc[target_rows] = values_of(frame[column].iloc[source_rows])
+        merged[column] = updated
     return merged
 
 
