@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from gpsgpu.io.records import (
 )
 from gpsgpu.io.rejects import MALFORMED, NON_UTF8, OVERSIZED_BANNER, RejectedRecord, Rejects
 from gpsgpu.io.sources import CHUNK_BYTES, PARQUET_MAGIC, InputSource, iter_line_chunks, open_input, read_all
+from gpsgpu.progress import progress
 from gpsgpu.services import annotate_asn, merge_duplicate_services
 
 log = logging.getLogger(__name__)
@@ -459,7 +461,8 @@ def _ingest_one(path: str, config: IngestConfig, columns: _Columns) -> tuple[_Ac
     account = _Account(path)
     started = time.perf_counter()
     n_before = columns.n_total
-    with open_input(path) as source:
+    with open_input(path) as source, progress(f"ingest {Path(path).name}", source.size) as bar:
+        source.on_progress = bar.update
         head = _peek(source)
         if config.format == "auto":
             fmt, container = detect_format(head, path)

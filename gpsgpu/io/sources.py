@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -59,6 +59,19 @@ class InputSource:
     stream: IO[bytes]
     compression: str
     _hashing: _HashingReader = field(repr=False)
+    #: Called with the stored bytes read so far after each block (for progress displays).
+    on_progress: Callable[[int], None] | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int | None:
+        """Stored size in bytes when the input is a regular file (None for stdin and pipes)."""
+        if self.name == "-":
+            return None
+        try:
+            stat = os.stat(self.name)
+        except OSError:
+            return None
+        return stat.st_size if stat.st_size > 0 else None
 
     @property
     def sha256(self) -> str:
@@ -146,6 +159,8 @@ def iter_line_chunks(source: InputSource, chunk_bytes: int = CHUNK_BYTES) -> Ite
             raise InputError(f"{source.name}: corrupt {source.compression} stream ({exc})") from None
         if not data:
             break
+        if source.on_progress is not None:
+            source.on_progress(source.n_bytes)
         data = tail + data
         cut = data.rfind(b"\n")
         if cut < 0:
