@@ -527,9 +527,10 @@ def _ingest_one(path: str, config: IngestConfig, columns: _Columns) -> tuple[_Ac
 def ingest(inputs: Sequence[str], config: IngestConfig, asn_table: AsnTable | None = None) -> IngestResult:
     """Read every input into one services frame on ``config.backend``.
 
-    Raises :class:`InputError` for an unusable input (missing, empty, undetectable format) or when the
-    share of rejected records exceeds ``config.max_reject_rate`` (the rejects are in the exception's
-    ``rejects`` attribute so that the caller can still write them).
+    Bad records are returned in ``IngestResult.rejects`` with the reject rate in ``counts``; the
+    caller decides what rate is too much (``run_ingest`` applies ``config.max_reject_rate``).
+    Raises :class:`InputError` for an input that cannot be used at all (missing, empty, of an
+    undetectable format) and :class:`UsageError` for bad parameters.
     """
     if config.format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {config.format!r}")
