@@ -71,3 +71,18 @@ def test_atomic_dir_replaces_whole_folders(tmp_path: Path) -> None:
 def test_metadata_path() -> None:
     assert metadata_path_for(Path("x/seed.parquet")) == Path("x/seed.metadata.json")
     assert metadata_path_for(Path("x/model")) == Path("x/model/metadata.json")
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    current = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "f.txt") as handle:
+            handle.write("x")
+        with atomic_dir(tmp_path / "d") as folder:
+            (folder / "a").write_text("1")
+    finally:
+        os.umask(current)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
