@@ -23,11 +23,11 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import append_section, environment, write_rows  # noqa: E402
+from common import append_section, environment, write_rows
 
-from gpsgpu import samples  # noqa: E402
-from gpsgpu.config import IngestConfig  # noqa: E402
-from gpsgpu.pipelines.ingest import run_ingest  # noqa: E402
+from gpsgpu import samples
+from gpsgpu.config import IngestConfig
+from gpsgpu.pipelines.ingest import run_ingest
 
 
 def make_input(path: Path, n_rows: int, seed: int = 0) -> int:
@@ -38,7 +38,9 @@ def make_input(path: Path, n_rows: int, seed: int = 0) -> int:
         for index in range(n_rows):
             s = base[index % len(base)]
             record = {
-                "ip": f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                "ip": ".".join(
+                    str(rng.randrange(lo, hi)) for lo, hi in ((1, 224), (0, 256), (0, 256), (1, 255))
+                ),
                 "p": s.port if index % 4 else rng.randrange(1, 65536),
                 "asn": s.asn,
                 "data": s.banner,
@@ -50,7 +52,9 @@ def make_input(path: Path, n_rows: int, seed: int = 0) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--backend", default="cpu")
     parser.add_argument("--repeat", type=int, default=3)
@@ -68,7 +72,9 @@ def main() -> None:
         seconds = []
         for _ in range(args.repeat):
             start = time.perf_counter()
-            metadata = run_ingest([str(seed_path)], Path(tmp) / "seed.parquet", IngestConfig(backend=args.backend))
+            metadata = run_ingest(
+                [str(seed_path)], Path(tmp) / "seed.parquet", IngestConfig(backend=args.backend)
+            )
             seconds.append(time.perf_counter() - start)
         counts = metadata["counts"]
     best, median = min(seconds), statistics.median(seconds)
@@ -94,7 +100,8 @@ def main() -> None:
     if args.record:
         append_section(
             f"Ingest: GPS-schema JSON Lines -> services Parquet ({env['date']})",
-            f"`python bench/bench_ingest.py --rows {args.rows} --record` on {env['device']}, pinned to 1 core, "
+            f"`python bench/bench_ingest.py --rows {args.rows} --record` on {env['device']}, "
+            "pinned to 1 core, "
             f"Arrow on 1 thread; versions {env['versions']}.\n\n"
             "| rows | input | services | median s | best s | rows/s (median) | target |\n"
             "|---:|---:|---:|---:|---:|---:|---:|\n"

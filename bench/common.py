@@ -29,7 +29,10 @@ def gpu_model() -> str | None:
     try:
         done = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         return done.stdout.strip().splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
@@ -40,7 +43,17 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for name in ("gpsgpu", "numpy", "pandas", "pyarrow", "orjson", "duckdb", "cudf-cu13", "cupy-cuda13x", "dask"):
+    for name in (
+        "gpsgpu",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "orjson",
+        "duckdb",
+        "cudf-cu13",
+        "cupy-cuda13x",
+        "dask",
+    ):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -67,8 +80,8 @@ def append_section(title: str, body: str) -> None:
     """Append a dated section to bench/RESULTS.md (creating it with its header if needed)."""
     if not RESULTS_MD.exists():
         RESULTS_MD.write_text(
-            "# Benchmark results\n\nEvery figure here was produced by a script in `bench/` on the device named in"
-            " its section; GPU figures come only from runs on a GPU machine.\n"
+            "# Benchmark results\n\nEvery figure here was produced by a script in `bench/` on the device"
+            " named in its section; GPU figures come only from runs on a GPU machine.\n"
         )
     with RESULTS_MD.open("a", encoding="utf-8") as handle:
         handle.write(f"\n## {title}\n\n{body.rstrip()}\n")

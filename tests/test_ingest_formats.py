@@ -304,6 +304,8 @@ def test_named_format_single_column_zmap_and_garbage_first_line(tmp_path: Path) 
     result = ingest([str(single)], IngestConfig(backend="cpu", format="zmap", default_port=22))
     assert result.frame.port.tolist() == [22, 22]
     garbage = tmp_path / "seed.jsonl"
-    garbage.write_bytes(b"not json\n" + b"\n".join(orjson.dumps(r) for r in samples.gps_records(SERVICES)) + b"\n")
+    garbage.write_bytes(
+        b"not json\n" + b"\n".join(orjson.dumps(r) for r in samples.gps_records(SERVICES)) + b"\n"
+    )
     result = ingest([str(garbage)], IngestConfig(backend="cpu", format="gps"))
     assert result.counts["rejected_by_reason"] == {"malformed": 1}
