@@ -137,18 +137,542 @@ def demo(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="folder for everything the demo writes")
     ] = Path("gpsgpu-demo"),
+    hosts: Annotated[
+        str | None, typer.Option("--hosts", help="responsive hosts of the simulated Internet (150000)")
+    ] = None,
+    seed_fraction: Annotated[
+        float | None, typer.Option("--seed-fraction", help="share of addresses in the seed scan (0.02)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="random seed of the simulation (0)")] = None,
+    no_xgboost: Annotated[
+        bool, typer.Option("--no-xgboost", help="skip the XGBoost scanner baseline (faster)")
+    ] = False,
     backend: BackendOpt = None,
 ) -> None:
-    """Run the whole loop on built-in data and print what it found."""
+    """Run the whole GPS loop on a small simulated Internet and print what it found."""
+    from gpsgpu.config import DemoConfig, load_config
     from gpsgpu.pipelines.demo import run_demo
 
-    run_demo(output, backend=backend or "auto")
+    cfg = load_config(
+        DemoConfig,
+        "demo",
+        flags={
+            "hosts": _parse_hosts(hosts),
+            "seed_fraction": seed_fraction,
+            "seed": seed,
+            "xgboost": False if no_xgboost else None,
+            "backend": backend,
+        },
+    )
+    run_demo(output, backend=cfg.backend, config=cfg)
 
 
 # --- simulation commands (simulate, evaluate; demo above) are added below this line ---
 
 
+def _parse_hosts(value: str | None) -> float | None:
+    """``--hosts`` accepts ``1000000``, ``1e6`` or ``1_000_000``; anything else is a usage error."""
+    if value is None:
+        return None
+    from gpsgpu.errors import UsageError
+
+    try:
+        return float(value.replace("_", ""))
+    except ValueError:
+        raise UsageError(f"--hosts must be a number such as 1000000 or 1e6, not {value!r}") from None
+
+
+@app.command()
+def simulate(
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder to write (NET/)")],
+    hosts: Annotated[
+        str | None, typer.Option("--hosts", help="responsive hosts to simulate, e.g. 1e6 (default 1,000,000)")
+    ] = None,
+    seed_fraction: Annotated[
+        float | None,
+        typer.Option("--seed-fraction", help="share of addresses the seed scan covers on all ports (0.01)"),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="random seed of the simulation (0)")] = None,
+    day: Annotated[
+        int | None, typer.Option("--day", help="day of the snapshot; churn moves hosts (0)")
+    ] = None,
+    export: Annotated[
+        str | None, typer.Option("--export", help="also write the seed scan as GPS-schema JSON Lines: gps")
+    ] = None,
+    truth: Annotated[
+        str | None,
+        typer.Option("--truth", help="write truth.parquet: auto (when at most 5M services), always, never"),
+    ] = None,
+    backend: BackendOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Simulate an Internet: seed scan, ground truth (or its parameters), statistics beside the GPS talk."""
+    from gpsgpu.config import SimulateConfig, load_config
+    from gpsgpu.pipelines.simulate import run_simulate
+
+    cfg = load_config(
+        SimulateConfig,
+        "simulate",
+        file=config,
+        flags={
+            "hosts": _parse_hosts(hosts),
+            "seed_fraction": seed_fraction,
+            "seed": seed,
+            "day": day,
+            "export": export,
+            "truth": truth,
+            "backend": backend,
+        },
+    )
+    run_simulate(output, cfg)
+
+
+@app.command("sim-scan")
+def sim_scan(
+    net: Annotated[Path, typer.Argument(help="a simulated Internet (NET/ from 'gpsgpu simulate')")],
+    plan_dir: Annotated[Path, typer.Argument(help="a plan (PLAN/ from 'gpsgpu plan')")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="priors scan results to write (Parquet)")],
+    backend: BackendOpt = None,
+) -> None:
+    """Scan a plan's (port, prefix) rows on a simulated Internet: the priors scan for 'gpsgpu predict'."""
+    from gpsgpu.pipelines.simulate import run_sim_scan
+
+    run_sim_scan(net, plan_dir, output, backend=backend or "auto")
+
+
+@app.command()
+def evaluate(
+    predictions: Annotated[Path, typer.Argument(help="predictions (PRED/ from 'gpsgpu predict')")],
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="the simulated Internet (NET/ from 'gpsgpu simulate')")
+    ] = None,
+    plan_dir: Annotated[
+        Path | None,
+        typer.Option("--plan", help="the plan the priors scan ran (default: recorded by predict)"),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="folder for the table, CSVs and plots")
+    ] = Path("eval"),
+    baselines: Annotated[
+        str | None, typer.Option("--baselines", help="comma list: port-order, xgboost, none")
+    ] = None,
+    include_pseudo: Annotated[
+        bool, typer.Option("--include-pseudo", help="count services of hosts on more than 10 ports")
+    ] = False,
+    xgb_ports: Annotated[
+        int | None, typer.Option("--xgb-ports", help="the XGBoost scanner runs on this many top ports (10)")
+    ] = None,
+    xgb_sample: Annotated[
+        int | None, typer.Option("--xgb-sample", help="addresses the XGBoost scanner is applied to (400000)")
+    ] = None,
+    backend: BackendOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score a GPS run against a simulated ground truth, with baselines; table, CSV and PNG plots."""
+    from gpsgpu.config import EvaluateConfig, load_config
+    from gpsgpu.pipelines.evaluate import run_evaluate
+
+    cfg = load_config(
+        EvaluateConfig,
+        "evaluate",
+        file=config,
+        flags={
+            "truth": str(truth) if truth is not None else None,
+            "plan": str(plan_dir) if plan_dir is not None else None,
+            "baselines": tuple(b.strip() for b in baselines.split(",") if b.strip()) if baselines else None,
+            "include_pseudo": include_pseudo or None,
+            "xgb_ports": xgb_ports,
+            "xgb_sample": xgb_sample,
+            "backend": backend,
+        },
+    )
+    run_evaluate(predictions, output, cfg)
+
+
 # --- engine commands (learn, plan, predict) are added below this line ---
+
+HitrateOpt = Annotated[
+    float | None, typer.Option("--hitrate", help="keep what beats this hitrate (reference default 0.00001)")
+]
+StepOpt = Annotated[
+    int | None, typer.Option("--step", help="prefix length of a plan row (reference default 16)")
+]
+BlocklistOpt = Annotated[
+    list[str] | None,
+    typer.Option("--blocklist", "-b", help="ZMap blocklist file, added to the IANA ranges (repeatable)"),
+]
+
+
+@app.command()
+def learn(
+    seed: Annotated[list[str], typer.Argument(help="seed scan: services table or scan records ('-': stdin)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="model folder to write (MODEL/)")],
+    hitrate: HitrateOpt = None,
+    step: StepOpt = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="feature preset (gps2022)")] = None,
+    no_asn: Annotated[bool, typer.Option("--no-asn", help="learn without ASN features (UseASN off)")] = False,
+    partitions: Annotated[
+        int | None, typer.Option("--partitions", help="count hosts in this many partitions (same result)")
+    ] = None,
+    chunk_pairs: Annotated[
+        int | None, typer.Option("--chunk-pairs", help="expand at most this many pairs at once (memory)")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads counting pairs (0: every core)")
+    ] = None,
+    save_counts: Annotated[
+        bool, typer.Option("--save-counts", help="also write the additive count tables into MODEL/")
+    ] = False,
+    backend: BackendOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Phase 1a: learn predictive patterns and rules from a seed scan (GPS compatible mode)."""
+    from gpsgpu.config import LearnConfig, load_config
+    from gpsgpu.pipelines.learn import run_learn
+
+    cfg = load_config(
+        LearnConfig,
+        "learn",
+        file=config,
+        flags={
+            "hitrate": hitrate,
+            "step": step,
+            "preset": preset,
+            "use_asn": False if no_asn else None,
+            "partitions": partitions,
+            "chunk_pairs": chunk_pairs,
+            "threads": threads,
+            "save_counts": True if save_counts else None,
+            "backend": backend,
+        },
+    )
+    run_learn(seed, output, cfg)
+
+
+@app.command()
+def plan(
+    model: Annotated[Path, typer.Argument(help="model folder written by 'gpsgpu learn'")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="plan folder to write (PLAN/)")],
+    step: StepOpt = None,
+    hitrate: HitrateOpt = None,
+    blocklist: BlocklistOpt = None,
+    rate: Annotated[
+        int | None, typer.Option("--rate", "-r", help="zmap -r (packets/s) for commands.sh")
+    ] = None,
+    zmap: Annotated[str | None, typer.Option("--zmap", help="zmap executable named in commands.sh")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Phase 1b: the (port, prefix) priors scan plan, its probe count and ZMap allowlists."""
+    from gpsgpu.config import PlanConfig, load_config
+    from gpsgpu.pipelines.plan import run_plan
+
+    cfg = load_config(
+        PlanConfig,
+        "plan",
+        file=config,
+        flags={
+            "step": step,
+            "hitrate": hitrate,
+            "blocklist": tuple(blocklist) if blocklist else None,
+            "rate": rate,
+            "zmap": zmap,
+        },
+    )
+    run_plan(model, output, cfg)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="model folder written by 'gpsgpu learn'")],
+    priors: Annotated[list[str], typer.Argument(help="priors scan results: services table or scan records")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="predictions folder to write (PRED/)")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help="auto|gps|lzr|zgrab2|zmap|censys|services")
+    ] = None,
+    export: Annotated[
+        str | None, typer.Option("--export", help="also write PRED/predictions.txt: gps (ip:port)|lzr|zgrab2")
+    ] = None,
+    plan_dir: Annotated[
+        str | None, typer.Option("--plan", help="PLAN/ folder whose step and hitrate to use")
+    ] = None,
+    step: StepOpt = None,
+    hitrate: HitrateOpt = None,
+    blocklist: BlocklistOpt = None,
+    priors_per_partition: Annotated[
+        int | None, typer.Option("--priors-per-partition", help="priors services handled per output shard")
+    ] = None,
+    backend: BackendOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Phase 2: predict services from the priors scan, minus plan, seed and blocklisted space."""
+    from gpsgpu.config import PredictConfig, load_config
+    from gpsgpu.pipelines.predict import run_predict
+
+    cfg = load_config(
+        PredictConfig,
+        "predict",
+        file=config,
+        flags={
+            "format": fmt,
+            "export": export,
+            "plan": plan_dir,
+            "step": step,
+            "hitrate": hitrate,
+            "blocklist": tuple(blocklist) if blocklist else None,
+            "priors_per_partition": priors_per_partition,
+            "backend": backend,
+        },
+    )
+    run_predict(model, priors, output, cfg)
+
+
+# --- port2dist commands: a `portdist` typer sub-app is added below this line ---
+
+portdist_app = typer.Typer(
+    name="portdist",
+    help="port2dist: semantic port distances learned from darknet scans (build, query, block, peers).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(portdist_app, name="portdist")
+
+DistOpt = Annotated[Path, typer.Argument(help="a distances folder written by 'gpsgpu portdist build'")]
+SourceOpt = Annotated[
+    str | None, typer.Option("--source", help="darknet (default) or model (GPS co-location, --from-model)")
+]
+WindowOpt = Annotated[
+    str | None, typer.Option("--window", "-w", help="day|week|month|year (default: the longest built)")
+]
+
+
+@portdist_app.command("ingest")
+def portdist_ingest(
+    inputs: Annotated[
+        list[str], typer.Argument(help="pcap/pcapng captures or CSV/Parquet flow records; '-' is stdin")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="probes table to write (Parquet)")],
+    max_reject_rate: Annotated[
+        float | None, typer.Option("--max-reject-rate", help="fail when more than this share is rejected")
+    ] = None,
+    allow_truncated: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-truncated/--no-allow-truncated", help="keep the packets of a capture cut short"
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Read TCP SYN probes (SYN without ACK, IPv4) from captures or flow records."""
+    from gpsgpu.config import PortdistIngestConfig, load_config
+    from gpsgpu.pipelines.portdist import run_portdist_ingest
+
+    cfg = load_config(
+        PortdistIngestConfig,
+        "portdist_ingest",
+        file=config,
+        flags={"max_reject_rate": max_reject_rate, "allow_truncated": allow_truncated},
+    )
+    run_portdist_ingest(inputs, output, cfg)
+
+
+@portdist_app.command("simulate")
+def portdist_simulate(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="folder to write (probes/, campaigns.parquet, ...)")
+    ],
+    probes_per_day: Annotated[
+        int | None, typer.Option("--probes-per-day", help="TCP SYNs per day (50,000,000 at full size)")
+    ] = None,
+    days: Annotated[int | None, typer.Option("--days", help="number of days (1..366)")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="first day, YYYY-MM-DD")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="random seed")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Simulate a /20 darknet: labelled scanner campaigns, vertical/horizontal scans and noise."""
+    from gpsgpu.config import PortdistSimulateConfig, load_config
+    from gpsgpu.pipelines.portdist import run_portdist_simulate
+
+    cfg = load_config(
+        PortdistSimulateConfig,
+        "portdist_simulate",
+        file=config,
+        flags={"probes_per_day": probes_per_day, "days": days, "start": start, "seed": seed},
+    )
+    run_portdist_simulate(output, cfg)
+
+
+@portdist_app.command("build")
+def portdist_build(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="probes (Parquet file/folder, or captures/flow records); none: rebuild windows"),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="distances folder (created or updated)")
+    ] = Path("dist"),
+    window: Annotated[
+        list[str] | None,
+        typer.Option("--window", "-w", help="day|week|month|year (repeatable; default week)"),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--end", help="last day of the windows (default: latest)")
+    ] = None,
+    from_model: Annotated[
+        str | None,
+        typer.Option("--from-model", help="also build co-location distances from a GPS model folder"),
+    ] = None,
+    vertical_min_ports: Annotated[
+        int | None,
+        typer.Option("--vertical-min-ports", help="a day's sequence with this many ports is a vertical scan"),
+    ] = None,
+    horizontal_max_ports: Annotated[
+        int | None, typer.Option("--horizontal-max-ports", help="at most this many ports ...")
+    ] = None,
+    horizontal_min_dsts: Annotated[
+        int | None,
+        typer.Option("--horizontal-min-dsts", help="... on at least this many addresses: horizontal"),
+    ] = None,
+    min_sources: Annotated[
+        int | None, typer.Option("--min-sources", help="an edge needs this many source-days")
+    ] = None,
+    rescale: Annotated[
+        str | None, typer.Option("--rescale", help="assoc|log|linear (weights -> (0, 1])")
+    ] = None,
+    store_k: Annotated[int | None, typer.Option("--store-k", help="neighbours stored per port")] = None,
+    apsp: Annotated[str | None, typer.Option("--apsp", help="auto|scipy|minplus|gpu")] = None,
+    backend: BackendOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Count transitions per day and compute distances for the windows."""
+    from gpsgpu.config import PortdistBuildConfig, load_config
+    from gpsgpu.pipelines.portdist import run_portdist_build
+
+    cfg = load_config(
+        PortdistBuildConfig,
+        "portdist_build",
+        file=config,
+        flags={
+            "windows": tuple(window) if window else None,
+            "end": end,
+            "from_model": from_model,
+            "vertical_min_ports": vertical_min_ports,
+            "horizontal_max_ports": horizontal_max_ports,
+            "horizontal_min_dsts": horizontal_min_dsts,
+            "min_sources": min_sources,
+            "rescale": rescale,
+            "store_k": store_k,
+            "apsp": apsp,
+            "backend": backend,
+        },
+    )
+    run_portdist_build(inputs or [], output, cfg)
+
+
+@portdist_app.command("neighbors")
+def portdist_neighbors(
+    dist: DistOpt,
+    port: Annotated[int, typer.Argument(help="a TCP port")],
+    k: Annotated[int, typer.Option("-k", help="how many nearest ports")] = 10,
+    source: SourceOpt = None,
+    window: WindowOpt = None,
+) -> None:
+    """A port's k nearest ports (JSON on stdout)."""
+    from gpsgpu.pipelines.portdist import run_portdist_neighbors
+
+    run_portdist_neighbors(dist, port, k=k, source=source, window=window)
+
+
+@portdist_app.command("distance")
+def portdist_distance(
+    dist: DistOpt,
+    a: Annotated[int, typer.Argument(help="a TCP port")],
+    b: Annotated[int, typer.Argument(help="another TCP port")],
+    source: SourceOpt = None,
+    window: WindowOpt = None,
+) -> None:
+    """The distance between two ports (JSON on stdout; null when unobserved or unreachable)."""
+    from gpsgpu.pipelines.portdist import run_portdist_distance
+
+    run_portdist_distance(dist, a, b, source=source, window=window)
+
+
+@portdist_app.command("export")
+def portdist_export(
+    dist: DistOpt,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="CSV or Parquet file; '-' is CSV on stdout")
+    ] = "-",
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help="csv|parquet (default: by extension)")
+    ] = None,
+    k: Annotated[
+        int | None, typer.Option("-k", help="only each port's k nearest (default: every pair)")
+    ] = None,
+    source: SourceOpt = None,
+    window: WindowOpt = None,
+) -> None:
+    """Write a whole window's distances (a, b, distance)."""
+    from gpsgpu.pipelines.portdist import run_portdist_export
+
+    run_portdist_export(dist, output, source=source, window=window, k=k, fmt=fmt)
+
+
+@portdist_app.command("block")
+def portdist_block(
+    probes: Annotated[str, typer.Argument(help="probes Parquet (file, folder, or a simulate folder)")],
+    dist: Annotated[Path, typer.Option("--dist", help="distances folder")],
+    k: Annotated[int | None, typer.Option("-k", help="ports predicted and blocked per source")] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="also write the report (.csv or .json)")
+    ] = None,
+    source: SourceOpt = None,
+    window: WindowOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Replay probes in time order, blocking each source's k nearest ports; TP/FP per campaign."""
+    from gpsgpu.config import PortdistBlockConfig, load_config
+    from gpsgpu.pipelines.portdist import run_portdist_block
+
+    cfg = load_config(
+        PortdistBlockConfig,
+        "portdist_block",
+        file=config,
+        flags={"k": k, "output": output, "source": source, "window": window},
+    )
+    run_portdist_block(probes, dist, cfg)
+
+
+@portdist_app.command("peers")
+def portdist_peers(
+    probes: Annotated[str, typer.Argument(help="a 'portdist simulate' folder (probes + ground truth)")],
+    dist: Annotated[Path, typer.Option("--dist", help="distances folder built from the same probes")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="folder for the table, CSVs and plot")
+    ] = Path("peers"),
+    k: Annotated[int | None, typer.Option("-k", help="blocking k of the main table")] = None,
+    quality_k: Annotated[
+        int | None, typer.Option("--quality-k", help="k of the neighbour-quality score")
+    ] = None,
+    window: WindowOpt = None,
+    replay_days: Annotated[
+        int | None, typer.Option("--replay-days", help="held-out days after the window to replay (0: all)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Word2Vec seed")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Compare port2dist with numeric distance, IANA ranges and Word2Vec (table + plot)."""
+    from gpsgpu.config import PortdistPeersConfig, load_config
+    from gpsgpu.pipelines.portdist import run_portdist_peers
+
+    cfg = load_config(
+        PortdistPeersConfig,
+        "portdist_peers",
+        file=config,
+        flags={"k": k, "quality_k": quality_k, "window": window, "replay_days": replay_days, "seed": seed},
+    )
+    run_portdist_peers(probes, dist, output, cfg)
 
 
 def main() -> None:

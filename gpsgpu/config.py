@@ -117,3 +117,316 @@ def load_config(
 
 def as_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+# --- GPS engine: learn, plan, predict (compatible mode) -------------------------------------------
+
+#: The reference's defaults (GPS_REFERENCE.md): Hitrate and Step_Size.
+DEFAULT_HITRATE = 0.00001
+DEFAULT_STEP = 16
+#: Upper bound on the pairs the learn step expands at once (about 16 bytes each while counting).
+DEFAULT_CHUNK_PAIRS = 1 << 24
+#: Probes per second written into PLAN/commands.sh (zmap -r).
+DEFAULT_ZMAP_RATE = 10_000
+#: Rows of the priors scan handled per predict partition (predictions of one are held at once).
+DEFAULT_PRIORS_PER_PARTITION = 1_000_000
+EXPORT_CHOICES = ("gps", "lzr", "zgrab2")
+
+
+def _check_step(step: int | None) -> None:
+    if step is not None and not 0 <= step <= 32:
+        raise UsageError(f"--step must be within 0..32, not {step}")
+
+
+def _check_hitrate(hitrate: float | None) -> None:
+    if hitrate is not None and not 0.0 <= hitrate <= 1.0:
+        raise UsageError(f"--hitrate must be within 0..1, not {hitrate}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LearnConfig:
+    """``gpsgpu learn``: seed services -> MODEL/ (counts, hitrates, patterns, rules)."""
+
+    hitrate: float = DEFAULT_HITRATE
+    step: int = DEFAULT_STEP
+    preset: str = "gps2022"
+    use_asn: bool = True
+    backend: str = "auto"
+    partitions: int = 1
+    chunk_pairs: int = DEFAULT_CHUNK_PAIRS
+    threads: int = 0  # 0: every core
+    save_counts: bool = False
+
+    def __post_init__(self) -> None:
+        _check_hitrate(self.hitrate)
+        if self.threads < 0:
+            raise UsageError(f"--threads must be 0 (every core) or more, not {self.threads}")
+        _check_step(self.step)
+        from gpsgpu.features import PRESETS
+
+        if self.preset not in PRESETS:
+            raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        if self.partitions < 1:
+            raise UsageError(f"--partitions must be at least 1, not {self.partitions}")
+        if self.chunk_pairs < 1024:
+            raise UsageError(f"--chunk-pairs must be at least 1024, not {self.chunk_pairs}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanConfig:
+    """``gpsgpu plan``: MODEL/ -> PLAN/ (priors_scan_<step>.csv, ZMap allowlists, commands.sh)."""
+
+    step: int | None = None  # None: the model's
+    hitrate: float | None = None  # None: the model's
+    blocklist: tuple[str, ...] = ()
+    rate: int = DEFAULT_ZMAP_RATE
+    zmap: str = "zmap"
+
+    def __post_init__(self) -> None:
+        _check_step(self.step)
+        _check_hitrate(self.hitrate)
+        if self.rate <= 0:
+            raise UsageError(f"--rate must be positive, not {self.rate}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """``gpsgpu predict``: MODEL/ + priors scan -> PRED/ (sharded Parquet, optional target list)."""
+
+    format: str = "auto"
+    export: str | None = None
+    plan: str | None = None  # a PLAN/ folder whose step and hitrate to use
+    step: int | None = None  # None: the plan's, else the model's
+    hitrate: float | None = None  # None: the plan's, else the model's
+    blocklist: tuple[str, ...] = ()
+    backend: str = "auto"
+    priors_per_partition: int = DEFAULT_PRIORS_PER_PARTITION
+    max_reject_rate: float = DEFAULT_MAX_REJECT_RATE
+
+    def __post_init__(self) -> None:
+        _check_step(self.step)
+        _check_hitrate(self.hitrate)
+        if self.export is not None and self.export not in EXPORT_CHOICES:
+            raise UsageError(f"--export must be one of {', '.join(EXPORT_CHOICES)}, not {self.export!r}")
+        if self.priors_per_partition < 1:
+            raise UsageError(f"--priors-per-partition must be positive, not {self.priors_per_partition}")
+        if not 0.0 <= self.max_reject_rate <= 1.0:
+            raise UsageError(f"--max-reject-rate must be within 0..1, not {self.max_reject_rate}")
+
+
+# --- simulation and evaluation (gpsgpu simulate, evaluate, demo) --------------------------------
+
+
+def _check_fraction(name: str, value: float) -> None:
+    import math
+
+    if not (isinstance(value, int | float) and math.isfinite(value) and 0.0 < value <= 1.0):
+        raise UsageError(f"{name} must be within (0, 1] (more than 0, at most 1), not {value}")
+
+
+def _check_hosts(value: float) -> int:
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UsageError(f"--hosts must be a positive whole number, not {value!r}")
+    if value < 1 or float(value) != int(value):
+        raise UsageError(f"--hosts must be a positive whole number, not {value}")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulateConfig:
+    """``gpsgpu simulate``: a simulated Internet, its seed scan, statistics and ground truth."""
+
+    hosts: int = 1_000_000
+    seed_fraction: float = 0.01
+    seed: int = 0
+    day: int = 0
+    export: str | None = None  # "gps": also write the seed scan as GPS-schema JSON Lines (zstd)
+    truth: str = "auto"  # auto: write truth.parquet when it has at most truth_max_services rows
+    truth_max_services: int = 5_000_000
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hosts", _check_hosts(self.hosts))
+        _check_fraction("--seed-fraction", self.seed_fraction)
+        if self.day < 0:
+            raise UsageError(f"--day must be 0 or more, not {self.day}")
+        if not 0 <= self.seed < 2**63:
+            raise UsageError(f"--seed must be within 0..2**63-1, not {self.seed}")
+        if self.export not in (None, "gps"):
+            raise UsageError(f"--export must be 'gps', not {self.export!r}")
+        if self.truth not in ("auto", "always", "never"):
+            raise UsageError(f"--truth must be auto, always or never, not {self.truth!r}")
+        if self.truth_max_services < 0:
+            raise UsageError(f"truth_max_services must be 0 or more, not {self.truth_max_services}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """``gpsgpu evaluate``: a GPS run (plan + predictions) against a simulated ground truth."""
+
+    truth: str | None = None  # NET/ folder written by gpsgpu simulate
+    plan: str | None = None  # PLAN/ folder (default: the one recorded in the predictions' metadata)
+    include_pseudo: bool = False  # count services of hosts answering on more than 10 ports
+    baselines: tuple[str, ...] = ("port-order", "xgboost")
+    xgb_ports: int = 10
+    xgb_sample: int = 400_000
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.baselines) - {"port-order", "xgboost", "none"})
+        if unknown:
+            raise UsageError(f"--baselines: unknown {', '.join(unknown)} (choose port-order, xgboost, none)")
+        if not 1 <= self.xgb_ports <= 64:
+            raise UsageError(f"--xgb-ports must be within 1..64, not {self.xgb_ports}")
+        if self.xgb_sample < 1000:
+            raise UsageError(f"--xgb-sample must be at least 1000 addresses, not {self.xgb_sample}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """``gpsgpu demo``: simulate, learn, plan, scan, predict, probe, evaluate on a small Internet."""
+
+    hosts: int = 150_000
+    seed_fraction: float = 0.02
+    seed: int = 0
+    xgboost: bool = True
+    xgb_ports: int = 8
+    xgb_sample: int = 150_000
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hosts", _check_hosts(self.hosts))
+        _check_fraction("--seed-fraction", self.seed_fraction)
+        if not 0 <= self.seed < 2**63:
+            raise UsageError(f"--seed must be within 0..2**63-1, not {self.seed}")
+        if not 1 <= self.xgb_ports <= 64:
+            raise UsageError(f"--xgb-ports must be within 1..64, not {self.xgb_ports}")
+
+
+# --- port2dist ------------------------------------------------------------------------------------
+
+#: Windows ``gpsgpu portdist build`` knows, with their length in UTC days.
+PORTDIST_WINDOWS = {"day": 1, "week": 7, "month": 30, "year": 365}
+PORTDIST_RESCALES = ("assoc", "log", "linear")
+PORTDIST_ENGINES = ("auto", "scipy", "minplus", "gpu")
+
+
+def _check_rate(rate: float) -> None:
+    if not 0.0 <= rate <= 1.0:
+        raise UsageError(f"--max-reject-rate must be within 0..1, not {rate}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PortdistIngestConfig:
+    """``gpsgpu portdist ingest``: pcap/pcapng captures, CSV/Parquet flow records -> probes table."""
+
+    max_reject_rate: float = DEFAULT_MAX_REJECT_RATE
+    allow_truncated: bool = False
+
+    def __post_init__(self) -> None:
+        _check_rate(self.max_reject_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class PortdistSimulateConfig:
+    """``gpsgpu portdist simulate``: a /20 darknet with labelled scanner campaigns."""
+
+    probes_per_day: int = 50_000_000
+    days: int = 1
+    start: str = "2026-01-01"
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PortdistBuildConfig:
+    """``gpsgpu portdist build``: probes -> daily transition counts -> distances per window.
+
+    Sequences (one source, one UTC day) are set aside as full vertical scans when they probe at
+    least ``vertical_min_ports`` distinct ports, and as full horizontal scans when they probe at most
+    ``horizontal_max_ports`` ports on at least ``horizontal_min_dsts`` darknet addresses; an edge
+    needs ``min_sources`` source-days.
+    """
+
+    windows: tuple[str, ...] = ("week",)
+    end: str | None = None  # last day of the windows (YYYY-MM-DD); default: the latest day counted
+    backend: str = "auto"
+    vertical_min_ports: int = 100
+    horizontal_max_ports: int = 1
+    horizontal_min_dsts: int = 256
+    min_sources: int = 2
+    rescale: str = "assoc"
+    store_k: int = 64
+    apsp: str = "auto"
+    from_model: str | None = None
+    max_reject_rate: float = DEFAULT_MAX_REJECT_RATE
+
+    def __post_init__(self) -> None:
+        unknown = [w for w in self.windows if w not in PORTDIST_WINDOWS]
+        if unknown:
+            raise UsageError(f"--window: unknown {', '.join(unknown)} (choose {', '.join(PORTDIST_WINDOWS)})")
+        if self.end is not None:
+            import datetime as dt
+
+            try:
+                dt.date.fromisoformat(self.end)
+            except ValueError:
+                raise UsageError(f"--end must be a date (YYYY-MM-DD), not {self.end!r}") from None
+        if self.vertical_min_ports < 2:
+            raise UsageError(f"--vertical-min-ports must be at least 2, not {self.vertical_min_ports}")
+        if not 1 <= self.horizontal_max_ports < self.vertical_min_ports:
+            raise UsageError("--horizontal-max-ports must be at least 1 and below --vertical-min-ports")
+        if self.horizontal_min_dsts < 1:
+            raise UsageError(f"--horizontal-min-dsts must be positive, not {self.horizontal_min_dsts}")
+        if self.min_sources < 1:
+            raise UsageError(f"--min-sources must be at least 1, not {self.min_sources}")
+        if self.rescale not in PORTDIST_RESCALES:
+            raise UsageError(f"--rescale must be one of {', '.join(PORTDIST_RESCALES)}, not {self.rescale!r}")
+        if not 1 <= self.store_k <= 1024:
+            raise UsageError(f"--store-k must be within 1..1024, not {self.store_k}")
+        if self.apsp not in PORTDIST_ENGINES:
+            raise UsageError(f"--apsp must be one of {', '.join(PORTDIST_ENGINES)}, not {self.apsp!r}")
+        _check_rate(self.max_reject_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class PortdistBlockConfig:
+    """``gpsgpu portdist block``: replay probes under k-nearest-port blocking."""
+
+    k: int = 10
+    source: str | None = None  # darknet | model (default darknet)
+    window: str | None = None  # default: the longest built
+    output: str | None = None  # report file (.csv or .json)
+    vertical_min_ports: int = 100
+    horizontal_max_ports: int = 1
+    horizontal_min_dsts: int = 256
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= 1000:
+            raise UsageError(f"-k must be within 1..1000, not {self.k}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PortdistPeersConfig:
+    """``gpsgpu portdist peers``: port2dist vs numeric, IANA ranges and Word2Vec."""
+
+    k: int = 10
+    ks: tuple[int, ...] = (1, 2, 3, 5, 10, 20)
+    quality_k: int = 5
+    window: str | None = None
+    replay_days: int = 1  # days after the window replayed (0: all of them)
+    w2v_dim: int = 32
+    w2v_epochs: int = 10
+    w2v_min_count: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ks = tuple(sorted({int(k) for k in (*self.ks, self.k)}))
+        if ks[0] < 1:
+            raise UsageError("-k values must be at least 1")
+        object.__setattr__(self, "ks", ks)
+        if not 1 <= self.quality_k <= 100:
+            raise UsageError(f"--quality-k must be within 1..100, not {self.quality_k}")
+        if self.replay_days < 0:
+            raise UsageError(f"--replay-days must be 0 (all) or more, not {self.replay_days}")

@@ -212,6 +212,8 @@ def ip_from_str(dotted: Any) -> np.ndarray:
     """Host-order uint32 addresses from dotted-quad strings (an Arrow or NumPy string array)."""
     import pyarrow.compute as pc
 
-    parts = pc.split_pattern(pa.array(dotted, type=pa.string()) if not isinstance(dotted, pa.Array) else dotted, ".")
+    if not isinstance(dotted, pa.Array):
+        dotted = pa.array(dotted, type=pa.string())
+    parts = pc.split_pattern(dotted, ".")
     flat = np.asarray(pc.cast(pc.list_flatten(parts), pa.uint32())).reshape(-1, 4)
     return (flat[:, 0] << 24) | (flat[:, 1] << 16) | (flat[:, 2] << 8) | flat[:, 3]

@@ -1,0 +1,201 @@
+"""``MODEL/``: what ``gpsgpu learn`` writes and ``plan``/``predict`` read.
+
+Files (Parquet, zstd):
+
+- ``patterns.parquet``: the reference's patterns table with its own column names and types
+  (``ip`` dotted string, ``p`` int64 or null, ``neededP`` int64, ``count_p2`` int64, ``hitrate``
+  float64, ``cp_server`` int64, ``server`` string), so existing GPS tooling reads it as is;
+- ``rules.parquet``: ``neededP uint16, fkey uint64, p uint16, score float64, server string``;
+- ``seed.parquet``: ``ip uint32, port uint16``, the seed's services (predict drops them);
+- ``count_p2.parquet``, ``cp_server.parquet`` (only with ``--save-counts``): the additive counts;
+- ``metadata.json``: ``model_format``, ``preset``, ``params`` (hitrate, step, use_asn), counts,
+  timings. A model of another ``model_format`` or an unknown preset is refused with one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from gpsgpu import __version__, schema
+from gpsgpu.errors import InputError
+from gpsgpu.io.metadata import read_metadata, write_metadata
+from gpsgpu.io.parquet import read_table, write_table
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the files of MODEL/ change meaning; readers refuse other formats.
+MODEL_FORMAT = 1
+
+PATTERNS_FILE = "patterns.parquet"
+RULES_FILE = "rules.parquet"
+SEED_FILE = "seed.parquet"
+COUNT_P2_FILE = "count_p2.parquet"
+CP_SERVER_FILE = "cp_server.parquet"
+METADATA_FILE = "metadata.json"
+
+PATTERNS_SCHEMA = pa.schema(
+    [
+        (schema.IP, pa.string()),
+        (schema.P, pa.int64()),
+        (schema.NEEDED_P, pa.int64()),
+        (schema.COUNT_P2, pa.int64()),
+        (schema.HITRATE, pa.float64()),
+        (schema.CP_SERVER, pa.int64()),
+        (schema.SERVER, pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model read back from ``MODEL/``.
+
+    Attributes
+    ----------
+    patterns : pandas.DataFrame
+        ``ip uint32, neededP uint16`` (what planning needs).
+    rules : pandas.DataFrame
+        ``neededP uint16, fkey uint64, p uint16, score float64``.
+    seed : pandas.DataFrame
+        ``ip uint32, port uint16``.
+    metadata : dict
+    """
+
+    patterns: pd.DataFrame
+    rules: pd.DataFrame
+    seed: pd.DataFrame
+    metadata: dict[str, Any]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.metadata.get("params", {}))
+
+
+def patterns_to_arrow(patterns: pd.DataFrame) -> pa.Table:
+    """The reference's patterns table from :class:`gpsgpu.learn.LearnResult.patterns`."""
+    ip = pa.array(schema.ip_to_str(patterns[schema.IP].to_numpy(np.uint32)), type=pa.string())
+    columns = [ip] + [
+        pa.array(patterns[name], type=PATTERNS_SCHEMA.field(name).type, from_pandas=True)
+        for name in PATTERNS_SCHEMA.names[1:]
+    ]
+    return pa.Table.from_arrays(columns, schema=PATTERNS_SCHEMA)
+
+
+def write_model(
+    result: Any, directory: str | os.PathLike[str], metadata: dict[str, Any], *, counts: bool
+) -> None:
+    """Write a :class:`gpsgpu.learn.LearnResult` into ``directory`` (an existing, empty folder)."""
+    directory = Path(directory)
+    write_table(patterns_to_arrow(result.patterns), directory / PATTERNS_FILE)
+    write_table(schema.frame_to_arrow(result.rules), directory / RULES_FILE)
+    write_table(schema.frame_to_arrow(result.seed), directory / SEED_FILE)
+    if counts:
+        write_table(schema.frame_to_arrow(result.count_p2), directory / COUNT_P2_FILE)
+        write_table(schema.frame_to_arrow(result.cp_server), directory / CP_SERVER_FILE)
+    write_metadata(directory / METADATA_FILE, {**metadata, "model_format": MODEL_FORMAT})
+
+
+def read_model_metadata(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """``MODEL/metadata.json``, checked: written by ``gpsgpu learn``, this model format, a known preset."""
+    from gpsgpu.features import PRESETS
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(
+            f"{directory}: not a model folder (make one with 'gpsgpu learn SEED -o {directory}')"
+        )
+    path = directory / METADATA_FILE
+    try:
+        metadata = read_metadata(path)
+    except FileNotFoundError:
+        raise InputError(
+            f"{directory}: not a gpsgpu model (no {METADATA_FILE}); make one with 'gpsgpu learn'"
+        ) from None
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: unreadable ({exc})") from None
+    if (
+        not isinstance(metadata, dict)
+        or metadata.get("tool") != "gpsgpu"
+        or metadata.get("command") != "learn"
+    ):
+        raise InputError(f"{directory}: not a model written by 'gpsgpu learn'")
+    found = metadata.get("model_format")
+    if found != MODEL_FORMAT:
+        raise InputError(
+            f"{directory}: model format {found} (gpsgpu {metadata.get('version', '?')}); "
+            f"gpsgpu {__version__} reads format {MODEL_FORMAT}: run 'gpsgpu learn' again"
+        )
+    preset = metadata.get("params", {}).get("preset")
+    if preset not in PRESETS:
+        raise InputError(
+            f"{directory}: feature preset {preset!r} is not one this gpsgpu knows ({', '.join(PRESETS)})"
+        )
+    if metadata.get("version") != __version__:
+        log.info(
+            "model written by gpsgpu %s (this is %s; same model format)", metadata.get("version"), __version__
+        )
+    return metadata
+
+
+def read_model(directory: str | os.PathLike[str], *, rules: bool = True, seed: bool = True) -> Model:
+    """Read and check ``MODEL/`` (``rules``/``seed``: whether to load those tables too)."""
+    directory = Path(directory)
+    metadata = read_model_metadata(directory)
+    for name in [PATTERNS_FILE] + [RULES_FILE] * rules + [SEED_FILE] * seed:
+        if not (directory / name).is_file():
+            raise InputError(f"{directory}: incomplete model, {name} is missing; run 'gpsgpu learn' again")
+    table = read_table(directory / PATTERNS_FILE, columns=[schema.IP, schema.NEEDED_P])
+    patterns = pd.DataFrame(
+        {
+            schema.IP: schema.ip_from_str(table[schema.IP].combine_chunks()),
+            schema.NEEDED_P: np.asarray(table[schema.NEEDED_P]).astype(np.uint16),
+        }
+    )
+    empty_rules = pd.DataFrame(
+        {
+            schema.NEEDED_P: np.zeros(0, np.uint16),
+            schema.FKEY: np.zeros(0, np.uint64),
+            schema.P: np.zeros(0, np.uint16),
+            schema.SCORE: np.zeros(0, np.float64),
+        }
+    )
+    rules_frame = (
+        read_table(directory / RULES_FILE, columns=list(empty_rules.columns)).to_pandas()
+        if rules
+        else empty_rules
+    )
+    seed_frame = (
+        read_table(directory / SEED_FILE).to_pandas()
+        if seed
+        else pd.DataFrame({schema.IP: np.zeros(0, np.uint32), schema.PORT: np.zeros(0, np.uint16)})
+    )
+    return Model(patterns=patterns, rules=rules_frame, seed=seed_frame, metadata=metadata)
+
+
+def read_plan_params(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """``step`` and ``hitrate`` of a ``PLAN/`` folder written by ``gpsgpu plan``."""
+    path = Path(directory) / METADATA_FILE
+    try:
+        metadata = read_metadata(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(
+            f"--plan {directory}: not a plan folder (no {METADATA_FILE}); make one with 'gpsgpu plan'"
+        ) from None
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: unreadable ({exc})") from None
+    params = metadata.get("params") if isinstance(metadata, dict) else None
+    if (
+        metadata.get("command") != "plan"
+        or not isinstance(params, dict)
+        or not {"step", "hitrate"} <= set(params)
+    ):
+        raise InputError(f"--plan {directory}: not a plan written by 'gpsgpu plan'")
+    return {"step": int(params["step"]), "hitrate": float(params["hitrate"])}

@@ -1,0 +1,96 @@
+"""``PLAN/``: the priors plan as the reference writes it, plus what ZMap needs to run it.
+
+- ``priors_scan_<step>.csv``: ``neededP,a.b.c.d/step`` lines, no header, in plan order (the
+  reference's file; a row partly blocklisted is still listed whole here, the allowlists below
+  leave the blocklisted part out);
+- ``zmap/<port>.txt``: ZMap allowlist (``-w``) of each port: the CIDRs of its plan rows minus
+  blocklisted space;
+- ``blocklist.txt``: the effective blocklist (built-in IANA ranges + ``--blocklist`` files), for
+  ``zmap -b``;
+- ``commands.sh``: one ZMap command line per port, in plan order (nothing is executed);
+- ``metadata.json`` (written by the pipeline).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import pandas as pd
+
+from gpsgpu import schema
+from gpsgpu.blocklist import Blocklist
+from gpsgpu.io.atomic import atomic_open
+from gpsgpu.plan.priors import ALLOWED
+
+
+def priors_scan_name(step: int) -> str:
+    return f"priors_scan_{step}.csv"
+
+
+def write_plan(
+    plan: pd.DataFrame,
+    directory: str | os.PathLike[str],
+    *,
+    step: int,
+    blocklist: Blocklist,
+    rate: int,
+    zmap: str = "zmap",
+) -> dict[str, str]:
+    """Write the plan files into ``directory``; returns their names by role.
+
+    Parameters
+    ----------
+    plan : pandas.DataFrame
+        ``neededP uint16, prefix uint32, c int64, allowed list[str]`` in plan order
+        (:func:`gpsgpu.plan.cut_blocklisted`).
+    """
+    directory = Path(directory)
+    csv_name = priors_scan_name(step)
+    ports = plan[schema.NEEDED_P].to_numpy()
+    prefixes = schema.ip_to_str(plan[schema.PREFIX].to_numpy()).tolist() if len(plan) else []
+    with atomic_open(directory / csv_name, "w", encoding="ascii", newline="\n") as handle:
+        handle.writelines(
+            f"{int(port)},{prefix}/{step}\n" for port, prefix in zip(ports, prefixes, strict=True)
+        )
+    with atomic_open(directory / "blocklist.txt", "w", encoding="ascii", newline="\n") as handle:
+        handle.write("# gpsgpu: built-in IANA special-purpose ranges plus --blocklist files\n")
+        handle.writelines(f"{line}\n" for line in blocklist.to_lines())
+    order: list[int] = list(dict.fromkeys(int(p) for p in ports))  # ports in plan order
+    by_port: dict[int, list[str]] = {port: [] for port in order}
+    for port, allowed in zip(ports.tolist(), plan[ALLOWED].tolist(), strict=True):
+        by_port[int(port)].extend(allowed)
+    for port, cidrs in by_port.items():
+        with atomic_open(directory / "zmap" / f"{port}.txt", "w", encoding="ascii", newline="\n") as handle:
+            handle.writelines(f"{cidr}\n" for cidr in cidrs)
+    lines = [
+        "#!/bin/sh",
+        "# gpsgpu plan: the priors scan, one ZMap run per port (review, then run this script yourself).",
+        '# Results land in results/<port>.csv; feed them to LZR/ZGrab2, then to "gpsgpu predict".',
+        "set -eu",
+        'cd "$(dirname "$0")"',
+        "mkdir -p results",
+    ]
+    lines += [
+        " ".join(
+            [
+                shlex.quote(zmap),
+                f"-p {port}",
+                f"-w zmap/{port}.txt",
+                "-b blocklist.txt",
+                f"-r {int(rate)}",
+                f"-o results/{port}.csv",
+            ]
+        )
+        for port in order
+    ]
+    with atomic_open(directory / "commands.sh", "w", encoding="ascii", newline="\n") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.chmod(directory / "commands.sh", 0o755)
+    return {
+        "priors_scan": csv_name,
+        "allowlists": "zmap/",
+        "blocklist": "blocklist.txt",
+        "commands": "commands.sh",
+    }

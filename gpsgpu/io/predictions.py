@@ -1,0 +1,73 @@
+"""``PRED/``: predicted services as sharded Parquet and, optionally, a scanner's target list.
+
+Shards are ``parts/part-00000.parquet``, ... (``ip uint32, port uint16, score float32``), one per
+partition of the priors scan, written as they are made so the whole output never sits in memory;
+``pyarrow.parquet.read_table("PRED/parts")`` (or DuckDB's ``'PRED/parts/*.parquet'``) reads them all.
+``--export`` adds ``predictions.txt`` in a scanner's input format:
+
+- ``gps``: ``ip:port`` (what LZR took in 2022, and the reference's output);
+- ``lzr``: ``ip;port`` (newer LZR);
+- ``zgrab2``: ``ip,,,port`` (ZGrab2's CSV input: ip, domain, tag, port).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gpsgpu import schema
+from gpsgpu.io.parquet import write_table
+
+EXPORT_FILE = "predictions.txt"
+SHARDS_DIR = "parts"
+SEPARATORS = {"gps": ":", "lzr": ";", "zgrab2": ",,,"}
+
+
+def format_targets(ip: np.ndarray, port: np.ndarray, export: str) -> pa.Array:
+    """``ip<sep>port`` strings (vectorized with Arrow)."""
+    parts: list[Any] = [
+        pc.cast(pa.array((ip >> np.uint32(shift)) & np.uint32(0xFF)), pa.string()) for shift in (24, 16, 8, 0)
+    ]
+    dotted = pc.binary_join_element_wise(*parts, ".")
+    return pc.binary_join_element_wise(dotted, pc.cast(pa.array(port), pa.string()), SEPARATORS[export])
+
+
+class PredictionWriter:
+    """Writes shards into a folder and, with ``export``, appends their targets to one text file."""
+
+    def __init__(self, directory: str | Path, *, export: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.export = export
+        self.n_shards = 0
+        self.n_predictions = 0
+        self._text: IO[str] | None = None
+        if export is not None:
+            self._text = open(self.directory / EXPORT_FILE, "w", encoding="ascii", newline="\n")  # noqa: SIM115
+
+    def write(self, predictions: Any) -> None:
+        """Append one shard: a frame ``ip uint32, port uint16, score float32``."""
+        table = schema.frame_to_arrow(predictions[[schema.IP, schema.PORT, schema.SCORE]])
+        write_table(table, self.directory / SHARDS_DIR / f"part-{self.n_shards:05d}.parquet")
+        self.n_shards += 1
+        self.n_predictions += table.num_rows
+        if self._text is not None and table.num_rows:
+            ip = np.asarray(table[schema.IP]).astype(np.uint32)
+            port = np.asarray(table[schema.PORT]).astype(np.uint16)
+            lines = format_targets(ip, port, self.export or "gps")
+            self._text.write("\n".join(lines.to_pylist()))
+            self._text.write("\n")
+
+    def close(self) -> None:
+        if self._text is not None:
+            self._text.close()
+            self._text = None
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,64 @@
+"""Input helpers shared by the engine pipelines (learn, plan, predict)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gpsgpu.backend import Backend
+from gpsgpu.blocklist import Blocklist
+from gpsgpu.config import IngestConfig
+from gpsgpu.errors import InputError
+from gpsgpu.io.blocklist import effective_blocklist
+from gpsgpu.io.parquet import read_services
+from gpsgpu.io.sources import PARQUET_MAGIC
+
+
+def _is_parquet(path: str | os.PathLike[str]) -> bool:
+    path = Path(path)
+    if str(path) == "-" or not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        return handle.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+
+
+def read_scan(
+    inputs: list[str],
+    *,
+    backend: Backend,
+    fmt: str = "auto",
+    max_reject_rate: float | None = None,
+    what: str = "input",
+) -> tuple[Any, list[dict[str, Any]]]:
+    """A services frame from a services table (Parquet) or scan records of any supported format.
+
+    Returns the frame (on ``backend``) and a description of the inputs for ``metadata.json``.
+    Raises :class:`InputError` when the input is unusable or holds no service.
+    """
+    if len(inputs) == 1 and fmt in ("auto", "services") and _is_parquet(inputs[0]):
+        frame = read_services(inputs[0], backend)
+        described = [{"path": str(inputs[0]), "format": "services"}]
+    else:
+        from gpsgpu.io.ingest import ingest
+
+        flags: dict[str, Any] = {"format": fmt, "backend": backend.value}
+        if max_reject_rate is not None:
+            flags["max_reject_rate"] = max_reject_rate
+        result = ingest(inputs, IngestConfig(**flags))
+        counts = result.counts
+        if counts.get("reject_rate", 0.0) > IngestConfig(**flags).max_reject_rate:
+            raise InputError(
+                f"{what} {', '.join(inputs)}: {counts['rejected']} of {counts['candidates']} records "
+                f"rejected; is it a scan of the format {fmt!r}? (try 'gpsgpu ingest' to see the rejects)"
+            )
+        frame = result.frame
+        described = result.inputs
+    if len(frame) == 0:
+        raise InputError(f"{what} {', '.join(inputs)}: no services in it")
+    return frame, described
+
+
+def blocklist_for(paths: tuple[str, ...] | list[str]) -> Blocklist:
+    """The built-in IANA blocklist plus every ``--blocklist`` file."""
+    return effective_blocklist(list(paths))

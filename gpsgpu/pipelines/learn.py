@@ -1,0 +1,71 @@
+"""``gpsgpu learn``: seed scan -> MODEL/ (phase 1a)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gpsgpu.backend import resolve
+from gpsgpu.config import LearnConfig, as_dict
+from gpsgpu.io.atomic import atomic_dir
+from gpsgpu.io.metadata import Timings, build_metadata
+from gpsgpu.io.model import write_model
+from gpsgpu.learn import learn_patterns
+from gpsgpu.pipelines.engine_io import read_scan
+
+log = logging.getLogger(__name__)
+
+
+def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConfig) -> dict[str, Any]:
+    """Learn patterns and rules from ``seed`` (a services table or scan records) into ``output``."""
+    output = Path(output)
+    backend = resolve(config.backend)
+    timings = Timings()
+    with timings.step("read"):
+        services, described = read_scan(seed, backend=backend, what="seed")
+    with timings.step("learn"):
+        result = learn_patterns(
+            services,
+            hitrate=config.hitrate,
+            use_asn=config.use_asn,
+            n_partitions=config.partitions,
+            chunk_pairs=config.chunk_pairs,
+            workers=config.threads or None,
+        )
+    counts = result.counts
+    timings.update({f"learn.{step}": seconds for step, seconds in result.timings.items()})
+    if counts["n_hosts_counted"] == 0:
+        log.warning(
+            "the seed has no host with 2..10 ports: nothing to learn from; the model holds only the "
+            "%d single-port rows and no rules (predict will predict nothing)",
+            counts["n_patterns_single"],
+        )
+    metadata = build_metadata(
+        command="learn",
+        config=as_dict(config),
+        inputs={"seed": described},
+        backend=backend.value,
+        counts=counts,
+        timings=timings,
+        extra={
+            "params": {
+                "preset": config.preset,
+                "hitrate": config.hitrate,
+                "step": config.step,
+                "use_asn": config.use_asn,
+            }
+        },
+    )
+    with timings.step("write"), atomic_dir(output) as tmp:
+        write_model(result, tmp, metadata, counts=config.save_counts)
+    print(
+        f"gpsgpu: learn: {counts['n_services']:,} services on {counts['n_hosts']:,} hosts "
+        f"({counts['n_hosts_counted']:,} with 2..10 ports) -> {counts['n_patterns']:,} patterns "
+        f"({counts['n_patterns_single']:,} single-port), {counts['n_rules']:,} rules "
+        f"in {timings['learn']:.2f} s -> {output}",
+        file=sys.stderr,
+    )
+    return metadata

@@ -1,0 +1,88 @@
+"""``gpsgpu predict``: MODEL/ + priors scan -> PRED/ (phase 2)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gpsgpu.backend import resolve
+from gpsgpu.config import PredictConfig, as_dict
+from gpsgpu.io.atomic import atomic_dir
+from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
+from gpsgpu.io.model import read_model, read_plan_params
+from gpsgpu.io.predictions import EXPORT_FILE, PredictionWriter
+from gpsgpu.partition import split_by_host
+from gpsgpu.pipelines.engine_io import blocklist_for, read_scan
+from gpsgpu.plan import plan_priors
+from gpsgpu.predict import predict_services
+
+log = logging.getLogger(__name__)
+
+
+def run_predict(
+    model_dir: str | os.PathLike[str],
+    priors: list[str],
+    output: str | os.PathLike[str],
+    config: PredictConfig,
+) -> dict[str, Any]:
+    """Predict services from the priors scan ``priors`` with the model in ``model_dir``."""
+    output = Path(output)
+    timings = Timings()
+    backend = resolve(config.backend)
+    with timings.step("read"):
+        model = read_model(model_dir)
+        blocklist = blocklist_for(config.blocklist)
+        scan, described = read_scan(
+            priors,
+            backend=backend,
+            fmt=config.format,
+            max_reject_rate=config.max_reject_rate,
+            what="priors scan",
+        )
+    params = dict(model.params)
+    if config.plan is not None:
+        params.update(read_plan_params(config.plan))
+    step = config.step if config.step is not None else int(params["step"])
+    hitrate = config.hitrate if config.hitrate is not None else float(params["hitrate"])
+    if len(model.rules) == 0:
+        log.warning("the model has no rules (its seed had no usable host): no predictions")
+    n_partitions = max(1, math.ceil(len(scan) / config.priors_per_partition))
+    with timings.step("predict"), atomic_dir(output) as tmp:
+        plan = plan_priors(model.patterns, step=step, hitrate=hitrate)
+        with PredictionWriter(tmp, export=config.export) as writer:
+            for part in split_by_host(scan, n_partitions=n_partitions):
+                writer.write(
+                    predict_services(
+                        part, model.rules, plan=plan, seed=model.seed, step=step, blocklist=blocklist
+                    )
+                )
+        counts = {
+            "n_priors_services": len(scan),
+            "n_rules": len(model.rules),
+            "n_plan_rows": len(plan),
+            "n_partitions": n_partitions,
+            "n_predictions": writer.n_predictions,
+        }
+        metadata = build_metadata(
+            command="predict",
+            config=as_dict(config),
+            inputs={"model": str(model_dir), "plan": config.plan, "priors": described},
+            backend=backend.value,
+            counts=counts,
+            timings=timings,
+            extra={
+                "params": {"step": step, "hitrate": hitrate},
+                "outputs": {"shards": writer.n_shards, "export": EXPORT_FILE if config.export else None},
+            },
+        )
+        write_metadata(tmp / "metadata.json", metadata)
+    print(
+        f"gpsgpu: predict: {len(scan):,} priors services x {len(model.rules):,} rules -> "
+        f"{counts['n_predictions']:,} predicted services in {timings['predict']:.2f} s -> {output}",
+        file=sys.stderr,
+    )
+    return metadata
