@@ -1,0 +1,252 @@
+"""``gpsgpu simulate`` and ``gpsgpu sim-scan``: a simulated Internet, its seed scan, its statistics.
+
+``NET/`` holds:
+
+- ``seed.parquet``: the seed scan (every port of a ``--seed-fraction`` sample of addresses), a
+  services table as ``gpsgpu ingest`` writes it (``seed.gps.jsonl.zst`` too with ``--export gps``);
+- ``params.json``: the parameters and seed that regenerate everything (ground truth included);
+- ``truth.parquet``: the ground truth, when it is small enough (``--truth``);
+- ``stats.md`` / ``stats.json``: the simulation's numbers beside the GPS talk's;
+- ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import zstandard
+
+from gpsgpu import schema
+from gpsgpu.backend import Backend, resolve, to_numpy
+from gpsgpu.config import SimulateConfig, as_dict
+from gpsgpu.errors import InputError, UsageError
+from gpsgpu.io.atomic import atomic_dir, atomic_open
+from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
+from gpsgpu.io.parquet import read_table, write_services, write_table
+from gpsgpu.sim import ServiceArrays, SimInternet, SimParams, read_params, write_params
+from gpsgpu.sim.scanner import SimScanner
+from gpsgpu.sim.stats import sim_statistics, statistics_markdown
+
+log = logging.getLogger(__name__)
+
+SEED_FILE = "seed.parquet"
+TRUTH_FILE = "truth.parquet"
+GPS_EXPORT_FILE = "seed.gps.jsonl.zst"
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def write_gps_jsonl(table: Any, path: Path) -> Path:
+    """A services Arrow table as GPS-schema JSON Lines (``ip, p, asn, data, fingerprint, w``), zstd."""
+    ips = schema.ip_to_str(np.asarray(table[schema.IP]).astype(np.uint32)).tolist()
+    columns = [
+        table[c].to_pylist() for c in (schema.PORT, schema.ASN, schema.BANNER, schema.PROTOCOL, schema.WINDOW)
+    ]
+    compressor = zstandard.ZstdCompressor(level=3)
+    with atomic_open(path, "wb") as raw, compressor.stream_writer(raw, closefd=False) as handle:
+        for ip, p, asn, data, fingerprint, w in zip(ips, *columns, strict=True):
+            record = {"ip": ip, "p": p, "asn": asn, "data": data, "fingerprint": fingerprint, "w": w}
+            handle.write(orjson.dumps(record) + b"\n")
+    return path
+
+
+def simulate(
+    config: SimulateConfig, backend: Backend, progress: Progress = _quiet
+) -> tuple[SimInternet, ServiceArrays, ServiceArrays, int]:
+    """Build the Internet, its ground truth and its seed scan (no I/O).
+
+    Returns the internet, the truth, the seed services and the number of seed addresses probed.
+    """
+    params = SimParams(hosts=config.hosts, seed=config.seed, day=config.day)
+    internet = SimInternet(params, backend)
+    progress(f"generating {internet.n_addresses:,} addresses in {internet.n_prefixes} /16s")
+    truth = internet.ground_truth()
+    scanner = SimScanner(internet, truth=truth)
+    seed, n_sampled = scanner.seed_scan(config.seed_fraction)
+    return internet, truth, seed, n_sampled
+
+
+def run_simulate(
+    output: str | os.PathLike[str], config: SimulateConfig, *, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Write a simulated Internet's seed scan, parameters, statistics (and ground truth) to ``output``."""
+    return simulate_to(output, config, progress=progress)[0]
+
+
+def simulate_to(
+    output: str | os.PathLike[str], config: SimulateConfig, *, progress: Progress | None = None
+) -> tuple[dict[str, Any], SimInternet, ServiceArrays]:
+    """:func:`run_simulate`, also returning the internet and its ground truth (for the demo)."""
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"-o {output}: exists and is not a folder")
+    progress = progress or (lambda msg: print(f"gpsgpu: simulate: {msg}", file=sys.stderr))
+    backend = resolve(config.backend)
+    timings = Timings()
+    with timings.step("generate"):
+        internet, truth, seed, n_sampled = simulate(config, backend, progress)
+    with timings.step("statistics"):
+        stats = sim_statistics(truth)
+    describe = internet.describe()
+    write_truth = config.truth == "always" or (
+        config.truth == "auto" and len(truth) <= config.truth_max_services
+    )
+    with atomic_dir(output) as tmp:
+        with timings.step("write_seed"):
+            seed_table = internet.to_arrow(seed)
+            write_table(seed_table, tmp / SEED_FILE)
+            if config.export == "gps":
+                write_gps_jsonl(seed_table, tmp / GPS_EXPORT_FILE)
+        if write_truth:
+            with timings.step("write_truth"):
+                progress(f"writing the ground truth ({len(truth):,} services)")
+                write_table(internet.to_arrow(truth), tmp / TRUTH_FILE)
+        write_params(internet.params, tmp, {"seed_fraction": config.seed_fraction})
+        (tmp / "stats.json").write_text(
+            json.dumps({"universe": describe, **stats}, indent=2) + "\n", encoding="utf-8"
+        )
+        (tmp / "stats.md").write_text(statistics_markdown(stats, describe), encoding="utf-8")
+        counts = {
+            "addresses": internet.n_addresses,
+            "prefixes_16": internet.n_prefixes,
+            "ases": internet.n_as,
+            "hosts": stats["hosts"],
+            "services": stats["services"],
+            "seed_addresses": n_sampled,
+            "seed_services": len(seed),
+            "seed_probes": n_sampled * 65536,
+        }
+        metadata = build_metadata(
+            command="simulate",
+            config=as_dict(config),
+            backend=backend.value,
+            counts=counts,
+            timings=timings,
+            extra={
+                "sim": internet.params.to_dict(),
+                "universe": describe,
+                "outputs": {
+                    "seed": SEED_FILE,
+                    "truth": TRUTH_FILE if write_truth else None,
+                    "params": "params.json",
+                    "stats": ["stats.md", "stats.json"],
+                    "export": GPS_EXPORT_FILE if config.export == "gps" else None,
+                },
+            },
+        )
+        write_metadata(tmp / "metadata.json", metadata)
+    progress(
+        f"{stats['hosts']:,} hosts, {stats['services']:,} services in {internet.n_addresses:,} addresses; "
+        f"seed: {len(seed):,} services of {n_sampled:,} addresses ({config.seed_fraction:g}) in "
+        f"{timings['generate']:.2f} s -> {output}"
+    )
+    return metadata, internet, truth
+
+
+# --- reading a NET/ folder back --------------------------------------------------------------------
+
+
+def open_net(net: str | os.PathLike[str], backend: Backend) -> tuple[SimInternet, dict[str, Any]]:
+    """The :class:`SimInternet` of a ``NET/`` folder and the other recorded settings."""
+    params, extra = read_params(net)
+    return SimInternet(params, backend), extra
+
+
+def truth_of(net: str | os.PathLike[str], internet: SimInternet) -> tuple[np.ndarray, np.ndarray]:
+    """``(ip uint32, port uint16)`` of the ground truth: from ``truth.parquet`` or regenerated."""
+    path = Path(net) / TRUTH_FILE
+    if path.is_file():
+        table = read_table(path, columns=[schema.IP, schema.PORT])
+        return np.asarray(table[schema.IP]).astype(np.uint32), np.asarray(table[schema.PORT]).astype(
+            np.uint16
+        )
+    truth = internet.ground_truth()
+    return np.asarray(to_numpy(truth.ip)), np.asarray(to_numpy(truth.port))
+
+
+def seed_keys_of(net: str | os.PathLike[str]) -> np.ndarray:
+    """``ip << 16 | port`` of the seed scan in ``NET/``."""
+    path = Path(net) / SEED_FILE
+    if not path.is_file():
+        raise InputError(f"{net}: no {SEED_FILE}; is this a folder written by 'gpsgpu simulate'?")
+    table = read_table(path, columns=[schema.IP, schema.PORT])
+    return schema.pack_service(
+        np.asarray(table[schema.IP]).astype(np.uint32), np.asarray(table[schema.PORT]).astype(np.uint16)
+    )
+
+
+def read_plan_rows(plan: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The rows of a ``PLAN/`` folder written by ``gpsgpu plan``: ports, networks (uint32), step."""
+    plan = Path(plan)
+    meta_path = plan / "metadata.json"
+    if not meta_path.is_file():
+        raise InputError(f"{plan}: not a plan folder (no metadata.json); make one with 'gpsgpu plan'")
+    try:
+        step = int(json.loads(meta_path.read_text(encoding="utf-8"))["params"]["step"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{meta_path}: not a plan's metadata ({exc})") from None
+    csv = plan / f"priors_scan_{step}.csv"
+    if not csv.is_file():
+        raise InputError(f"{plan}: no {csv.name}")
+    ports: list[int] = []
+    nets: list[str] = []
+    for number, line in enumerate(csv.read_text(encoding="ascii").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            port, cidr = line.split(",", 1)
+            ports.append(int(port))
+            nets.append(cidr.split("/", 1)[0])
+        except ValueError:
+            raise InputError(f"{csv}:{number}: not a 'port,a.b.c.d/{step}' line: {line[:80]!r}") from None
+    networks = schema.ip_from_str(np.asarray(nets, dtype=object)) if nets else np.zeros(0, np.uint32)
+    return np.asarray(ports, dtype=np.uint16), networks.astype(np.uint32), step
+
+
+def run_sim_scan(
+    net: str | os.PathLike[str], plan: str | os.PathLike[str], output: str | os.PathLike[str], *, backend: str
+) -> dict[str, Any]:
+    """Scan a plan on a simulated Internet: the priors scan's results as a services table."""
+    output = Path(output)
+    if output.is_dir():
+        raise UsageError(f"-o {output}: is a folder; give the Parquet file to write")
+    chosen = resolve(backend)
+    timings = Timings()
+    with timings.step("read"):
+        internet, _ = open_net(net, chosen)
+        ports, networks, step = read_plan_rows(plan)
+    with timings.step("scan"):
+        scanner = SimScanner(internet)
+        found = scanner.scan(ports, networks, step)
+        frame = internet.to_frame(found)
+    with timings.step("write"):
+        write_services(frame, output)
+    counts = {"plan_rows": int(ports.size), "probes": scanner.n_probes, "services": len(found)}
+    from gpsgpu.io.metadata import metadata_path_for
+
+    metadata = build_metadata(
+        command="sim-scan",
+        config={"net": str(net), "plan": str(plan), "backend": chosen.value},
+        backend=chosen.value,
+        counts=counts,
+        timings=timings,
+    )
+    write_metadata(metadata_path_for(output), metadata)
+    print(
+        f"gpsgpu: sim-scan: {ports.size:,} (port, /{step}) rows, {scanner.n_probes:,} probes -> "
+        f"{len(found):,} services -> {output}",
+        file=sys.stderr,
+    )
+    return metadata
