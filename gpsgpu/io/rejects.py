@@ -95,3 +95,43 @@ class Rejects:
                 handle.write(orjson.dumps({"left_out": left_out, "reason": "more rejects than are kept"}))
                 handle.write(b"\n")
         return path
+
+
+def rejects_path_for(output: str | os.PathLike[str]) -> Path:
+    """``seed.parquet`` -> ``seed.rejects.jsonl`` (beside the output it belongs to)."""
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(output.suffix) + ".rejects.jsonl")
+
+
+def enforce_reject_rate(
+    rejects: Rejects,
+    *,
+    output: str | os.PathLike[str],
+    n_candidates: int,
+    max_rate: float,
+    nothing_written: str = "no table written",
+) -> Path | None:
+    """Write (or clear) ``output``'s rejects file; past ``max_rate`` remove the output and its
+    metadata and raise :class:`gpsgpu.errors.InputError` with one line that says where the rejects are.
+
+    Returns the rejects file's path when any record was rejected.
+    """
+    from gpsgpu.errors import InputError
+    from gpsgpu.io.metadata import metadata_path_for
+
+    output = Path(output)
+    path = rejects_path_for(output)
+    if rejects.total:
+        rejects.write(path)
+    else:
+        path.unlink(missing_ok=True)
+    rate = rejects.total / n_candidates if n_candidates else 0.0
+    if rate > max_rate:
+        output.unlink(missing_ok=True)
+        metadata_path_for(output).unlink(missing_ok=True)
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(rejects.counts.items()))
+        raise InputError(
+            f"{rejects.total} of {n_candidates} records rejected ({rate:.2%} > --max-reject-rate "
+            f"{max_rate:.2%}; {reasons}); {nothing_written}, see {path}"
+        )
+    return path if rejects.total else None

@@ -17,14 +17,9 @@ from gpsgpu.io.asn import read_asn_table
 from gpsgpu.io.ingest import ingest
 from gpsgpu.io.metadata import Timings, build_metadata, metadata_path_for, write_metadata
 from gpsgpu.io.parquet import read_services, write_services
+from gpsgpu.io.rejects import enforce_reject_rate
 
 log = logging.getLogger(__name__)
-
-
-def rejects_path_for(output: str | os.PathLike[str]) -> Path:
-    """``seed.parquet`` -> ``seed.rejects.jsonl``."""
-    output = Path(output)
-    return output.with_name(output.name.removesuffix(output.suffix) + ".rejects.jsonl")
 
 
 def run_ingest(inputs: list[str], output: str | os.PathLike[str], config: IngestConfig) -> dict[str, Any]:
@@ -45,20 +40,10 @@ def run_ingest(inputs: list[str], output: str | os.PathLike[str], config: Ingest
     with timings.step("ingest"):
         result = ingest(inputs, config, asn_table)
     counts = result.counts
-    rejects_path = rejects_path_for(output)
-    if result.rejects.total:
-        result.rejects.write(rejects_path)
-    else:
-        rejects_path.unlink(missing_ok=True)
+    rejects_path = enforce_reject_rate(
+        result.rejects, output=output, n_candidates=counts["candidates"], max_rate=config.max_reject_rate
+    )
     reasons = ", ".join(f"{k} {v}" for k, v in counts["rejected_by_reason"].items())
-    if counts["reject_rate"] > config.max_reject_rate:
-        output.unlink(missing_ok=True)
-        metadata_path_for(output).unlink(missing_ok=True)
-        raise InputError(
-            f"{counts['rejected']} of {counts['candidates']} records rejected ({counts['reject_rate']:.2%} > "
-            f"--max-reject-rate {config.max_reject_rate:.2%}; {reasons}); no table written, "
-            f"see {rejects_path}"
-        )
     if counts["services"] == 0:
         raise InputError(
             f"no services in {counts['records']} records "
@@ -89,7 +74,7 @@ def run_ingest(inputs: list[str], output: str | os.PathLike[str], config: Ingest
         f"({rate:,.0f} records/s) -> {output}",
         file=sys.stderr,
     )
-    if result.rejects.total:
+    if rejects_path:
         print(f"gpsgpu: ingest: rejected records with their line numbers: {rejects_path}", file=sys.stderr)
     return metadata
 

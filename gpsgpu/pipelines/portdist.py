@@ -32,6 +32,7 @@ from gpsgpu.io import portdist as store
 from gpsgpu.io.metadata import Timings, build_metadata, metadata_path_for, write_metadata
 from gpsgpu.io.parquet import write_table
 from gpsgpu.io.probes import probe_days, probe_files, read_probes, read_probes_days, write_probes
+from gpsgpu.io.rejects import enforce_reject_rate
 from gpsgpu.portdist import apsp, graph, replay, sequences
 from gpsgpu.portdist import columns as C
 
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 
 def _say(message: str) -> None:
     print(f"gpsgpu: portdist {message}", file=sys.stderr)
-
-
-def _rejects_path(output: Path) -> Path:
-    return output.with_name(output.name.removesuffix(output.suffix) + ".rejects.jsonl")
 
 
 # --- ingest ---------------------------------------------------------------------------------------
@@ -60,20 +57,14 @@ def run_portdist_ingest(
     with timings.step("read"):
         result = read_probes(inputs, allow_truncated=config.allow_truncated)
     counts = result.counts
-    rejects_path = _rejects_path(output)
-    if result.rejects.total:
-        result.rejects.write(rejects_path)
-    else:
-        rejects_path.unlink(missing_ok=True)
+    rejects_path = enforce_reject_rate(
+        result.rejects,
+        output=output,
+        n_candidates=counts["records"],
+        max_rate=config.max_reject_rate,
+        nothing_written="no probes written",
+    )
     reasons = ", ".join(f"{k} {v}" for k, v in counts["rejected_by_reason"].items())
-    if counts["reject_rate"] > config.max_reject_rate:
-        output.unlink(missing_ok=True)
-        metadata_path_for(output).unlink(missing_ok=True)
-        raise InputError(
-            f"{counts['rejected']} of {counts['records']} records rejected ({counts['reject_rate']:.2%} > "
-            f"--max-reject-rate {config.max_reject_rate:.2%}; {reasons}); no probes written, "
-            f"see {rejects_path}"
-        )
     if counts["probes"] == 0:
         raise InputError(
             f"no TCP SYN probes in {counts['records']} records (filtered: {counts['filtered_by_reason']}); "
@@ -89,7 +80,7 @@ def run_portdist_ingest(
         counts=counts,
         timings=timings,
         extra={
-            "outputs": {"probes": str(output), "rejects": str(rejects_path) if result.rejects.total else None}
+            "outputs": {"probes": str(output), "rejects": str(rejects_path) if rejects_path else None}
         },
     )
     write_metadata(metadata_path_for(output), metadata)
