@@ -167,6 +167,41 @@ def demo(
     run_demo(output, backend=cfg.backend, config=cfg)
 
 
+@app.command()
+def serve(
+    dist: Annotated[
+        list[str] | None,
+        typer.Option("--dist", help="a distances folder (gpsgpu portdist build); repeat for more"),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="a model folder (gpsgpu learn)")] = None,
+    plan: Annotated[str | None, typer.Option("--plan", help="a plan folder (gpsgpu plan)")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="address to listen on (127.0.0.1; 0.0.0.0 in docker)")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="TCP port to listen on (8080)")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="uvicorn worker processes (1)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve a read-only REST API (/api/v1, docs at /docs) and a web page over the stores."""
+    from gpsgpu.config import ServeConfig, load_config
+    from gpsgpu.pipelines.serve import run_serve
+
+    cfg = load_config(
+        ServeConfig,
+        "serve",
+        file=config,
+        flags={
+            "dist": tuple(dist) if dist else None,
+            "model": model,
+            "plan": plan,
+            "host": host,
+            "port": port,
+            "workers": workers,
+        },
+    )
+    run_serve(cfg)
+
+
 # --- simulation commands (simulate, evaluate; demo above) are added below this line ---
 
 
@@ -303,6 +338,15 @@ BlocklistOpt = Annotated[
 ]
 
 
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option("--cluster", help="none|local|local-cuda|tcp://host:port: run partitions on a Dask cluster"),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", help="workers of a local cluster (0: every core or GPU)")
+]
+
+
 @app.command()
 def learn(
     seed: Annotated[list[str], typer.Argument(help="seed scan: services table or scan records ('-': stdin)")],
@@ -324,6 +368,8 @@ def learn(
         bool, typer.Option("--save-counts", help="also write the additive count tables into MODEL/")
     ] = False,
     backend: BackendOpt = None,
+    cluster: ClusterOpt = None,
+    workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Phase 1a: learn predictive patterns and rules from a seed scan (GPS compatible mode)."""
@@ -344,6 +390,8 @@ def learn(
             "threads": threads,
             "save_counts": True if save_counts else None,
             "backend": backend,
+            "cluster": cluster,
+            "workers": workers,
         },
     )
     run_learn(seed, output, cfg)
@@ -402,6 +450,8 @@ def predict(
         int | None, typer.Option("--priors-per-partition", help="priors services handled per output shard")
     ] = None,
     backend: BackendOpt = None,
+    cluster: ClusterOpt = None,
+    workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Phase 2: predict services from the priors scan, minus plan, seed and blocklisted space."""
@@ -421,6 +471,8 @@ def predict(
             "blocklist": tuple(blocklist) if blocklist else None,
             "priors_per_partition": priors_per_partition,
             "backend": backend,
+            "cluster": cluster,
+            "workers": workers,
         },
     )
     run_predict(model, priors, output, cfg)

@@ -143,6 +143,14 @@ def _check_hitrate(hitrate: float | None) -> None:
         raise UsageError(f"--hitrate must be within 0..1, not {hitrate}")
 
 
+def _check_cluster(cluster: str, workers: int) -> None:
+    from gpsgpu.distributed import check_cluster
+
+    check_cluster(cluster)
+    if workers < 0:
+        raise UsageError(f"--workers must be 0 (every core or GPU) or more, not {workers}")
+
+
 @dataclasses.dataclass(frozen=True)
 class LearnConfig:
     """``gpsgpu learn``: seed services -> MODEL/ (counts, hitrates, patterns, rules)."""
@@ -156,8 +164,11 @@ class LearnConfig:
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS
     threads: int = 0  # 0: every core
     save_counts: bool = False
+    cluster: str = "none"  # none | local | local-cuda | tcp://host:port
+    workers: int = 0  # workers of a local cluster (0: every core or GPU)
 
     def __post_init__(self) -> None:
+        _check_cluster(self.cluster, self.workers)
         _check_hitrate(self.hitrate)
         if self.threads < 0:
             raise UsageError(f"--threads must be 0 (every core) or more, not {self.threads}")
@@ -202,8 +213,11 @@ class PredictConfig:
     backend: str = "auto"
     priors_per_partition: int = DEFAULT_PRIORS_PER_PARTITION
     max_reject_rate: float = DEFAULT_MAX_REJECT_RATE
+    cluster: str = "none"  # none | local | local-cuda | tcp://host:port
+    workers: int = 0  # workers of a local cluster (0: every core or GPU)
 
     def __post_init__(self) -> None:
+        _check_cluster(self.cluster, self.workers)
         _check_step(self.step)
         _check_hitrate(self.hitrate)
         if self.export is not None and self.export not in EXPORT_CHOICES:
@@ -430,3 +444,30 @@ class PortdistPeersConfig:
             raise UsageError(f"--quality-k must be within 1..100, not {self.quality_k}")
         if self.replay_days < 0:
             raise UsageError(f"--replay-days must be 0 (all) or more, not {self.replay_days}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+    """``gpsgpu serve``: the read-only REST API and web page over stores read once."""
+
+    dist: tuple[str, ...] = ()
+    model: str | None = None
+    plan: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    log_level: str = "warning"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dist", tuple(self.dist))
+        if not 0 <= self.port <= 65_535:
+            raise UsageError(f"--port must be within 0..65535, not {self.port}")
+        if not 1 <= self.workers <= 64:
+            raise UsageError(f"--workers must be within 1..64, not {self.workers}")
+        if not self.host:
+            raise UsageError("--host must not be empty")
+        levels = ("critical", "error", "warning", "info", "debug", "trace")
+        if self.log_level not in levels:
+            raise UsageError(f"--log-level must be one of {'|'.join(levels)}, not {self.log_level!r}")
+        if not (self.dist or self.model or self.plan):
+            raise UsageError("nothing to serve: give --dist DIST/, --model MODEL/ and/or --plan PLAN/")

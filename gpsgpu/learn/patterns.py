@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from gpsgpu import schema
 from gpsgpu.backend import Backend, backend_of
+from gpsgpu.distributed import SERIAL, Mapper
 from gpsgpu.io.metadata import Timings
 from gpsgpu.learn.counts import (
     DEFAULT_CHUNK_PAIRS,
@@ -105,6 +106,7 @@ def learn_patterns(
     n_partitions: int = 1,
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
     workers: int | None = None,
+    mapper: Mapper = SERIAL,
 ) -> LearnResult:
     """Phase 1a on a services frame: counts, hitrates, best predictors, patterns and rules.
 
@@ -124,31 +126,36 @@ def learn_patterns(
     workers : int, optional
         Threads counting chunks of pairs side by side on the CPU (default: every core; the GPU
         backend uses one, the device runs the chunks).
+    mapper : Mapper
+        Runs the per-partition steps (indexing, counting, best predictors): in this process by
+        default, or on the workers of a Dask cluster (:func:`gpsgpu.distributed.open_cluster`).
+        Counts are summed by key here, so the result does not depend on it.
     """
     backend = backend_of(services)
-    ops = ops_for(backend)
     if backend is Backend.GPU or (workers is not None and workers < 1):
         workers = 1
     elif workers is None:
         workers = os.cpu_count() or 1
     timings = Timings()
     with timings.step("features"):
-        parts = [index_seed(p, use_asn=use_asn) for p in split_by_host(services, n_partitions=n_partitions)]
+        parts = mapper.map(
+            index_seed, list(split_by_host(services, n_partitions=n_partitions)), use_asn=use_asn
+        )
         glob = assign_global_ids(parts)
 
     # cp_server and the services of each feature: counted per partition, summed.
     with timings.step("count_servers"):
-        srv_keys, srv_counts = sum_by_key([count_servers(p) for p in parts])
+        srv_keys, srv_counts = sum_by_key(mapper.map(count_servers, parts))
         on_services = np.zeros(glob.fkeys.size, dtype=np.int64)
         for part in parts:
             on_services += count_features(part, glob.fkeys.size)
 
     # count_p2, over the rows of features that can have a hitrate.
     with timings.step("count_pairs"):
-        pair_tables = []
-        for part in parts:
-            rows = np.flatnonzero(on_services[part.row_gid] > MIN_COUNT_P2)
-            pair_tables.append(count_pairs(part, rows, ops=ops, chunk_pairs=chunk_pairs, workers=workers))
+        jobs = [(part, np.flatnonzero(on_services[part.row_gid] > MIN_COUNT_P2)) for part in parts]
+        pair_tables = mapper.map(
+            _count_pairs_job, jobs, backend=backend.value, chunk_pairs=chunk_pairs, workers=workers
+        )
         pair_keys, pair_counts = sum_by_key(pair_tables)
 
     with timings.step("hitrates"):
@@ -158,13 +165,19 @@ def learn_patterns(
     with timings.step("best_predictors"):
         rated = np.zeros(glob.fkeys.size, dtype=bool)
         rated[table.gids.astype(np.int64)] = True
+        shared_table = mapper.broadcast(table)
+        jobs = [(part, np.flatnonzero(rated[part.row_gid])) for part in parts]
         frames = []
-        for part in parts:
-            rows = np.flatnonzero(rated[part.row_gid])
-            best = best_slots(
-                part, rows, table.keys, table.rank, ops=ops, chunk_pairs=chunk_pairs, workers=workers
-            )
-            frames += [_best_frame(part, best, table, hitrate), _single_frame(part)]
+        for part_frames in mapper.map(
+            _best_job,
+            jobs,
+            table=shared_table,
+            hitrate=hitrate,
+            backend=backend.value,
+            chunk_pairs=chunk_pairs,
+            workers=workers,
+        ):
+            frames += part_frames
 
     with timings.step("assemble"):
         patterns = _assemble_patterns(frames, table.gids, table.strings, glob.fkeys)
@@ -192,6 +205,37 @@ def learn_patterns(
         counts=counts,
         timings=dict(timings),
     )
+
+
+def _count_pairs_job(
+    job: tuple[SeedPartition, np.ndarray], *, backend: str, chunk_pairs: int, workers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count_p2`` of one partition over its rows (a task of :class:`Mapper`)."""
+    part, rows = job
+    return count_pairs(part, rows, ops=ops_for(Backend(backend)), chunk_pairs=chunk_pairs, workers=workers)
+
+
+def _best_job(
+    job: tuple[SeedPartition, np.ndarray],
+    *,
+    table: _HitrateTable,
+    hitrate: float,
+    backend: str,
+    chunk_pairs: int,
+    workers: int,
+) -> list[pd.DataFrame]:
+    """Patterns rows of one partition: best predictors and single-port hosts (a :class:`Mapper` task)."""
+    part, rows = job
+    best = best_slots(
+        part,
+        rows,
+        table.keys,
+        table.rank,
+        ops=ops_for(Backend(backend)),
+        chunk_pairs=chunk_pairs,
+        workers=workers,
+    )
+    return [_best_frame(part, best, table, hitrate), _single_frame(part)]
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,12 @@ from typing import Any
 
 from gpsgpu.backend import resolve
 from gpsgpu.config import LearnConfig, as_dict
+from gpsgpu.distributed import free_device_pools, open_cluster, retry_on_oom
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata
 from gpsgpu.io.model import write_model
 from gpsgpu.learn import learn_patterns
+from gpsgpu.learn.patterns import LearnResult
 from gpsgpu.pipelines.engine_io import read_scan
 
 log = logging.getLogger(__name__)
@@ -26,15 +28,20 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
     timings = Timings()
     with timings.step("read"):
         services, described = read_scan(seed, backend=backend, what="seed")
-    with timings.step("learn"):
-        result = learn_patterns(
-            services,
-            hitrate=config.hitrate,
-            use_asn=config.use_asn,
-            n_partitions=config.partitions,
-            chunk_pairs=config.chunk_pairs,
-            workers=config.threads or None,
-        )
+    with timings.step("learn"), open_cluster(config.cluster, workers=config.workers) as mapper:
+
+        def stage(n_partitions: int) -> LearnResult:
+            return learn_patterns(
+                services,
+                hitrate=config.hitrate,
+                use_asn=config.use_asn,
+                n_partitions=n_partitions,
+                chunk_pairs=config.chunk_pairs,
+                workers=(config.threads or 1) if mapper.distributed else (config.threads or None),
+                mapper=mapper,
+            )
+
+        result = retry_on_oom(stage, config.partitions, what="learn", on_retry=free_device_pools)
     counts = result.counts
     timings.update({f"learn.{step}": seconds for step, seconds in result.timings.items()})
     if counts["n_hosts_counted"] == 0:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from gpsgpu.backend import resolve
 from gpsgpu.config import PredictConfig, as_dict
+from gpsgpu.distributed import free_device_pools, open_cluster, retry_on_oom
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.model import read_model, read_plan_params
@@ -21,6 +23,21 @@ from gpsgpu.plan import plan_priors
 from gpsgpu.predict import predict_services
 
 log = logging.getLogger(__name__)
+
+
+def _predict_partition(part: Any, **shared: Any) -> Any:
+    """Predictions of one priors partition (a :class:`~gpsgpu.distributed.Mapper` task)."""
+    return predict_services(part, shared.pop("rules"), **shared)
+
+
+def _clear(folder: Path) -> None:
+    """Empty ``folder`` (the shards of a failed attempt) and free device memory pools."""
+    for child in folder.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    free_device_pools()
 
 
 def run_predict(
@@ -50,16 +67,33 @@ def run_predict(
     hitrate = config.hitrate if config.hitrate is not None else float(params["hitrate"])
     if len(model.rules) == 0:
         log.warning("the model has no rules (its seed had no usable host): no predictions")
-    n_partitions = max(1, math.ceil(len(scan) / config.priors_per_partition))
-    with timings.step("predict"), atomic_dir(output) as tmp:
+    first_partitions = max(1, math.ceil(len(scan) / config.priors_per_partition))
+    with (
+        timings.step("predict"),
+        open_cluster(config.cluster, workers=config.workers) as mapper,
+        atomic_dir(output) as tmp,
+    ):
         plan = plan_priors(model.patterns, step=step, hitrate=hitrate)
-        with PredictionWriter(tmp, export=config.export) as writer:
-            for part in split_by_host(scan, n_partitions=n_partitions):
-                writer.write(
-                    predict_services(
-                        part, model.rules, plan=plan, seed=model.seed, step=step, blocklist=blocklist
-                    )
-                )
+        # The rules, plan, seed and blocklist go to every worker once; priors partitions are mapped.
+        shared = {
+            "rules": mapper.broadcast(model.rules),
+            "plan": mapper.broadcast(plan),
+            "seed": mapper.broadcast(model.seed),
+            "step": step,
+            "blocklist": mapper.broadcast(blocklist),
+            "workers": 1 if mapper.distributed else None,
+        }
+
+        def stage(n: int) -> tuple[int, PredictionWriter]:
+            with PredictionWriter(tmp, export=config.export) as writer:
+                parts = list(split_by_host(scan, n_partitions=n))
+                for predicted in mapper.imap(_predict_partition, parts, **shared):
+                    writer.write(predicted)
+            return n, writer
+
+        n_partitions, writer = retry_on_oom(
+            stage, first_partitions, what="predict", on_retry=lambda: _clear(tmp)
+        )
         counts = {
             "n_priors_services": len(scan),
             "n_rules": len(model.rules),

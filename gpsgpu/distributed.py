@@ -1,0 +1,237 @@
+"""Clusters for ``--cluster`` and partitioned runs of the same stage functions.
+
+``--cluster`` is one of:
+
+- ``none`` (default): one process; partitions run one after the other;
+- ``local``: a :class:`dask.distributed.LocalCluster` of worker processes on this machine
+  (``--workers`` of them, default every core);
+- ``local-cuda``: a :class:`dask_cuda.LocalCUDACluster`, one worker per GPU, an RMM pool on each
+  and spilling of device buffers to host memory (dask-cuda is imported only here);
+- a scheduler address (``tcp://host:port``): an existing Dask cluster.
+
+The stages never see Dask: they receive a :class:`Mapper`, which applies a function to every
+partition (serially, or as Dask tasks on the workers) and returns the results in partition order.
+Objects every task needs (the rules of phase 2) are broadcast once with :meth:`Mapper.broadcast`.
+Reductions (sums of counts by key) run on the caller, so results are identical for any number of
+partitions and workers.
+
+Out of core: :func:`retry_on_oom` runs a stage and, when the device (or host) runs out of memory,
+runs it again with twice the partitions, telling the user in one log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from gpsgpu.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: ``--cluster`` values that are not a scheduler address.
+CLUSTER_CHOICES = ("none", "local", "local-cuda")
+
+#: Names of the out-of-memory exceptions of CuPy and RMM (matched by name: neither is imported).
+_OOM_NAMES = frozenset({"OutOfMemoryError"})
+
+#: How many times a stage is retried with more partitions before the error is raised.
+MAX_OOM_RETRIES = 6
+
+
+class Mapper:
+    """Applies functions to partitions: in this process (``client=None``) or on Dask workers.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client, optional
+        The cluster's client; ``None`` runs every call in this process.
+    """
+
+    def __init__(self, client: Any = None) -> None:
+        self.client = client
+
+    @property
+    def distributed(self) -> bool:
+        """True when calls run on a Dask cluster."""
+        return self.client is not None
+
+    @property
+    def n_workers(self) -> int:
+        """Workers of the cluster (1 in this process)."""
+        if self.client is None:
+            return 1
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def broadcast(self, value: T) -> T:
+        """``value`` sent once to every worker (a future standing for it); ``value`` itself locally."""
+        if self.client is None:
+            return value
+        return self.client.scatter(value, broadcast=True, hash=False)  # type: ignore[no-any-return]
+
+    def _scatter(self, items: Sequence[Any]) -> list[Any]:
+        """The items sent to the workers as data (not inside the task graph), one future each."""
+        return self.client.scatter(list(items), hash=False)  # type: ignore[no-any-return]
+
+    def map(self, function: Callable[..., T], items: Sequence[Any], /, **shared: Any) -> list[T]:
+        """``[function(item, **shared) for item in items]``, in order (Dask tasks on a cluster)."""
+        if self.client is None:
+            return [function(item, **shared) for item in items]
+        futures = self.client.map(_apply, self._scatter(items), pure=False, function=function, shared=shared)
+        return self.client.gather(futures)  # type: ignore[no-any-return]
+
+    def imap(self, function: Callable[..., T], items: Sequence[Any], /, **shared: Any) -> Iterator[T]:
+        """Like :meth:`map`, yielding each result in order as soon as it is ready (to write it)."""
+        if self.client is None:
+            for item in items:
+                yield function(item, **shared)
+            return
+        futures = self.client.map(_apply, self._scatter(items), pure=False, function=function, shared=shared)
+        for future in futures:
+            yield future.result()
+            future.release()
+
+
+def _apply(item: Any, *, function: Callable[..., T], shared: dict[str, Any]) -> T:
+    """``function(item, **shared)`` on a worker (``shared``'s futures are resolved by Dask first).
+
+    The shared arguments travel in one dict so that their names cannot collide with the keywords
+    of :meth:`distributed.Client.map` (``workers``, ``key``, ...).
+    """
+    return function(item, **shared)
+
+
+#: The mapper of ``--cluster none``.
+SERIAL = Mapper()
+
+
+def check_cluster(spec: str) -> str:
+    """``spec`` if it is a valid ``--cluster`` value, else a :class:`UsageError`."""
+    if spec in CLUSTER_CHOICES or "://" in spec:
+        return spec
+    raise UsageError(
+        f"--cluster must be none, local, local-cuda or a scheduler address (tcp://host:port), not {spec!r}"
+    )
+
+
+@contextlib.contextmanager
+def open_cluster(spec: str = "none", *, workers: int = 0) -> Iterator[Mapper]:
+    """A :class:`Mapper` on the cluster ``spec`` (see the module), closed on exit.
+
+    Parameters
+    ----------
+    spec : str
+        ``none``, ``local``, ``local-cuda`` or a scheduler address.
+    workers : int
+        Workers of a ``local`` cluster (0: every core) or of ``local-cuda`` (0: every GPU).
+    """
+    check_cluster(spec)
+    if workers < 0:
+        raise UsageError(f"--workers must be 0 (all) or more, not {workers}")
+    if spec == "none":
+        yield SERIAL
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise UsageError("--cluster needs dask.distributed: pip install 'dask[distributed]'") from exc
+    with contextlib.ExitStack() as stack:
+        if spec == "local":
+            n = workers or os.cpu_count() or 1
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    host="127.0.0.1",
+                )
+            )
+            client = stack.enter_context(Client(cluster))
+        elif spec == "local-cuda":
+            cluster = stack.enter_context(_local_cuda_cluster(workers))
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(spec, timeout="30s"))
+        log.info("cluster %s: %d workers", spec, len(client.scheduler_info().get("workers", {})))
+        yield Mapper(client)
+
+
+def _local_cuda_cluster(workers: int) -> Any:
+    """A ``LocalCUDACluster``: one worker per GPU, an RMM pool, device buffers spilled to host."""
+    from gpsgpu.backend import cuda_device_count
+
+    n_devices = cuda_device_count()
+    if n_devices == 0:
+        raise UsageError("--cluster local-cuda needs an NVIDIA GPU, and none was found (try --cluster local)")
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError as exc:
+        raise UsageError(
+            "--cluster local-cuda needs dask-cuda: pip install 'gpsgpu[cuda12]' (or cuda13)"
+        ) from exc
+    visible = ",".join(str(i) for i in range(min(workers or n_devices, n_devices)))
+    return LocalCUDACluster(
+        CUDA_VISIBLE_DEVICES=visible,
+        rmm_pool_size="80%",
+        device_memory_limit="85%",
+        enable_cudf_spill=True,
+        dashboard_address=None,
+    )
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for the out-of-memory errors of CuPy (``cupy.cuda.memory.OutOfMemoryError``), RMM
+    (``MemoryError``) and Python (``MemoryError``), whatever library raised them."""
+    if isinstance(exc, MemoryError):
+        return True
+    return any(cls.__name__ in _OOM_NAMES for cls in type(exc).__mro__)
+
+
+def retry_on_oom(
+    stage: Callable[[int], T],
+    n_partitions: int,
+    /,
+    *,
+    what: str,
+    max_retries: int = MAX_OOM_RETRIES,
+    on_retry: Callable[[], None] | None = None,
+) -> T:
+    """``stage(n_partitions)``, run again with twice the partitions after an out-of-memory error.
+
+    The stage must be a pure function of the partition count (its result does not depend on it),
+    so a retry changes only how much memory one partition needs. Each retry is logged once.
+    ``on_retry`` runs before each retry (to free device memory pools).
+    """
+    n = n_partitions
+    for attempt in range(max_retries + 1):
+        try:
+            return stage(n)
+        except Exception as exc:
+            if not is_out_of_memory(exc) or attempt == max_retries:
+                raise
+            log.warning(
+                "%s: out of memory with %d partition(s) (%s); retrying with %d smaller partitions",
+                what,
+                n,
+                type(exc).__name__,
+                n * 2,
+            )
+            n *= 2
+            if on_retry is not None:
+                on_retry()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def free_device_pools() -> None:
+    """Release CuPy's cached device blocks (only if CuPy is already imported)."""
+    import sys
+
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:  # pragma: no cover - GPU only
+        cupy.get_default_memory_pool().free_all_blocks()
+        cupy.get_default_pinned_memory_pool().free_all_blocks()

@@ -1,0 +1,216 @@
+"""``--cluster``: learn and predict give the same outputs on a Dask cluster as in one process.
+
+Also: a scheduler address, ``local-cuda`` without a GPU, and the out-of-memory retry (a fake
+CuPy ``OutOfMemoryError`` injected on the CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from gps_data import make_priors, make_services
+
+from gpsgpu import cli, distributed
+from gpsgpu.config import LearnConfig, PredictConfig
+from gpsgpu.errors import UsageError
+from gpsgpu.io.parquet import write_services
+from gpsgpu.io.predictions import SHARDS_DIR
+from gpsgpu.pipelines import learn as learn_pipeline
+from gpsgpu.pipelines import predict as predict_pipeline
+from gpsgpu.pipelines.learn import run_learn
+from gpsgpu.pipelines.predict import run_predict
+
+HITRATE, STEP = 0.001, 20
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("distributed")
+    seed = make_services(400, seed=31)
+    priors = make_priors(seed, 400, seed=32)
+    write_services(seed, root / "seed.parquet")
+    write_services(priors, root / "priors.parquet")
+    return {"root": root, "seed": root / "seed.parquet", "priors": root / "priors.parquet"}
+
+
+def _learn(inputs: dict[str, Path], out: Path, **flags: object) -> pd.DataFrame:
+    run_learn([str(inputs["seed"])], out, LearnConfig(hitrate=HITRATE, step=STEP, **flags))  # type: ignore[arg-type]
+    return pq.read_table(out / "patterns.parquet").to_pandas()
+
+
+def _predict(inputs: dict[str, Path], model: Path, out: Path, **flags: object) -> pd.DataFrame:
+    run_predict(model, [str(inputs["priors"])], out, PredictConfig(**flags))  # type: ignore[arg-type]
+    table = pq.read_table(out / SHARDS_DIR).to_pandas()
+    return table.sort_values(["ip", "port"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference(inputs: dict[str, Path]) -> dict[str, object]:
+    """Model and predictions of one process (``--cluster none``), 1 partition."""
+    model = inputs["root"] / "model-ref"
+    patterns = _learn(inputs, model)
+    predictions = _predict(inputs, model, inputs["root"] / "pred-ref", priors_per_partition=10**9)
+    assert len(patterns) > 0 and len(predictions) > 0
+    return {"model": model, "patterns": patterns, "predictions": predictions}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_local_cluster_gives_the_same_patterns_and_predictions(
+    inputs: dict[str, Path], reference: dict[str, object], tmp_path: Path, workers: int
+) -> None:
+    patterns = _learn(inputs, tmp_path / "model", cluster="local", workers=workers, partitions=3)
+    pd.testing.assert_frame_equal(patterns, reference["patterns"])  # type: ignore[arg-type]
+    predictions = _predict(
+        inputs,
+        tmp_path / "model",
+        tmp_path / "pred",
+        cluster="local",
+        workers=workers,
+        priors_per_partition=300,
+    )
+    pd.testing.assert_frame_equal(predictions, reference["predictions"])  # type: ignore[arg-type]
+
+
+def test_scheduler_address(inputs: dict[str, Path], reference: dict[str, object], tmp_path: Path) -> None:
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        patterns = _learn(inputs, tmp_path / "model", cluster=address, partitions=2)
+        pd.testing.assert_frame_equal(patterns, reference["patterns"])  # type: ignore[arg-type]
+        predictions = _predict(inputs, tmp_path / "model", tmp_path / "pred", cluster=address)
+        pd.testing.assert_frame_equal(predictions, reference["predictions"])  # type: ignore[arg-type]
+
+
+def test_cli_cluster_flag(
+    inputs: dict[str, Path],
+    reference: dict[str, object],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = tmp_path / "model"
+    args = ["learn", str(inputs["seed"]), "-o", str(model), "--hitrate", str(HITRATE), "--step", str(STEP)]
+    monkeypatch.setattr(sys, "argv", ["gpsgpu", "-q", *args, "--cluster", "local", "--workers", "2"])
+    try:
+        cli.main()
+    except SystemExit as exc:  # pragma: no cover - a failure
+        pytest.fail(f"exit {exc.code}: {capsys.readouterr().err}")
+    patterns = pq.read_table(model / "patterns.parquet").to_pandas()
+    pd.testing.assert_frame_equal(patterns, reference["patterns"])  # type: ignore[arg-type]
+
+
+def test_bad_cluster_values_are_one_line_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(UsageError, match="--cluster must be"):
+        LearnConfig(cluster="bogus")
+    with pytest.raises(UsageError, match="--workers"):
+        PredictConfig(workers=-1)
+    # local-cuda without a GPU (or without dask-cuda) is a one-line error, before any work.
+    monkeypatch.setattr("gpsgpu.backend.cuda_device_count", lambda: 0)
+    with (
+        pytest.raises(UsageError, match="local-cuda needs an NVIDIA GPU"),
+        distributed.open_cluster("local-cuda"),
+    ):
+        pass  # pragma: no cover
+    seed = tmp_path / "seed.parquet"
+    write_services(make_services(20, seed=1), seed)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["gpsgpu", "-q", "learn", str(seed), "-o", str(tmp_path / "m"), "--cluster", "local-cuda"],
+    )
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2
+    assert len(err.splitlines()) == 1 and "local-cuda" in err
+    assert not (tmp_path / "m").exists()
+
+
+class OutOfMemoryError(MemoryError):
+    """Stands for ``cupy.cuda.memory.OutOfMemoryError`` (matched by name, like the real one)."""
+
+
+class _RmmLike(RuntimeError):
+    """An unrelated error: never retried."""
+
+
+def test_oom_detection() -> None:
+    assert distributed.is_out_of_memory(OutOfMemoryError("out of memory allocating 1 GiB"))
+    assert distributed.is_out_of_memory(MemoryError("std::bad_alloc: out_of_memory: RMM failure"))
+    assert not distributed.is_out_of_memory(_RmmLike("boom"))
+
+
+def test_retry_on_oom_doubles_partitions_and_gives_up() -> None:
+    seen: list[int] = []
+
+    def stage(n: int) -> int:
+        seen.append(n)
+        if n < 8:
+            raise OutOfMemoryError("fake")
+        return n
+
+    assert distributed.retry_on_oom(stage, 1, what="x") == 8
+    assert seen == [1, 2, 4, 8]
+    with pytest.raises(OutOfMemoryError):
+        distributed.retry_on_oom(stage, 1, what="x", max_retries=2)
+    with pytest.raises(_RmmLike):
+        distributed.retry_on_oom(lambda n: (_ for _ in ()).throw(_RmmLike("no")), 1, what="x")
+
+
+def test_learn_and_predict_retry_after_out_of_memory(
+    inputs: dict[str, Path],
+    reference: dict[str, object],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real_learn = learn_pipeline.learn_patterns
+
+    def learn_small_partitions_only(services: object, **kwargs: object) -> object:
+        if kwargs["n_partitions"] < 4:  # type: ignore[operator]
+            raise OutOfMemoryError("out of memory allocating 4,294,967,296 bytes")
+        return real_learn(services, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(learn_pipeline, "learn_patterns", learn_small_partitions_only)
+    with caplog.at_level(logging.WARNING, logger="gpsgpu.distributed"):
+        patterns = _learn(inputs, tmp_path / "model")
+    pd.testing.assert_frame_equal(patterns, reference["patterns"])  # type: ignore[arg-type]
+    lines = [r.getMessage() for r in caplog.records if "out of memory" in r.getMessage()]
+    assert lines == [
+        "learn: out of memory with 1 partition(s) (OutOfMemoryError); retrying with 2 smaller partitions",
+        "learn: out of memory with 2 partition(s) (OutOfMemoryError); retrying with 4 smaller partitions",
+    ]
+
+    caplog.clear()
+    real_partition = predict_pipeline._predict_partition
+    calls = {"n": 0}
+
+    def fail_on_big_partitions(part: pd.DataFrame, **shared: object) -> object:
+        calls["n"] += 1
+        if len(part) > 700:
+            raise OutOfMemoryError("fake")
+        return real_partition(part, **shared)
+
+    monkeypatch.setattr(predict_pipeline, "_predict_partition", fail_on_big_partitions)
+    with caplog.at_level(logging.WARNING, logger="gpsgpu.distributed"):
+        predictions = _predict(inputs, tmp_path / "model", tmp_path / "pred", priors_per_partition=10**9)
+    pd.testing.assert_frame_equal(predictions, reference["predictions"])  # type: ignore[arg-type]
+    assert any("predict: out of memory with 1 partition(s)" in r.getMessage() for r in caplog.records)
+    assert calls["n"] > 1
