@@ -79,9 +79,7 @@ def run_portdist_ingest(
         backend="cpu",
         counts=counts,
         timings=timings,
-        extra={
-            "outputs": {"probes": str(output), "rejects": str(rejects_path) if rejects_path else None}
-        },
+        extra={"outputs": {"probes": str(output), "rejects": str(rejects_path) if rejects_path else None}},
     )
     write_metadata(metadata_path_for(output), metadata)
     _say(
