@@ -333,3 +333,70 @@ def test_cli_serves_and_refuses_bad_stores(stores: dict[str, Path], tmp_path: Pa
         server.terminate()
         _, err = server.communicate(timeout=30)
     assert "gpsgpu: serve: 3 window(s), model on http://127.0.0.1" in err
+
+
+def test_worker_listener_keeps_tcp_nodelay() -> None:
+    """The multi-worker listener states IPPROTO_TCP, so asyncio turns Nagle off on each connection."""
+    import asyncio
+
+    from gpsgpu.server.nodelay import NodelayConfig
+
+    listener = NodelayConfig("gpsgpu.pipelines.serve:app_from_environment", host="127.0.0.1", port=0)
+    sock = listener.bind_socket()
+    assert sock.proto == socket.IPPROTO_TCP and sock.get_inheritable()
+    accepted: list[int] = []
+
+    async def check() -> None:
+        def made() -> asyncio.Protocol:
+            class Probe(asyncio.Protocol):
+                def connection_made(self, transport: Any) -> None:
+                    raw = transport.get_extra_info("socket")
+                    accepted.append(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                    transport.close()
+
+            return Probe()
+
+        server = await asyncio.get_running_loop().create_server(made, sock=sock)
+        port = sock.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(100):
+            if accepted:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(check())
+    assert accepted and accepted[0] != 0
+
+
+def test_cli_serves_with_two_workers(stores: dict[str, Path]) -> None:
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gpsgpu.cli", "serve", "--dist", str(stores["dist"]), "--port", str(port),
+         "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}{API}/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "the server did not start in 60 s"
+                time.sleep(0.2)
+        assert health["status"] == "ok" and health["windows"] == 3
+        with httpx.Client() as client:  # one keep-alive connection, several requests
+            answers = [client.get(f"http://127.0.0.1:{port}{API}/distances/darknet/week/neighbors/80?k=3")
+                       for _ in range(5)]  # fmt: skip
+        assert all(a.status_code == 200 for a in answers)
+        assert len({json.dumps(a.json()["neighbors"]) for a in answers}) == 1
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert "(2 worker(s)" in err and "Traceback" not in err

@@ -7,6 +7,7 @@ config passed in ``GPSGPU_SERVE_STORES`` (each worker reads the stores once into
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -67,7 +68,19 @@ def run_serve(config: ServeConfig) -> None:
     os.environ[STORES_ENV] = json.dumps(
         {"dist": list(config.dist), "model": config.model, "plan": config.plan}
     )
-    uvicorn.run(
+    _serve_workers(config)
+
+
+def _serve_workers(config: ServeConfig) -> None:
+    """uvicorn's multiprocess supervisor over a listening socket that keeps ``TCP_NODELAY`` on."""
+    import inspect
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from gpsgpu.server.nodelay import NodelayConfig
+
+    uv_config = NodelayConfig(
         "gpsgpu.pipelines.serve:app_from_environment",
         factory=True,
         host=config.host,
@@ -76,3 +89,11 @@ def run_serve(config: ServeConfig) -> None:
         log_level=config.log_level,
         access_log=False,
     )
+    sock = uv_config.bind_socket()
+    # uvicorn < 0.36 also wants the server's run method as the workers' target.
+    if "target" in inspect.signature(Multiprocess.__init__).parameters:
+        supervisor = Multiprocess(uv_config, target=uvicorn.Server(uv_config).run, sockets=[sock])  # type: ignore[call-arg]
+    else:
+        supervisor = Multiprocess(uv_config, sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):
+        supervisor.run()
