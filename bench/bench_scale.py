@@ -27,20 +27,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import append_section, environment, write_rows
 
+from gpsgpu import schema
 from gpsgpu.backend import Backend, resolve
 from gpsgpu.blocklist import Blocklist
 from gpsgpu.distributed import Mapper, open_cluster
+from gpsgpu.io.parquet import write_services
 from gpsgpu.learn import learn_patterns
 from gpsgpu.partition import split_by_host
 from gpsgpu.pipelines.predict import _predict_partition
 from gpsgpu.plan import plan_priors
 from gpsgpu.sim import ServiceArrays, SimInternet, SimParams
-from gpsgpu.sim.scanner import SimScanner
+from gpsgpu.sim.partitioned import generate_universe
 
 STEP, HITRATE = 16, 1e-5
 
@@ -89,9 +93,14 @@ def frame_bytes(frame: Any) -> int:
     return int(usage.sum())
 
 
-def _simulate(internet: SimInternet, fraction: float) -> Any:
-    services, _ = SimScanner(internet).seed_scan(fraction)
-    return internet.to_frame(services)
+def _simulate(internet: SimInternet, fraction: float, mapper: Mapper) -> Any:
+    """The seed scan as a frame: blocks of /16s generated and rendered through ``mapper`` (the
+    ``gpsgpu simulate --cluster`` path; the same rows for any number of workers)."""
+    blocks = generate_universe(
+        internet, mapper=mapper, seed_fraction=fraction, want_truth=False, render_seed=True
+    )
+    tables = [b.seed_table for b in blocks if b.seed_table is not None]
+    return schema.services_from_arrow(pa.concat_tables(tables), internet.backend.xdf)
 
 
 def _priors_chunks(internet: SimInternet, fraction: float, target_rows: int) -> Iterator[Any]:
@@ -149,6 +158,7 @@ def run(
     cluster: str = "none",
     workers: int = 0,
     priors_per_partition: int = 5_000_000,
+    seed_parquet: Path | None = None,
 ) -> list[dict[str, Any]]:
     """One run of the benchmark; a row per stage."""
     bandwidth = measure_bandwidth(backend)
@@ -176,14 +186,19 @@ def run(
             }
         )
 
-    t0 = time.perf_counter()
-    internet = SimInternet(SimParams(hosts=hosts, seed=0), backend)
-    seed = _simulate(internet, seed_fraction)
-    _sync(backend)
-    seconds = time.perf_counter() - t0
-    row("simulate seed", seconds, len(seed), 0, frame_bytes(seed))
-
     with open_cluster(cluster, workers=workers) as mapper:
+        t0 = time.perf_counter()
+        internet = SimInternet(SimParams(hosts=hosts, seed=0), backend)
+        seed = _simulate(internet, seed_fraction, mapper)
+        _sync(backend)
+        seconds = time.perf_counter() - t0
+        extra: dict[str, Any] = {}
+        if seed_parquet is not None:
+            # The seed as the commands read it: its Parquet size is the yardstick of device memory.
+            write_services(seed, seed_parquet)
+            extra["seed_parquet_bytes"] = seed_parquet.stat().st_size
+        row("simulate seed", seconds, len(seed), 0, frame_bytes(seed), **extra)
+
         t0 = time.perf_counter()
         result = learn_patterns(
             seed,
@@ -282,6 +297,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         default=5_000_000,
         help="priors services generated and predicted per chunk",
     )
+    parser.add_argument(
+        "--seed-parquet",
+        type=Path,
+        default=None,
+        help="also write the seed here (services Parquet) and report peak device memory over its size",
+    )
     parser.add_argument("--append", action="store_true", help="append the table to bench/RESULTS.md")
     args = parser.parse_args(argv)
     backend = resolve(args.backend)
@@ -295,9 +316,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             cluster=cluster,
             workers=args.workers if cluster != "none" else 0,
             priors_per_partition=args.priors_per_partition,
+            seed_parquet=args.seed_parquet,
         )
     text = table_markdown(rows)
     print(text)
+    sizes = [r["seed_parquet_bytes"] for r in rows if r.get("seed_parquet_bytes")]
+    peaks = [r["peak_device_bytes"] for r in rows if r.get("peak_device_bytes")]
+    if sizes and peaks:
+        print(
+            f"- peak device memory {max(peaks) / 2**20:,.0f} MiB = {max(peaks) / sizes[0]:.1f}x the seed's "
+            f"Parquet size ({sizes[0] / 2**20:,.0f} MiB; target < 10x)"
+        )
     totals = {r["cluster"]: r["seconds"] for r in rows if r["stage"] == "learn+plan+predict"}
     overhead = ""
     if "none" in totals and len(totals) > 1:

@@ -21,10 +21,11 @@ runs it again with twice the partitions, telling the user in one log line.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from gpsgpu.errors import UsageError
@@ -38,6 +39,9 @@ CLUSTER_CHOICES = ("none", "local", "local-cuda")
 
 #: Names of the out-of-memory exceptions of CuPy and RMM (matched by name: neither is imported).
 _OOM_NAMES = frozenset({"OutOfMemoryError"})
+
+#: Partitions :meth:`Mapper.imap` keeps submitted per worker ahead of the one it yields.
+IN_FLIGHT_PER_WORKER = 2
 
 #: How many times a stage is retried with more partitions before the error is raised.
 MAX_OOM_RETRIES = 6
@@ -73,25 +77,47 @@ class Mapper:
             return value
         return self.client.scatter(value, broadcast=True, hash=False)  # type: ignore[no-any-return]
 
-    def _scatter(self, items: Sequence[Any]) -> list[Any]:
+    def _scatter(self, items: Iterable[Any]) -> list[Any]:
         """The items sent to the workers as data (not inside the task graph), one future each."""
         return self.client.scatter(list(items), hash=False)  # type: ignore[no-any-return]
 
-    def map(self, function: Callable[..., T], items: Sequence[Any], /, **shared: Any) -> list[T]:
-        """``[function(item, **shared) for item in items]``, in order (Dask tasks on a cluster)."""
+    def map(self, function: Callable[..., T], items: Iterable[Any], /, **shared: Any) -> list[T]:
+        """``[function(item, **shared) for item in items]``, in order (Dask tasks on a cluster).
+
+        In this process, ``items`` may be a generator: each item is made just before its call.
+        """
         if self.client is None:
             return [function(item, **shared) for item in items]
         futures = self.client.map(_apply, self._scatter(items), pure=False, function=function, shared=shared)
         return self.client.gather(futures)  # type: ignore[no-any-return]
 
-    def imap(self, function: Callable[..., T], items: Sequence[Any], /, **shared: Any) -> Iterator[T]:
-        """Like :meth:`map`, yielding each result in order as soon as it is ready (to write it)."""
+    def imap(self, function: Callable[..., T], items: Iterable[Any], /, **shared: Any) -> Iterator[T]:
+        """Like :meth:`map`, yielding each result in order as soon as it is ready (to write it).
+
+        Items are taken from ``items`` lazily: one at a time in this process, and at most
+        :data:`IN_FLIGHT_PER_WORKER` per worker ahead of the result being yielded on a cluster, so a
+        generator of partitions (read out of core) is never held whole.
+        """
         if self.client is None:
             for item in items:
                 yield function(item, **shared)
             return
-        futures = self.client.map(_apply, self._scatter(items), pure=False, function=function, shared=shared)
-        for future in futures:
+        window = max(2, IN_FLIGHT_PER_WORKER * self.n_workers)
+        pending: collections.deque[Any] = collections.deque()
+        source = iter(items)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < window:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                data = self.client.scatter(item, hash=False)
+                pending.append(self.client.submit(_apply, data, pure=False, function=function, shared=shared))
+            if not pending:
+                return
+            future = pending.popleft()
             yield future.result()
             future.release()
 
@@ -172,7 +198,7 @@ def _local_cuda_cluster(workers: int) -> Any:
         from dask_cuda import LocalCUDACluster
     except ImportError as exc:
         raise UsageError(
-            "--cluster local-cuda needs dask-cuda: pip install 'gpsgpu[cuda12]' (or cuda13)"
+            "--cluster local-cuda needs dask-cuda: pip install 'gpsgpu[gpu-cu12]' (or gpu-cu13)"
         ) from exc
     visible = ",".join(str(i) for i in range(min(workers or n_devices, n_devices)))
     return LocalCUDACluster(

@@ -7,11 +7,12 @@ a host in the same partition.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 from typing import Any
 
 from gpsgpu import schema
-from gpsgpu.backend import xp_of
+from gpsgpu.backend import Backend, xp_of
 
 _GOLDEN32 = 0x9E3779B1
 
@@ -25,14 +26,37 @@ def partition_of(ip: Any, n_partitions: int) -> Any:
     return ((mixed >> xp.uint64(8)) % xp.uint64(n_partitions)).astype(xp.int64)
 
 
+class HostPartitions(abc.ABC):
+    """A table too big to hold at once that yields its host partitions one by one (out of core).
+
+    ``partitions(n)`` yields the same frames, in the same order, as :func:`split_by_host` of the
+    whole table (rows of a partition in table order), so results do not change.
+    """
+
+    #: The backend the partitions' frames are on.
+    backend: Backend
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Rows of the whole table."""
+
+    @abc.abstractmethod
+    def partitions(self, n_partitions: int) -> Iterator[Any]:
+        """The table's rows in ``n_partitions`` host partitions (frames on :attr:`backend`)."""
+
+
 def split_by_host(frame: Any, /, *, n_partitions: int) -> Iterator[Any]:
     """Yield ``n_partitions`` frames of ``frame``'s rows (every row of a host in the same one).
 
     Parameters
     ----------
-    frame : frame with an ``ip uint32`` column
+    frame : frame with an ``ip uint32`` column, or a :class:`HostPartitions` (read partition by
+        partition, never whole)
     n_partitions : int
     """
+    if isinstance(frame, HostPartitions):
+        yield from frame.partitions(n_partitions)
+        return
     if n_partitions == 1:
         yield frame
         return

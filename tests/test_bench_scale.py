@@ -35,3 +35,29 @@ def test_scale_benchmark_runs_at_tiny_size(capsys: pytest.CaptureFixture[str]) -
     assert by["none", "learn"]["rules"] == by["local", "learn"]["rules"] > 0
     assert all(by[c, s]["byte_floor_pct"] > 0 for c in ("none", "local") for s in ("learn", "predict"))
     assert "| none | - | learn |" in out and "local: learn+plan+predict" in out
+
+
+def _load_named(name: str) -> ModuleType:
+    path = BENCH.with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kernel_benchmark_runs_at_tiny_size(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = _load_named("bench_kernel").main(["--backend", "cpu", "--hosts", "2000", "--repeat", "1"])
+    assert rows[0]["pairs"] > rows[0]["rows"] > 0 and rows[0]["pct_of_bandwidth"] > 0
+    assert "| cpu | ops.cpu.expand_pairs (NumPy twin) |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cluster_benchmark_runs_at_tiny_size(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--hosts", "20000", "--seed-fraction", "0.05", "--workers", "1", "--partitions", "1",
+            "--partitions", "3", "--repeat", "1"]  # fmt: skip
+    rows = _load_named("bench_cluster").main(argv)
+    assert [(r["stage"], r["cluster"]) for r in rows] == [
+        ("simulate", "none"), ("simulate", "local"), ("learn", "none"), ("learn", "none")
+    ]  # fmt: skip
+    assert "seed.parquet bytes yes" in capsys.readouterr().out

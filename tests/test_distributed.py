@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -59,20 +60,33 @@ def reference(inputs: dict[str, Path]) -> dict[str, object]:
     return {"model": model, "patterns": patterns, "predictions": predictions}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("workers", [1, 2, 4])
-def test_local_cluster_gives_the_same_patterns_and_predictions(
-    inputs: dict[str, Path], reference: dict[str, object], tmp_path: Path, workers: int
+@pytest.fixture
+def threads_cluster(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An in-process Dask cluster of ``request.param`` workers (threads, fast to start), by address.
+
+    Worker processes (``--cluster local``) are covered by :func:`test_cli_cluster_flag`.
+    """
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=request.param,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.mark.parametrize("threads_cluster", [1, 2, 4], indirect=True, ids=lambda n: f"{n}-workers")
+def test_clusters_of_1_2_4_workers_give_the_same_patterns_and_predictions(
+    inputs: dict[str, Path], reference: dict[str, object], tmp_path: Path, threads_cluster: str
 ) -> None:
-    patterns = _learn(inputs, tmp_path / "model", cluster="local", workers=workers, partitions=3)
+    patterns = _learn(inputs, tmp_path / "model", cluster=threads_cluster, partitions=3)
     pd.testing.assert_frame_equal(patterns, reference["patterns"])  # type: ignore[arg-type]
     predictions = _predict(
-        inputs,
-        tmp_path / "model",
-        tmp_path / "pred",
-        cluster="local",
-        workers=workers,
-        priors_per_partition=300,
+        inputs, tmp_path / "model", tmp_path / "pred", cluster=threads_cluster, priors_per_partition=300
     )
     pd.testing.assert_frame_equal(predictions, reference["predictions"])  # type: ignore[arg-type]
 

@@ -59,6 +59,28 @@ def read_scan(
     return frame, described
 
 
+def open_scan(
+    inputs: list[str],
+    *,
+    backend: Backend,
+    fmt: str = "auto",
+    max_reject_rate: float | None = None,
+    what: str = "input",
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Like :func:`read_scan`, but one services Parquet table is not read whole: it comes back as a
+    :class:`~gpsgpu.io.partitions.ParquetHostPartitions` that stages read host partition by host
+    partition (out of core; the same results). Scan records are ingested in memory as before.
+    """
+    if len(inputs) == 1 and fmt in ("auto", "services") and _is_parquet(inputs[0]):
+        from gpsgpu.io.partitions import ParquetHostPartitions
+
+        source = ParquetHostPartitions(inputs[0], backend)
+        if len(source) == 0:
+            raise InputError(f"{what} {inputs[0]}: no services in it")
+        return source, [{"path": str(inputs[0]), "format": "services"}]
+    return read_scan(inputs, backend=backend, fmt=fmt, max_reject_rate=max_reject_rate, what=what)
+
+
 def blocklist_for(paths: tuple[str, ...] | list[str]) -> Blocklist:
     """The built-in IANA blocklist plus every ``--blocklist`` file."""
     return effective_blocklist(list(paths))

@@ -22,16 +22,26 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 import zstandard
 
 from gpsgpu import schema
 from gpsgpu.backend import Backend, resolve, to_numpy
 from gpsgpu.config import SimulateConfig, as_dict
+from gpsgpu.distributed import SERIAL, Mapper, check_cluster, open_cluster
 from gpsgpu.errors import InputError, UsageError
 from gpsgpu.io.atomic import atomic_dir, atomic_open
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.parquet import read_table, write_services, write_table
 from gpsgpu.sim import ServiceArrays, SimInternet, SimParams, read_params, write_params
+from gpsgpu.sim.partitioned import (
+    Block,
+    concat_seed,
+    concat_truth,
+    generate_universe,
+    internet_for,
+    scan_rows,
+)
 from gpsgpu.sim.scanner import SimScanner
 from gpsgpu.sim.stats import sim_statistics, statistics_markdown
 
@@ -63,19 +73,39 @@ def write_gps_jsonl(table: Any, path: Path) -> Path:
 
 
 def simulate(
-    config: SimulateConfig, backend: Backend, progress: Progress = _quiet
+    config: SimulateConfig, backend: Backend, progress: Progress = _quiet, *, mapper: Mapper = SERIAL
 ) -> tuple[SimInternet, ServiceArrays, ServiceArrays, int]:
     """Build the Internet, its ground truth and its seed scan (no I/O).
 
+    The universe is generated in blocks of /16s through ``mapper`` (this process or Dask workers);
+    the result does not depend on the number of blocks or workers.
     Returns the internet, the truth, the seed services and the number of seed addresses probed.
     """
+    internet, blocks = _generate(config, backend, progress, mapper)
+    n_sampled = sum(b.n_sampled for b in blocks)
+    return internet, concat_truth(internet, blocks), concat_seed(internet, blocks), n_sampled
+
+
+def _generate(
+    config: SimulateConfig,
+    backend: Backend,
+    progress: Progress,
+    mapper: Mapper,
+    *,
+    render_seed: bool = False,
+    render_truth: bool = False,
+) -> tuple[SimInternet, list[Block]]:
     params = SimParams(hosts=config.hosts, seed=config.seed, day=config.day)
-    internet = SimInternet(params, backend)
+    internet = internet_for(params, backend.value)
     progress(f"generating {internet.n_addresses:,} addresses in {internet.n_prefixes} /16s")
-    truth = internet.ground_truth()
-    scanner = SimScanner(internet, truth=truth)
-    seed, n_sampled = scanner.seed_scan(config.seed_fraction)
-    return internet, truth, seed, n_sampled
+    blocks = generate_universe(
+        internet,
+        mapper=mapper,
+        seed_fraction=config.seed_fraction,
+        render_seed=render_seed,
+        render_truth=render_truth,
+    )
+    return internet, blocks
 
 
 def run_simulate(
@@ -95,8 +125,18 @@ def simulate_to(
     progress = progress or (lambda msg: print(f"gpsgpu: simulate: {msg}", file=sys.stderr))
     backend = resolve(config.backend)
     timings = Timings()
-    with timings.step("generate"):
-        internet, truth, seed, n_sampled = simulate(config, backend, progress)
+    with timings.step("generate"), open_cluster(config.cluster, workers=config.workers) as mapper:
+        # Workers render the seed's banners (and the truth's, when it is always written).
+        internet, blocks = _generate(
+            config, backend, progress, mapper, render_seed=True, render_truth=config.truth == "always"
+        )
+        truth = concat_truth(internet, blocks)
+        seed = concat_seed(internet, blocks)
+        n_sampled = sum(b.n_sampled for b in blocks)
+        # Only the rendered tables are kept: the blocks' arrays are in ``truth`` and ``seed`` now.
+        seed_tables = [b.seed_table for b in blocks]
+        truth_tables = [b.truth_table for b in blocks]
+        del blocks
     with timings.step("statistics"):
         stats = sim_statistics(truth)
     describe = internet.describe()
@@ -105,14 +145,19 @@ def simulate_to(
     )
     with atomic_dir(output) as tmp:
         with timings.step("write_seed"):
-            seed_table = internet.to_arrow(seed)
+            seed_table = _concat_tables(seed_tables)
             write_table(seed_table, tmp / SEED_FILE)
             if config.export == "gps":
                 write_gps_jsonl(seed_table, tmp / GPS_EXPORT_FILE)
         if write_truth:
             with timings.step("write_truth"):
                 progress(f"writing the ground truth ({len(truth):,} services)")
-                write_table(internet.to_arrow(truth), tmp / TRUTH_FILE)
+                truth_table = (
+                    _concat_tables(truth_tables)
+                    if all(t is not None for t in truth_tables)
+                    else internet.to_arrow(truth)
+                )
+                write_table(truth_table, tmp / TRUTH_FILE)
         write_params(internet.params, tmp, {"seed_fraction": config.seed_fraction})
         (tmp / "stats.json").write_text(
             json.dumps({"universe": describe, **stats}, indent=2) + "\n", encoding="utf-8"
@@ -155,6 +200,18 @@ def simulate_to(
     return metadata, internet, truth
 
 
+def _concat_tables(tables: list[Any]) -> pa.Table:
+    """Arrow tables of the blocks, in order, as one table of one chunk per column.
+
+    One chunk, because Parquet pages follow the input's chunks: the file's bytes must not depend on
+    the number of blocks.
+    """
+    present = [t for t in tables if t is not None]
+    if not present:
+        raise AssertionError("no rendered block")  # pragma: no cover - a block always renders
+    return present[0] if len(present) == 1 else pa.concat_tables(present).combine_chunks()
+
+
 # --- reading a NET/ folder back --------------------------------------------------------------------
 
 
@@ -164,15 +221,23 @@ def open_net(net: str | os.PathLike[str], backend: Backend) -> tuple[SimInternet
     return SimInternet(params, backend), extra
 
 
-def truth_of(net: str | os.PathLike[str], internet: SimInternet) -> tuple[np.ndarray, np.ndarray]:
-    """``(ip uint32, port uint16)`` of the ground truth: from ``truth.parquet`` or regenerated."""
+def truth_of(
+    net: str | os.PathLike[str], internet: SimInternet, *, cluster: str = "none", workers: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ip uint32, port uint16)`` of the ground truth: from ``truth.parquet`` or regenerated.
+
+    Regeneration runs in blocks of /16s on ``cluster`` (``--cluster``, opened only then); the result
+    does not depend on the number of blocks or workers.
+    """
     path = Path(net) / TRUTH_FILE
     if path.is_file():
         table = read_table(path, columns=[schema.IP, schema.PORT])
         return np.asarray(table[schema.IP]).astype(np.uint32), np.asarray(table[schema.PORT]).astype(
             np.uint16
         )
-    truth = internet.ground_truth()
+    with open_cluster(cluster, workers=workers) as mapper:
+        blocks = generate_universe(internet, mapper=mapper, what="evaluate: ground truth")
+    truth = concat_truth(internet, blocks)
     return np.asarray(to_numpy(truth.ip)), np.asarray(to_numpy(truth.port))
 
 
@@ -216,9 +281,20 @@ def read_plan_rows(plan: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
 
 
 def run_sim_scan(
-    net: str | os.PathLike[str], plan: str | os.PathLike[str], output: str | os.PathLike[str], *, backend: str
+    net: str | os.PathLike[str],
+    plan: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    backend: str,
+    cluster: str = "none",
+    workers: int = 0,
 ) -> dict[str, Any]:
-    """Scan a plan on a simulated Internet: the priors scan's results as a services table."""
+    """Scan a plan on a simulated Internet: the priors scan's results as a services table.
+
+    The /16s the plan's rows touch are scanned in blocks through ``--cluster`` (this process or
+    Dask workers); the services found do not depend on the number of blocks or workers.
+    """
+    check_cluster(cluster)
     output = Path(output)
     if output.is_dir():
         raise UsageError(f"-o {output}: is a folder; give the Parquet file to write")
@@ -227,9 +303,10 @@ def run_sim_scan(
     with timings.step("read"):
         internet, _ = open_net(net, chosen)
         ports, networks, step = read_plan_rows(plan)
-    with timings.step("scan"):
+    with timings.step("scan"), open_cluster(cluster, workers=workers) as mapper:
         scanner = SimScanner(internet)
-        found = scanner.scan(ports, networks, step)
+        scanner.n_probes += int(scanner.row_probes(networks, step).sum())
+        found = scan_rows(internet, ports, networks, step, mapper=mapper)
         frame = internet.to_frame(found)
     with timings.step("write"):
         write_services(frame, output)
@@ -238,7 +315,13 @@ def run_sim_scan(
 
     metadata = build_metadata(
         command="sim-scan",
-        config={"net": str(net), "plan": str(plan), "backend": chosen.value},
+        config={
+            "net": str(net),
+            "plan": str(plan),
+            "backend": chosen.value,
+            "cluster": cluster,
+            "workers": workers,
+        },
         backend=chosen.value,
         counts=counts,
         timings=timings,

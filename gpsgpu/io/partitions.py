@@ -1,0 +1,84 @@
+"""A services Parquet table read one host partition at a time (out of core).
+
+:class:`ParquetHostPartitions` never holds the whole table: for partition ``k`` of ``n`` it streams
+the file's record batches (row group by row group), keeps the rows whose address falls in partition
+``k`` (:func:`gpsgpu.partition.partition_of`) and makes one frame of them. Its partitions are the
+frames :func:`gpsgpu.partition.split_by_host` makes of the whole table (same rows, same order, same
+dtypes), so a stage gives the same result from either; peak memory is one partition plus one batch.
+The price is one pass over the file per partition (one pass in all when ``n`` is 1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gpsgpu import schema
+from gpsgpu.backend import Backend
+from gpsgpu.errors import InputError
+from gpsgpu.partition import HostPartitions, partition_of
+
+#: Rows decoded at once while a partition is gathered.
+BATCH_ROWS = 1 << 20
+
+
+class ParquetHostPartitions(HostPartitions):
+    """The host partitions of a services Parquet file (as ``gpsgpu ingest`` writes it).
+
+    Parameters
+    ----------
+    path : a services table.
+    backend : where the partitions' frames go (pandas or cuDF).
+    batch_rows : rows decoded at once (memory of the stream beside the partition).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], backend: Backend, *, batch_rows: int = BATCH_ROWS
+    ) -> None:
+        self.path = Path(path)
+        self.backend = backend
+        self.batch_rows = batch_rows
+        try:
+            self._file = pq.ParquetFile(self.path)
+            # The schema is checked once here, on no rows, so a bad table fails before any work.
+            empty = self._file.schema_arrow.empty_table()
+            schema.services_from_arrow(empty, Backend.CPU.xdf)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{self.path}: not a readable Parquet table ({exc})") from None
+        except ValueError as exc:
+            raise InputError(f"{self.path}: {exc}") from None
+        self._rows = int(self._file.metadata.num_rows)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __repr__(self) -> str:
+        return f"ParquetHostPartitions({str(self.path)!r}, rows={self._rows:,}, backend={self.backend.value})"
+
+    def _frame(self, table: pa.Table) -> Any:
+        try:
+            return schema.services_from_arrow(table, self.backend.xdf)
+        except (ValueError, pa.ArrowInvalid) as exc:
+            raise InputError(f"{self.path}: {exc}") from None
+
+    def partitions(self, n_partitions: int) -> Iterator[Any]:
+        if n_partitions < 1:
+            raise ValueError(f"n_partitions must be >= 1, not {n_partitions}")
+        if n_partitions == 1:
+            yield self._frame(pq.read_table(self.path))
+            return
+        for k in range(n_partitions):
+            batches = []
+            for batch in self._file.iter_batches(batch_size=self.batch_rows, use_threads=True):
+                ip = batch.column(schema.IP).to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
+                keep = partition_of(ip, n_partitions) == k
+                if keep.any():
+                    batches.append(batch.filter(pa.array(keep)))
+            table = pa.Table.from_batches(batches, schema=self._file.schema_arrow)
+            yield self._frame(table)
