@@ -51,6 +51,9 @@ SERVICES_OPTIONAL: tuple[tuple[str, pa.DataType], ...] = (
     ("tls_org", pa.string()),
     ("ssh_banner", pa.string()),
     ("ssh_hostkey_sha256", pa.string()),
+    # Other structured fields the extended features use, as "<feature name>: <value>" lines
+    # ("mysql version: 8.0.36", "vnc desktop: ..."; gpsgpu.features.extended.APP_FIELD_NAMES).
+    ("app_fields", pa.string()),
 )
 
 SERVICES_COLUMNS: tuple[str, ...] = tuple(name for name, _ in SERVICES_CORE)
@@ -191,6 +194,15 @@ PATTERNS_COLUMNS: tuple[str, ...] = (IP, P, NEEDED_P, COUNT_P2, HITRATE, CP_SERV
 PREFIX = "prefix"
 N_PATTERNS = "c"
 SCORE = "score"
+
+#: Improved mode: a rule's support (seed services with its feature on its port, any host size),
+#: the rules behind a prediction, the probing round that made it, a plan row's prefix length and
+#: its expected services per probe.
+SUPPORT = "support"
+N_RULES = "n_rules"
+ROUND = "round"
+LENGTH = "length"
+VALUE = "value"
 
 #: A pair key of the learn kernels: ``fid << 32 | p1 << 16 | p2`` (uint64).
 PAIR_FID_SHIFT = 32

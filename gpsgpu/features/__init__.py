@@ -1,26 +1,102 @@
 """Service -> canonical feature strings -> 64-bit keys (``XXH64(utf8(string), 0)``), by preset.
 
-Only ``gps2022`` (the GPS reference's features) exists so far; :data:`PRESETS` names the presets
-a model may be built with, so a model of an unknown preset is refused when it is read.
+:data:`PRESETS` names the presets a model may be built with (a model of an unknown preset is
+refused when it is read):
+
+- ``gps2022``: the GPS reference's features (:mod:`gpsgpu.features.gps2022`), compatible mode;
+- ``extended``: ``gps2022`` plus the application-layer fields of the GPS talk, /23 and /24 and
+  their crosses (:mod:`gpsgpu.features.extended`).
+
+Callers pick a preset by name with :func:`feature_arrays_of_table`, :func:`feature_arrays_of_frame`
+or :func:`extract_features`; :func:`feature_columns` says which columns a preset reads.
 """
 
 from __future__ import annotations
 
-from gpsgpu.features.gps2022 import (
-    FeatureArrays,
-    FeatureTable,
-    extract_features,
-    feature_arrays,
-    feature_arrays_of_frame,
-)
+from typing import Any
 
-PRESETS: tuple[str, ...] = ("gps2022",)
+import pyarrow as pa
+
+from gpsgpu import schema
+from gpsgpu.errors import UsageError
+from gpsgpu.features import extended, gps2022
+from gpsgpu.features.gps2022 import FeatureArrays, FeatureTable, feature_arrays
+
+PRESETS: tuple[str, ...] = ("gps2022", "extended")
+DEFAULT_PRESET = "gps2022"
+
+_CORE = (schema.IP, schema.PORT, schema.ASN, schema.PROTOCOL, schema.WINDOW, schema.BANNER)
+
+
+def _check(preset: str) -> None:
+    if preset not in PRESETS:
+        raise UsageError(f"unknown feature preset {preset!r} (one of {', '.join(PRESETS)})")
+
+
+def feature_columns(columns: Any, preset: str = DEFAULT_PRESET) -> list[str]:
+    """The columns of a services table (named by ``columns``) that ``preset`` reads, in order."""
+    _check(preset)
+    present = set(columns)
+    optional = ("tls_cert",) if preset == "gps2022" else extended.INPUT_COLUMNS
+    return [*_CORE, *(c for c in optional if c in present)]
+
+
+def feature_arrays_of_table(
+    table: pa.Table,
+    *,
+    use_asn: bool = True,
+    preset: str = DEFAULT_PRESET,
+    chunk_rows: int = gps2022.DEFAULT_CHUNK_ROWS,
+    workers: int | None = None,
+) -> FeatureArrays:
+    """The ``preset`` features of every row of an Arrow services table.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        ``ip uint32, asn uint32, protocol str, window int32, banner str`` (``port uint16`` too for
+        ``extended``), plus the optional columns :func:`feature_columns` names, where present.
+    use_asn : bool
+        Whether to emit ``asn: <asn>`` and the ASN crosses.
+    preset : str
+        One of :data:`PRESETS`.
+    chunk_rows, workers : int
+        Rows per chunk and threads (see :func:`gpsgpu.features.gps2022.feature_arrays`).
+    """
+    _check(preset)
+    if preset == "extended":
+        return extended.feature_arrays(table, use_asn=use_asn, chunk_rows=chunk_rows, workers=workers)
+    return gps2022.feature_arrays_of_table(table, use_asn=use_asn, chunk_rows=chunk_rows, workers=workers)
+
+
+def feature_arrays_of_frame(
+    services: Any, *, use_asn: bool = True, preset: str = DEFAULT_PRESET
+) -> FeatureArrays:
+    """:func:`feature_arrays_of_table` of a services frame (pandas or cuDF; strings built on the host)."""
+    if preset == "gps2022":
+        return gps2022.feature_arrays_of_frame(services, use_asn=use_asn)
+    table = schema.frame_to_arrow(services[feature_columns(services.columns, preset)])
+    return feature_arrays_of_table(table, use_asn=use_asn, preset=preset)
+
+
+def extract_features(services: Any, /, *, use_asn: bool = True, preset: str = DEFAULT_PRESET) -> FeatureTable:
+    """The ``preset`` features of a services frame: long table plus dictionary.
+
+    See :func:`gpsgpu.features.gps2022.extract_features` for the frames (``preset="gps2022"`` is it).
+    """
+    _check(preset)
+    arrays = feature_arrays_of_frame(services, use_asn=use_asn, preset=preset)
+    return gps2022.feature_table(services, arrays)
+
 
 __all__ = [
+    "DEFAULT_PRESET",
     "PRESETS",
     "FeatureArrays",
     "FeatureTable",
     "extract_features",
     "feature_arrays",
     "feature_arrays_of_frame",
+    "feature_arrays_of_table",
+    "feature_columns",
 ]

@@ -282,48 +282,15 @@ def _chunk_features(
     d_code = np.asarray(encoded.indices).astype(np.int64)
     d_row = np.concatenate(data_rows)
     # A banner may repeat a line and a certificate a piece: keep each (row, feature) once.
-    if d_row.size:
-        pair = cpu.unique_sorted((d_row.astype(np.uint64) << np.uint64(32)) | d_code.astype(np.uint64))
-        d_row = (pair >> np.uint64(32)).astype(np.int64)
-        d_code = (pair & np.uint64(0xFFFFFFFF)).astype(np.int64)
-
+    d_row, d_code = unique_row_features(d_row, d_code)
     kinds: list[pa.Array] = [d_strings]
     rows: list[np.ndarray] = [d_row]
     codes: list[np.ndarray] = [d_code]
-
-    # --- crosses ---------------------------------------------------------------------------------
-    x16 = (ip >> np.uint32(16)).astype(np.uint64)
-    c16_code, c16_unique = _factorize((d_code.astype(np.uint64) << np.uint64(16)) | x16[d_row])
-    c16_d = (c16_unique >> np.uint64(16)).astype(np.int64)
-    c16_hex = _hex8((c16_unique & np.uint64(0xFFFF)) << np.uint64(16))
-    kinds.append(
-        _join("16:", d_strings.take(pa.array(c16_d)), "-", c16_hex)
-        if c16_d.size
-        else pa.array([], pa.large_string())
-    )
-    rows.append(d_row)
-    codes.append(c16_code)
+    cross_features(kinds, rows, codes, d_row, d_code, d_strings, ip, asn, use_asn=use_asn)
     known_asn = asn != 0
-    if use_asn:
-        with_asn = known_asn[d_row]
-        ca_row = d_row[with_asn]
-        ca_code, ca_unique = _factorize((d_code[with_asn].astype(np.uint64) << np.uint64(32)) | asn[ca_row])
-        ca_d = (ca_unique >> np.uint64(32)).astype(np.int64)
-        ca_asn = _decimal((ca_unique & np.uint64(0xFFFFFFFF)).astype(np.uint32))
-        kinds.append(
-            _join("asn:", d_strings.take(pa.array(ca_d)), "-asn: ", ca_asn)
-            if ca_d.size
-            else pa.array([], pa.large_string())
-        )
-        rows.append(ca_row)
-        codes.append(ca_code)
 
     # --- network features --------------------------------------------------------------------------
-    for length in PREFIX_LENGTHS:
-        code, unique = _factorize(schema.prefix_of(ip, length))
-        kinds.append(_prepend(f"s{length}: ", _hex8(unique)))
-        rows.append(all_rows)
-        codes.append(code)
+    prefix_features(kinds, rows, codes, ip, PREFIX_LENGTHS)
     kinds.append(pa.array([L4_FEATURE] if n else [], type=pa.large_string()))
     rows.append(all_rows)
     codes.append(np.zeros(n, dtype=np.int64))
@@ -334,6 +301,67 @@ def _chunk_features(
         rows.append(asn_rows)
         codes.append(code)
 
+    return assemble_features(kinds, rows, codes)
+
+
+def unique_row_features(d_row: np.ndarray, d_code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, feature code)`` pairs kept once each, sorted by row then code."""
+    if not d_row.size:
+        return d_row, d_code
+    pair = cpu.unique_sorted((d_row.astype(np.uint64) << np.uint64(32)) | d_code.astype(np.uint64))
+    return (pair >> np.uint64(32)).astype(np.int64), (pair & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+def cross_features(
+    kinds: list[pa.Array],
+    rows: list[np.ndarray],
+    codes: list[np.ndarray],
+    d_row: np.ndarray,
+    d_code: np.ndarray,
+    d_strings: pa.Array,
+    ip: np.ndarray,
+    asn: np.ndarray,
+    *,
+    use_asn: bool,
+) -> None:
+    """Append each data feature crossed with its row's /16 (``16:<f>-<hex8>``) and, with
+    ``use_asn``, its known ASN (``asn:<f>-asn: <n>``) to ``kinds``/``rows``/``codes``."""
+    empty = pa.array([], pa.large_string())
+    x16 = (ip >> np.uint32(16)).astype(np.uint64)
+    c16_code, c16_unique = _factorize((d_code.astype(np.uint64) << np.uint64(16)) | x16[d_row])
+    c16_d = (c16_unique >> np.uint64(16)).astype(np.int64)
+    c16_hex = _hex8((c16_unique & np.uint64(0xFFFF)) << np.uint64(16))
+    kinds.append(_join("16:", d_strings.take(pa.array(c16_d)), "-", c16_hex) if c16_d.size else empty)
+    rows.append(d_row)
+    codes.append(c16_code)
+    if not use_asn:
+        return
+    with_asn = (asn != 0)[d_row]
+    ca_row = d_row[with_asn]
+    ca_code, ca_unique = _factorize((d_code[with_asn].astype(np.uint64) << np.uint64(32)) | asn[ca_row])
+    ca_d = (ca_unique >> np.uint64(32)).astype(np.int64)
+    ca_asn = _decimal((ca_unique & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+    kinds.append(_join("asn:", d_strings.take(pa.array(ca_d)), "-asn: ", ca_asn) if ca_d.size else empty)
+    rows.append(ca_row)
+    codes.append(ca_code)
+
+
+def prefix_features(
+    kinds: list[pa.Array], rows: list[np.ndarray], codes: list[np.ndarray], ip: np.ndarray, lengths: Any
+) -> None:
+    """Append the ``sNN: <hex8>`` network feature of every row for each prefix length."""
+    all_rows = np.arange(ip.size, dtype=np.int64)
+    for length in lengths:
+        code, unique = _factorize(schema.prefix_of(ip, length))
+        kinds.append(_prepend(f"s{length}: ", _hex8(unique)))
+        rows.append(all_rows)
+        codes.append(code)
+
+
+def assemble_features(
+    kinds: list[pa.Array], rows: list[np.ndarray], codes: list[np.ndarray]
+) -> FeatureArrays:
+    """One :class:`FeatureArrays` from per-kind dictionaries, each kind's codes offset past the last's."""
     offsets = np.cumsum([0] + [len(k) for k in kinds])
     strings = _as_large(pa.chunked_array([_as_large(k) for k in kinds], type=pa.large_string()))
     fid = np.concatenate([c + off for c, off in zip(codes, offsets[:-1].tolist(), strict=True)])
@@ -345,11 +373,12 @@ def _chunk_features(
     )
 
 
-def feature_arrays_of_frame(services: Any, *, use_asn: bool = True) -> FeatureArrays:
-    """:func:`feature_arrays` of a services frame (pandas or cuDF; strings are built on the host)."""
-    columns = [schema.IP, schema.PROTOCOL, schema.WINDOW, schema.BANNER, schema.ASN]
-    has_cert = "tls_cert" in services.columns
-    table = schema.frame_to_arrow(services[columns + (["tls_cert"] if has_cert else [])])
+def feature_arrays_of_table(
+    table: pa.Table, *, use_asn: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS, workers: int | None = None
+) -> FeatureArrays:
+    """:func:`feature_arrays` of an Arrow services table (``ip, protocol, window, banner, asn``
+    and optionally ``tls_cert``)."""
+    has_cert = "tls_cert" in table.column_names
     return feature_arrays(
         np.asarray(table[schema.IP]).astype(np.uint32, copy=False),
         table[schema.PROTOCOL].combine_chunks(),
@@ -358,7 +387,17 @@ def feature_arrays_of_frame(services: Any, *, use_asn: bool = True) -> FeatureAr
         np.asarray(table[schema.ASN]).astype(np.uint32, copy=False),
         table["tls_cert"].combine_chunks() if has_cert else None,
         use_asn=use_asn,
+        chunk_rows=chunk_rows,
+        workers=workers,
     )
+
+
+def feature_arrays_of_frame(services: Any, *, use_asn: bool = True) -> FeatureArrays:
+    """:func:`feature_arrays` of a services frame (pandas or cuDF; strings are built on the host)."""
+    columns = [schema.IP, schema.PROTOCOL, schema.WINDOW, schema.BANNER, schema.ASN]
+    has_cert = "tls_cert" in services.columns
+    table = schema.frame_to_arrow(services[columns + (["tls_cert"] if has_cert else [])])
+    return feature_arrays_of_table(table, use_asn=use_asn)
 
 
 def extract_features(services: Any, /, *, use_asn: bool = True) -> FeatureTable:
@@ -377,7 +416,19 @@ def extract_features(services: Any, /, *, use_asn: bool = True) -> FeatureTable:
     FeatureTable
         On the backend of ``services``.
     """
-    arrays = feature_arrays_of_frame(services, use_asn=use_asn)
+    return feature_table(services, feature_arrays_of_frame(services, use_asn=use_asn))
+
+
+def feature_table(services: Any, arrays: FeatureArrays) -> FeatureTable:
+    """The :class:`FeatureTable` of the features ``arrays`` of the rows of ``services``.
+
+    Parameters
+    ----------
+    services : frame
+        ``ip uint32, port uint16`` (pandas or cuDF); the output is on its backend.
+    arrays : FeatureArrays
+        Features of its rows (of any preset).
+    """
     table = schema.frame_to_arrow(services[[schema.IP, schema.PORT]])
     ip = np.asarray(table[schema.IP]).astype(np.uint32)[arrays.row]
     port = np.asarray(table[schema.PORT]).astype(np.uint16)[arrays.row]

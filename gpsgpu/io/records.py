@@ -366,6 +366,40 @@ def _zgrab2_ssh(result: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return banner, {"ssh_banner": banner or None, "ssh_hostkey_sha256": _str_or_none(hostkey)}
 
 
+#: Structured fields of other modules/services, as ``(feature name, path in the result)``:
+#: ZGrab2 ``data.<module>.result`` and Censys ``services[].<service>`` (see ``app_fields``).
+_ZGRAB2_APP_FIELDS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "mysql": (("mysql version", ("server_version",)),),
+    "mssql": (("mssql version", ("version",)),),
+    "memcached": (("memcached version", ("version",)),),
+}
+_CENSYS_APP_FIELDS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "mysql": (("mysql version", ("server_version",)),),
+    "mssql": (("mssql version", ("version",)),),
+    "memcached": (("memcached version", ("version",)),),
+    "vnc": (("vnc desktop", ("desktop_name",)),),
+    "pptp": (("pptp vendor", ("vendor",)),),
+    "ipmi": (("ipmi banner", ("raw",)),),
+}
+
+
+def app_fields_text(found: dict[str, Any], paths: tuple[tuple[str, tuple[str, ...]], ...]) -> str | None:
+    """The ``app_fields`` value of a module result: ``"<feature name>: <value>"`` lines, or None."""
+    lines = []
+    for name, path in paths:
+        value = _str_or_none(_dig(found, *path))
+        if value:
+            # One line per field: a value's own line breaks would start a new field.
+            lines.append(f"{name}: {_SPACES.sub(' ', value).strip()}")
+    return "\n".join(lines) or None
+
+
+def _zgrab2_app_fields(protocol: str, result: Mapping[str, Any]) -> dict[str, Any]:
+    paths = _ZGRAB2_APP_FIELDS.get(protocol)
+    text = app_fields_text(dict(result), paths) if paths else None
+    return {"app_fields": text} if text else {}
+
+
 def make_extract_zgrab2(default_port: int | None) -> Extractor:
     def extract_zgrab2(record: Any) -> list[Item]:
         """ZGrab2 JSON Lines: one service per module whose status is ``success``."""
@@ -411,7 +445,7 @@ def make_extract_zgrab2(default_port: int | None) -> Extractor:
                 banner, optional = "", _tls_fields(result.get("handshake_log"))
             else:
                 banner = result.get("banner") if isinstance(result.get("banner"), str) else ""
-                optional = {}
+                optional = _zgrab2_app_fields(protocol, result)
             items.append(Row(ip, port, asn, protocol, 0, banner, optional))
         return items
 
@@ -436,6 +470,8 @@ def _censys_headers(headers: Any) -> list[tuple[str, str]]:
 def _censys_optional(service: Mapping[str, Any], protocol: str, banner: str) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     response = _dig(service, "http", "response")
+    if not isinstance(response, Mapping):  # Censys keeps a CWMP endpoint's HTTP under cwmp.http_info
+        response = _dig(service, "cwmp", "http_info")
     if isinstance(response, Mapping):
         headers = _censys_headers(response.get("headers"))
         status = response.get("status_code")
@@ -457,6 +493,9 @@ def _censys_optional(service: Mapping[str, Any], protocol: str, banner: str) -> 
         fields["tls_cert_sha256"] = _str_or_none(cert.get("fingerprint_sha256"))
         fields["tls_subject"] = _str_or_none(_dig(cert, "parsed", "subject_dn"))
         fields["tls_issuer"] = _str_or_none(_dig(cert, "parsed", "issuer_dn"))
+    for key, paths in _CENSYS_APP_FIELDS.items():
+        if isinstance(service.get(key), Mapping):
+            fields["app_fields"] = app_fields_text(service[key], paths)
     hostkey = _dig(service, "ssh", "server_host_key", "fingerprint_sha256")
     if hostkey is not None:
         fields["ssh_hostkey_sha256"] = _str_or_none(hostkey)

@@ -39,7 +39,7 @@ from gpsgpu.learn.counts import (
 )
 from gpsgpu.learn.seed import SeedPartition, index_seed
 from gpsgpu.ops import cpu, ops_for
-from gpsgpu.partition import split_by_host
+from gpsgpu.partition import HostPartitions, split_by_host
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ def learn_patterns(
     *,
     hitrate: float = DEFAULT_HITRATE,
     use_asn: bool = True,
+    preset: str = "gps2022",
     n_partitions: int = 1,
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
     workers: int | None = None,
@@ -112,13 +113,16 @@ def learn_patterns(
 
     Parameters
     ----------
-    services : frame
+    services : frame or HostPartitions
         ``ip uint32, port uint16, asn uint32, protocol str, window int32, banner str``
-        (+ optional ``tls_cert``), pandas or cuDF; the pair counting runs on its backend.
+        (+ optional ``tls_cert``), pandas or cuDF; the pair counting runs on its backend. A
+        :class:`~gpsgpu.partition.HostPartitions` (a Parquet file) is read a partition at a time.
     hitrate : float
         Keep a service's best predictor only if its hitrate exceeds this (``Hitrate``).
     use_asn : bool
         ASN features and crosses on (``UseASN``).
+    preset : str
+        Feature preset (:data:`gpsgpu.features.PRESETS`); ``gps2022`` is compatible mode.
     n_partitions : int
         Partitions of hosts counted independently and summed (the results do not depend on it).
     chunk_pairs : int
@@ -131,7 +135,7 @@ def learn_patterns(
         default, or on the workers of a Dask cluster (:func:`gpsgpu.distributed.open_cluster`).
         Counts are summed by key here, so the result does not depend on it.
     """
-    backend = backend_of(services)
+    backend = services.backend if isinstance(services, HostPartitions) else backend_of(services)
     if backend is Backend.GPU or (workers is not None and workers < 1):
         workers = 1
     elif workers is None:
@@ -139,7 +143,11 @@ def learn_patterns(
     timings = Timings()
     with timings.step("features"):
         parts = mapper.map(
-            index_seed, list(split_by_host(services, n_partitions=n_partitions)), use_asn=use_asn
+            index_seed,
+            # A generator: partitions of a HostPartitions source are read one at a time.
+            split_by_host(services, n_partitions=n_partitions),
+            use_asn=use_asn,
+            preset=preset,
         )
         glob = assign_global_ids(parts)
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from gpsgpu import schema
 from gpsgpu.errors import InputError
-from gpsgpu.features import feature_arrays
+from gpsgpu.features import DEFAULT_PRESET, feature_arrays_of_table, feature_columns
 from gpsgpu.ops import cpu
 
 #: Hosts answering on more ports than this are pseudo services (GPS_REFERENCE §3).
@@ -70,20 +70,21 @@ class SeedPartition:
     row_gid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint32))
 
 
-def index_seed(services: Any, /, *, use_asn: bool = True) -> SeedPartition:
+def index_seed(services: Any, /, *, use_asn: bool = True, preset: str = DEFAULT_PRESET) -> SeedPartition:
     """Index a services frame (one partition, whole hosts) for counting.
 
     Parameters
     ----------
     services : frame
         ``ip uint32, port uint16, asn uint32, protocol str, window int32, banner str``
-        (+ optional ``tls_cert str``); repeated ``(ip, port)`` rows are merged.
+        (+ the optional columns the preset reads, e.g. ``tls_cert str``); repeated ``(ip, port)``
+        rows are merged.
     use_asn : bool
         Whether ASN features are part of the data (``--no-asn`` turns them off).
+    preset : str
+        Feature preset (:data:`gpsgpu.features.PRESETS`).
     """
-    columns = [schema.IP, schema.PORT, schema.ASN, schema.PROTOCOL, schema.WINDOW, schema.BANNER]
-    has_cert = "tls_cert" in services.columns
-    table = schema.frame_to_arrow(services[columns + (["tls_cert"] if has_cert else [])])
+    table = schema.frame_to_arrow(services[feature_columns(services.columns, preset)])
     ip = np.asarray(table[schema.IP]).astype(np.uint32, copy=False)
     port = np.asarray(table[schema.PORT]).astype(np.uint16, copy=False)
     n_rows = int(ip.size)
@@ -107,16 +108,7 @@ def index_seed(services: Any, /, *, use_asn: bool = True) -> SeedPartition:
     slot_first = np.maximum.accumulate(np.where(new_host, np.arange(slot_ip.size), 0)).astype(np.int64)
 
     rows = np.flatnonzero(counted[inverse])
-    take = pa.array(rows)
-    features = feature_arrays(
-        ip[rows],
-        table[schema.PROTOCOL].combine_chunks().take(take),
-        np.asarray(table[schema.WINDOW]).astype(np.int32, copy=False)[rows],
-        table[schema.BANNER].combine_chunks().take(take),
-        np.asarray(table[schema.ASN]).astype(np.uint32, copy=False)[rows],
-        table["tls_cert"].combine_chunks().take(take) if has_cert else None,
-        use_asn=use_asn,
-    )
+    features = feature_arrays_of_table(table.take(pa.array(rows)), use_asn=use_asn, preset=preset)
     if features.n_features and not _unique(features.fkeys):
         raise InputError("two different feature strings have the same XXH64 key; cannot learn exactly")
     row_slot = slot_of_service[inverse[rows]][features.row]

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from gpsgpu import schema
 from gpsgpu.blocklist import Blocklist
-from gpsgpu.features import feature_arrays
+from gpsgpu.features import DEFAULT_PRESET, feature_arrays_of_table, feature_columns
 from gpsgpu.ops import cpu
 
 #: Priors rows featurized and joined per chunk (one chunk per thread at a time).
@@ -62,19 +62,12 @@ def _index_rules(rules: pd.DataFrame) -> _RuleIndex:
     )
 
 
-def _chunk_predictions(table: pa.Table, index: _RuleIndex) -> tuple[np.ndarray, np.ndarray]:
+def _chunk_predictions(
+    table: pa.Table, index: _RuleIndex, preset: str = DEFAULT_PRESET
+) -> tuple[np.ndarray, np.ndarray]:
     """Every ``(service key, score rank)`` the rows of ``table`` predict (with repeats)."""
-    has_cert = "tls_cert" in table.column_names
     ip_all = np.asarray(table[schema.IP]).astype(np.uint32, copy=False)
-    features = feature_arrays(
-        ip_all,
-        table[schema.PROTOCOL].combine_chunks(),
-        np.asarray(table[schema.WINDOW]).astype(np.int32, copy=False),
-        table[schema.BANNER].combine_chunks(),
-        np.asarray(table[schema.ASN]).astype(np.uint32, copy=False),
-        table["tls_cert"].combine_chunks() if has_cert else None,
-        use_asn=True,
-    )
+    features = feature_arrays_of_table(table, use_asn=True, preset=preset, workers=1)
     # Rules name few features: look up only the rows whose feature some rule names.
     fid_rule = cpu.lookup(index.features, features.fkeys)
     rows = np.flatnonzero(fid_rule[features.fid] >= 0)
@@ -104,6 +97,7 @@ def predict_services(
     blocklist: Blocklist | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     workers: int | None = None,
+    preset: str = DEFAULT_PRESET,
 ) -> pd.DataFrame:
     """Predicted services of one partition of the priors scan.
 
@@ -126,6 +120,8 @@ def predict_services(
         Priors rows featurized and joined per chunk; chunks run on up to ``workers`` threads
         (default: every core), and their predictions are merged (the result does not depend on
         either).
+    preset : str
+        Feature preset of the model the rules come from (its features are computed here).
 
     Returns
     -------
@@ -142,13 +138,12 @@ def predict_services(
     if len(priors) == 0 or len(rules) == 0:
         return empty
     index = _index_rules(rules)
-    columns = [schema.IP, schema.PORT, schema.ASN, schema.PROTOCOL, schema.WINDOW, schema.BANNER]
-    table = schema.frame_to_arrow(priors[columns + (["tls_cert"] if "tls_cert" in priors.columns else [])])
+    table = schema.frame_to_arrow(priors[feature_columns(priors.columns, preset)])
     starts = list(range(0, table.num_rows, chunk_rows))
     workers = min(workers or os.cpu_count() or 1, len(starts))
 
     def one(start: int) -> tuple[np.ndarray, np.ndarray]:
-        return _chunk_predictions(table.slice(start, chunk_rows), index)
+        return _chunk_predictions(table.slice(start, chunk_rows), index, preset)
 
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
