@@ -239,6 +239,8 @@ def simulate(
         typer.Option("--truth", help="write truth.parquet: auto (when at most 5M services), always, never"),
     ] = None,
     backend: BackendOpt = None,
+    cluster: ClusterOpt = None,
+    workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Simulate an Internet: seed scan, ground truth (or its parameters), statistics beside the GPS talk."""
@@ -257,6 +259,8 @@ def simulate(
             "export": export,
             "truth": truth,
             "backend": backend,
+            "cluster": cluster,
+            "workers": workers,
         },
     )
     run_simulate(output, cfg)
@@ -268,16 +272,25 @@ def sim_scan(
     plan_dir: Annotated[Path, typer.Argument(help="a plan (PLAN/ from 'gpsgpu plan')")],
     output: Annotated[Path, typer.Option("--output", "-o", help="priors scan results to write (Parquet)")],
     backend: BackendOpt = None,
+    cluster: ClusterOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Scan a plan's (port, prefix) rows on a simulated Internet: the priors scan for 'gpsgpu predict'."""
+    from gpsgpu.errors import UsageError
     from gpsgpu.pipelines.simulate import run_sim_scan
 
-    run_sim_scan(net, plan_dir, output, backend=backend or "auto")
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers must be 0 (every core or GPU) or more, not {workers}")
+    run_sim_scan(
+        net, plan_dir, output, backend=backend or "auto", cluster=cluster or "none", workers=workers or 0
+    )
 
 
 @app.command()
 def evaluate(
-    predictions: Annotated[Path, typer.Argument(help="predictions (PRED/ from 'gpsgpu predict')")],
+    predictions: Annotated[
+        Path | None, typer.Argument(help="predictions (PRED/ from 'gpsgpu predict'); none with --ablation")
+    ] = None,
     truth: Annotated[
         Path | None, typer.Option("--truth", help="the simulated Internet (NET/ from 'gpsgpu simulate')")
     ] = None,
@@ -300,7 +313,18 @@ def evaluate(
     xgb_sample: Annotated[
         int | None, typer.Option("--xgb-sample", help="addresses the XGBoost scanner is applied to (400000)")
     ] = None,
+    ablation: Annotated[
+        bool, typer.Option("--ablation", help="compatible vs improved mode step by step on --truth NET/")
+    ] = False,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", help="ablation: predictors per seed service (4)")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option("--rounds", help="ablation: rounds of the last step (3)")
+    ] = None,
     backend: BackendOpt = None,
+    cluster: ClusterOpt = None,
+    workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Score a GPS run against a simulated ground truth, with baselines; table, CSV and PNG plots."""
@@ -319,8 +343,22 @@ def evaluate(
             "xgb_ports": xgb_ports,
             "xgb_sample": xgb_sample,
             "backend": backend,
+            "cluster": cluster,
+            "workers": workers,
+            "ablation": ablation or None,
+            "top_k": top_k,
+            "rounds": rounds,
         },
     )
+    if cfg.ablation:
+        from gpsgpu.pipelines.evaluate import run_ablation_command
+
+        run_ablation_command(output, cfg)
+        return
+    if predictions is None:
+        from gpsgpu.errors import UsageError
+
+        raise UsageError("give the predictions to evaluate (PRED/), or --ablation to compare the modes")
     run_evaluate(predictions, output, cfg)
 
 
@@ -345,6 +383,16 @@ ClusterOpt = Annotated[
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", help="workers of a local cluster (0: every core or GPU)")
 ]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mode",
+        help="compatible (GPS exactly, the default) or improved (scored top-k rules, extended features)",
+    ),
+]
+BudgetOpt = Annotated[
+    int | None, typer.Option("--budget", help="probes: keep the best rows/predictions within this many")
+]
 
 
 @app.command()
@@ -353,7 +401,9 @@ def learn(
     output: Annotated[Path, typer.Option("--output", "-o", help="model folder to write (MODEL/)")],
     hitrate: HitrateOpt = None,
     step: StepOpt = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="feature preset (gps2022)")] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="feature preset: gps2022 (compatible mode) or extended")
+    ] = None,
     no_asn: Annotated[bool, typer.Option("--no-asn", help="learn without ASN features (UseASN off)")] = False,
     partitions: Annotated[
         int | None, typer.Option("--partitions", help="count hosts in this many partitions (same result)")
@@ -367,12 +417,27 @@ def learn(
     save_counts: Annotated[
         bool, typer.Option("--save-counts", help="also write the additive count tables into MODEL/")
     ] = False,
+    mode: ModeOpt = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", help="improved: predictors kept per seed service (4)")
+    ] = None,
+    min_count: Annotated[
+        int | None, typer.Option("--min-count", help="improved: seed hosts a rule needs (2; GPS: 3)")
+    ] = None,
+    max_host_ports: Annotated[
+        int | None,
+        typer.Option("--max-host-ports", help="improved: largest real host learned from (32; GPS: 10)"),
+    ] = None,
+    seed_fraction: Annotated[
+        float | None,
+        typer.Option("--seed-fraction", help="improved: share of addresses the seed covers (0.01)"),
+    ] = None,
     backend: BackendOpt = None,
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Phase 1a: learn predictive patterns and rules from a seed scan (GPS compatible mode)."""
+    """Phase 1a: learn predictive patterns and rules from a seed scan (compatible or improved mode)."""
     from gpsgpu.config import LearnConfig, load_config
     from gpsgpu.pipelines.learn import run_learn
 
@@ -383,7 +448,6 @@ def learn(
         flags={
             "hitrate": hitrate,
             "step": step,
-            "preset": preset,
             "use_asn": False if no_asn else None,
             "partitions": partitions,
             "chunk_pairs": chunk_pairs,
@@ -392,6 +456,13 @@ def learn(
             "backend": backend,
             "cluster": cluster,
             "workers": workers,
+            "mode": mode,
+            # Improved mode's preset is the extended one unless --preset says otherwise.
+            "preset": preset if preset is not None or mode != "improved" else "extended",
+            "top_k": top_k,
+            "min_count": min_count,
+            "max_host_ports": max_host_ports,
+            "seed_fraction": seed_fraction,
         },
     )
     run_learn(seed, output, cfg)
@@ -408,6 +479,7 @@ def plan(
         int | None, typer.Option("--rate", "-r", help="zmap -r (packets/s) for commands.sh")
     ] = None,
     zmap: Annotated[str | None, typer.Option("--zmap", help="zmap executable named in commands.sh")] = None,
+    budget: BudgetOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Phase 1b: the (port, prefix) priors scan plan, its probe count and ZMap allowlists."""
@@ -424,6 +496,7 @@ def plan(
             "blocklist": tuple(blocklist) if blocklist else None,
             "rate": rate,
             "zmap": zmap,
+            "budget": budget,
         },
     )
     run_plan(model, output, cfg)
@@ -449,6 +522,32 @@ def predict(
     priors_per_partition: Annotated[
         int | None, typer.Option("--priors-per-partition", help="priors services handled per output shard")
     ] = None,
+    budget: BudgetOpt = None,
+    min_score: Annotated[
+        float | None, typer.Option("--min-score", help="improved: keep predictions scoring at least this")
+    ] = None,
+    combine: Annotated[
+        str | None,
+        typer.Option("--combine", help="improved: rules predicting one ip:port combine by noisy-or|max"),
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            "--rounds", help="improved: predict, probe (--sim), observe what was found, R times (1)"
+        ),
+    ] = None,
+    found: Annotated[
+        list[str] | None,
+        typer.Option("--found", help="improved: services found probing earlier rounds (any ingest format)"),
+    ] = None,
+    after: Annotated[
+        list[str] | None,
+        typer.Option("--after", help="improved: earlier rounds' PRED/ folders (not predicted again)"),
+    ] = None,
+    sim: Annotated[
+        str | None,
+        typer.Option("--sim", help="improved: a simulated Internet (NET/) to probe between rounds"),
+    ] = None,
     backend: BackendOpt = None,
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
@@ -473,6 +572,13 @@ def predict(
             "backend": backend,
             "cluster": cluster,
             "workers": workers,
+            "budget": budget,
+            "min_score": min_score,
+            "combine": combine,
+            "rounds": rounds,
+            "found": tuple(found) if found else None,
+            "after": tuple(after) if after else None,
+            "sim": sim,
         },
     )
     run_predict(model, priors, output, cfg)

@@ -143,6 +143,20 @@ def _check_hitrate(hitrate: float | None) -> None:
         raise UsageError(f"--hitrate must be within 0..1, not {hitrate}")
 
 
+MODES = ("compatible", "improved")
+COMBINE_CHOICES = ("noisy-or", "max")
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+
+
+def _check_budget(budget: int | None) -> None:
+    if budget is not None and budget < 0:
+        raise UsageError(f"--budget must be 0 or more probes, not {budget}")
+
+
 def _check_cluster(cluster: str, workers: int) -> None:
     from gpsgpu.distributed import check_cluster
 
@@ -166,10 +180,23 @@ class LearnConfig:
     save_counts: bool = False
     cluster: str = "none"  # none | local | local-cuda | tcp://host:port
     workers: int = 0  # workers of a local cluster (0: every core or GPU)
+    mode: str = "compatible"  # compatible (GPS exactly) | improved (scored top-k rules)
+    top_k: int = 4  # improved: predictors kept per seed service
+    min_count: int = 2  # improved: hosts a rule needs (GPS: 3)
+    max_host_ports: int = 32  # improved: largest real host learned from (GPS: 10)
+    seed_fraction: float = 0.01  # improved: share of addresses the seed covers (plan scores)
 
     def __post_init__(self) -> None:
         _check_cluster(self.cluster, self.workers)
         _check_hitrate(self.hitrate)
+        _check_mode(self.mode)
+        if self.top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, not {self.top_k}")
+        if self.min_count < 1:
+            raise UsageError(f"--min-count must be at least 1, not {self.min_count}")
+        if not 10 <= self.max_host_ports <= 1024:
+            raise UsageError(f"--max-host-ports must be within 10..1024, not {self.max_host_ports}")
+        _check_fraction("--seed-fraction", self.seed_fraction)
         if self.threads < 0:
             raise UsageError(f"--threads must be 0 (every core) or more, not {self.threads}")
         _check_step(self.step)
@@ -192,10 +219,12 @@ class PlanConfig:
     blocklist: tuple[str, ...] = ()
     rate: int = DEFAULT_ZMAP_RATE
     zmap: str = "zmap"
+    budget: int | None = None  # probes: keep the best rows within it
 
     def __post_init__(self) -> None:
         _check_step(self.step)
         _check_hitrate(self.hitrate)
+        _check_budget(self.budget)
         if self.rate <= 0:
             raise UsageError(f"--rate must be positive, not {self.rate}")
 
@@ -215,11 +244,31 @@ class PredictConfig:
     max_reject_rate: float = DEFAULT_MAX_REJECT_RATE
     cluster: str = "none"  # none | local | local-cuda | tcp://host:port
     workers: int = 0  # workers of a local cluster (0: every core or GPU)
+    # Improved models only:
+    budget: int | None = None  # probes: keep the best predictions within it
+    min_score: float = 0.0  # keep predictions scoring at least this
+    combine: str = "noisy-or"  # how rules predicting one ip:port combine: noisy-or | max
+    rounds: int = 1  # rounds of predict -> probe -> observe (more than 1 needs --sim)
+    found: tuple[str, ...] = ()  # services found by probing earlier rounds' predictions
+    after: tuple[str, ...] = ()  # earlier rounds' PRED/ folders: their targets are not predicted again
+    sim: str | None = None  # a simulated Internet (NET/) to probe between rounds
 
     def __post_init__(self) -> None:
         _check_cluster(self.cluster, self.workers)
         _check_step(self.step)
         _check_hitrate(self.hitrate)
+        _check_budget(self.budget)
+        if not 0.0 <= self.min_score <= 1.0:
+            raise UsageError(f"--min-score must be within 0..1, not {self.min_score}")
+        if self.combine not in COMBINE_CHOICES:
+            raise UsageError(f"--combine must be one of {', '.join(COMBINE_CHOICES)}, not {self.combine!r}")
+        if not 1 <= self.rounds <= 20:
+            raise UsageError(f"--rounds must be within 1..20, not {self.rounds}")
+        if self.rounds > 1 and self.sim is None:
+            raise UsageError(
+                "--rounds above 1 needs a way to probe: --sim NET/ (a simulated Internet); with a real "
+                "scan, probe PRED/predictions.txt yourself and run predict again with --found and --after"
+            )
         if self.export is not None and self.export not in EXPORT_CHOICES:
             raise UsageError(f"--export must be one of {', '.join(EXPORT_CHOICES)}, not {self.export!r}")
         if self.priors_per_partition < 1:
@@ -260,8 +309,11 @@ class SimulateConfig:
     truth: str = "auto"  # auto: write truth.parquet when it has at most truth_max_services rows
     truth_max_services: int = 5_000_000
     backend: str = "auto"
+    cluster: str = "none"  # none | local | local-cuda | tcp://host:port
+    workers: int = 0  # workers of a local cluster (0: every core or GPU)
 
     def __post_init__(self) -> None:
+        _check_cluster(self.cluster, self.workers)
         object.__setattr__(self, "hosts", _check_hosts(self.hosts))
         _check_fraction("--seed-fraction", self.seed_fraction)
         if self.day < 0:
@@ -287,8 +339,19 @@ class EvaluateConfig:
     xgb_ports: int = 10
     xgb_sample: int = 400_000
     backend: str = "auto"
+    cluster: str = "none"  # none | local | local-cuda | tcp://host:port (regenerates the truth)
+    workers: int = 0  # workers of a local cluster (0: every core or GPU)
+    ablation: bool = False  # compatible vs improved mode step by step (no predictions needed)
+    top_k: int = 4  # ablation: predictors per seed service of the top-k steps
+    rounds: int = 3  # ablation: rounds of the last step
+    preset: str = "extended"  # ablation: feature preset of the extended-features steps
 
     def __post_init__(self) -> None:
+        _check_cluster(self.cluster, self.workers)
+        if self.top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, not {self.top_k}")
+        if not 1 <= self.rounds <= 20:
+            raise UsageError(f"--rounds must be within 1..20, not {self.rounds}")
         unknown = sorted(set(self.baselines) - {"port-order", "xgboost", "none"})
         if unknown:
             raise UsageError(f"--baselines: unknown {', '.join(unknown)} (choose port-order, xgboost, none)")

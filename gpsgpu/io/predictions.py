@@ -49,8 +49,11 @@ class PredictionWriter:
             self._text = open(self.directory / EXPORT_FILE, "w", encoding="ascii", newline="\n")  # noqa: SIM115
 
     def write(self, predictions: Any) -> None:
-        """Append one shard: a frame ``ip uint32, port uint16, score float32``."""
-        table = schema.frame_to_arrow(predictions[[schema.IP, schema.PORT, schema.SCORE]])
+        """Append one shard: a frame ``ip uint32, port uint16, score float32`` (+ ``n_rules uint32,
+        round uint16`` in improved mode)."""
+        # Improved mode's predictions also carry the rules behind them and their round.
+        extra = [c for c in (schema.N_RULES, schema.ROUND) if c in predictions.columns]
+        table = schema.frame_to_arrow(predictions[[schema.IP, schema.PORT, schema.SCORE, *extra]])
         write_table(table, self.directory / SHARDS_DIR / f"part-{self.n_shards:05d}.parquet")
         self.n_shards += 1
         self.n_predictions += table.num_rows

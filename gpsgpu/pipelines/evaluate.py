@@ -42,19 +42,27 @@ Progress = Callable[[str], None]
 
 
 def read_predictions(pred: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(ip, port)`` of a ``PRED/`` folder in probing order: score descending, then ``(ip, port)``."""
+    """``(ip, port)`` of a ``PRED/`` folder in probing order: round (improved mode), score descending,
+    then ``(ip, port)``."""
     parts = Path(pred) / "parts"
     if not parts.is_dir():
         raise InputError(f"{pred}: no parts/ folder; is this a folder written by 'gpsgpu predict'?")
     files = sorted(parts.glob("*.parquet"))
     if not files:
         return np.zeros(0, np.uint32), np.zeros(0, np.uint16)
-    tables = [pq.read_table(f, columns=[schema.IP, schema.PORT, schema.SCORE]) for f in files]
+    tables = [pq.read_table(f) for f in files]
     ip = np.concatenate([np.asarray(t[schema.IP]).astype(np.uint32) for t in tables])
     port = np.concatenate([np.asarray(t[schema.PORT]).astype(np.uint16) for t in tables])
     score = np.concatenate([np.asarray(t[schema.SCORE]).astype(np.float64) for t in tables])
+    # Improved mode's rounds are probed one after the other: round first, then score.
+    rounds = np.concatenate(
+        [
+            np.asarray(t[schema.ROUND]) if schema.ROUND in t.column_names else np.zeros(t.num_rows)
+            for t in tables
+        ]
+    ).astype(np.int64)
     key = schema.pack_service(ip, port)
-    order = np.lexsort((key, -score))
+    order = np.lexsort((key, -score, rounds))
     key = key[order]
     first = np.r_[True, key[1:] != key[:-1]] if key.size else np.zeros(0, bool)
     ip, port = schema.unpack_service(key[first])
@@ -372,7 +380,8 @@ def run_evaluate(
     timings = Timings()
     with timings.step("read"):
         internet, extra = open_net(config.truth, backend)
-        ip, port = truth_of(config.truth, internet)
+        # Without truth.parquet the truth is regenerated in blocks of /16s on the cluster's workers.
+        ip, port = truth_of(config.truth, internet, cluster=config.cluster, workers=config.workers)
         truth = make_truth(ip, port, internet.n_addresses, include_pseudo=config.include_pseudo)
         seed_keys = seed_keys_of(config.truth)
         plan_dir = plan_of(pred, config.plan)
@@ -400,4 +409,62 @@ def run_evaluate(
         write_metadata(tmp / "metadata.json", metadata)
     sys.stdout.write(summary_markdown(evaluation))
     print(f"gpsgpu: evaluate: -> {output}", file=sys.stderr)
+    return metadata
+
+
+def run_ablation_command(output: str | os.PathLike[str], config: EvaluateConfig) -> dict[str, Any]:
+    """``gpsgpu evaluate --ablation --truth NET/``: compatible mode against each improved step."""
+    import pandas as pd
+
+    from gpsgpu.evaluate.ablation import (
+        ablation_csv,
+        ablation_markdown,
+        ablation_steps,
+        plot_ablation,
+        run_ablation,
+    )
+    from gpsgpu.io.parquet import read_table
+
+    if not config.truth:
+        raise UsageError("give the simulated Internet to run the ablation on with --truth NET/")
+    output = Path(output)
+    backend = resolve(config.backend)
+    timings = Timings()
+    with timings.step("read"):
+        internet, extra = open_net(config.truth, backend)
+        truth_arrays = internet.ground_truth()
+        truth = make_truth(truth_arrays.ip, truth_arrays.port, internet.n_addresses)
+        seed = schema.services_from_arrow(read_table(Path(config.truth) / "seed.parquet"), pd)
+    with timings.step("ablation"):
+        ablation = run_ablation(
+            internet, truth_arrays, seed, truth,
+            seed_fraction=float(extra.get("seed_fraction", 0.01)),
+            steps=ablation_steps(top_k=config.top_k, rounds=config.rounds, preset=config.preset),
+            progress=lambda m: print(f"gpsgpu: evaluate: {m}", file=sys.stderr, flush=True),
+        )  # fmt: skip
+    with atomic_dir(output) as tmp:
+        (tmp / "ablation.md").write_text(ablation_markdown(ablation), encoding="utf-8")
+        (tmp / "ablation.csv").write_text(ablation_csv(ablation), encoding="utf-8")
+        evaluation = Evaluation(truth, ablation.curves, [], {})
+        (tmp / "curves.csv").write_text(curves_csv(evaluation), encoding="utf-8")
+        files = {"table": "ablation.md", "csv": "ablation.csv", "curves": "curves.csv"}
+        try:
+            import matplotlib  # noqa: F401
+
+            plot_ablation(ablation, tmp / "ablation.png")
+            files["plot"] = "ablation.png"
+        except ImportError:
+            log.warning("matplotlib is not installed: no plot written (pip install matplotlib)")
+        metadata = build_metadata(
+            command="evaluate",
+            config=as_dict(config),
+            inputs={"truth": str(config.truth)},
+            backend=backend.value,
+            counts={"rows": ablation.rows, **ablation.facts},
+            timings=timings,
+            extra={"outputs": files},
+        )
+        write_metadata(tmp / "metadata.json", metadata)
+    sys.stdout.write(ablation_markdown(ablation))
+    print(f"gpsgpu: evaluate: ablation -> {output}", file=sys.stderr)
     return metadata

@@ -8,15 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gpsgpu import schema
 from gpsgpu.backend import resolve
 from gpsgpu.config import LearnConfig, as_dict
 from gpsgpu.distributed import free_device_pools, open_cluster, retry_on_oom
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata
 from gpsgpu.io.model import write_model
+from gpsgpu.io.parquet import write_table
 from gpsgpu.learn import learn_patterns
 from gpsgpu.learn.patterns import LearnResult
-from gpsgpu.pipelines.engine_io import read_scan
+from gpsgpu.pipelines.engine_io import open_scan
+from gpsgpu.pipelines.improved import improved_params
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,8 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
     backend = resolve(config.backend)
     timings = Timings()
     with timings.step("read"):
-        services, described = read_scan(seed, backend=backend, what="seed")
+        # One services Parquet file is read host partition by host partition (out of core).
+        services, described = open_scan(seed, backend=backend, what="seed")
     with timings.step("learn"), open_cluster(config.cluster, workers=config.workers) as mapper:
 
         def stage(n_partitions: int) -> LearnResult:
@@ -35,6 +39,7 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
                 services,
                 hitrate=config.hitrate,
                 use_asn=config.use_asn,
+                preset=config.preset,
                 n_partitions=n_partitions,
                 chunk_pairs=config.chunk_pairs,
                 workers=(config.threads or 1) if mapper.distributed else (config.threads or None),
@@ -43,6 +48,13 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
 
         result = retry_on_oom(stage, config.partitions, what="learn", on_retry=free_device_pools)
     counts = result.counts
+    improved = config.mode == "improved"
+    if improved:
+        from gpsgpu.pipelines.improved import improve_rules
+
+        with timings.step("learn_ranked"):
+            counts.update(improve_rules(seed, result, config, backend))
+            counts["n_rules"] = len(result.rules)
     timings.update({f"learn.{step}": seconds for step, seconds in result.timings.items()})
     if counts["n_hosts_counted"] == 0:
         log.warning(
@@ -63,11 +75,14 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
                 "hitrate": config.hitrate,
                 "step": config.step,
                 "use_asn": config.use_asn,
+                **(improved_params(config) if improved else {}),
             }
         },
     )
     with timings.step("write"), atomic_dir(output) as tmp:
         write_model(result, tmp, metadata, counts=config.save_counts)
+        if improved:
+            write_table(schema.frame_to_arrow(result.seed_real), tmp / "seed_real.parquet")
     print(
         f"gpsgpu: learn: {counts['n_services']:,} services on {counts['n_hosts']:,} hosts "
         f"({counts['n_hosts_counted']:,} with 2..10 ports) -> {counts['n_patterns']:,} patterns "

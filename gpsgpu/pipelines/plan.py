@@ -15,6 +15,7 @@ from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.model import read_model
 from gpsgpu.io.plan import write_plan
 from gpsgpu.pipelines.engine_io import blocklist_for
+from gpsgpu.pipelines.improved import IMPROVED, cut_plan, improved_plan, model_mode, write_plan_rows
 from gpsgpu.plan import cut_blocklisted, plan_priors, probes_per_row
 from gpsgpu.plan.priors import N_ALLOWED
 
@@ -32,8 +33,14 @@ def run_plan(
         blocklist = blocklist_for(config.blocklist)
     step = config.step if config.step is not None else int(model.params["step"])
     hitrate = config.hitrate if config.hitrate is not None else float(model.params["hitrate"])
+    mode = model_mode(model)
     with timings.step("plan"):
-        plan = plan_priors(model.patterns, step=step, hitrate=hitrate)
+        if mode == IMPROVED:
+            # Rows ranked by expected services per probe (improved mode's plan).
+            plan = improved_plan(model_dir, model, step=step, hitrate=hitrate)
+        else:
+            plan = plan_priors(model.patterns, step=step, hitrate=hitrate)
+        plan = cut_plan(plan, config.budget)
         cut = cut_blocklisted(plan, step=step, blocklist=blocklist)
     size = probes_per_row(step)
     counts = {
@@ -51,10 +58,12 @@ def run_plan(
         inputs={"model": str(model_dir)},
         counts=counts,
         timings=timings,
-        extra={"params": {"step": step, "hitrate": hitrate}},
+        extra={"params": {"step": step, "hitrate": hitrate, "mode": mode, "budget": config.budget}},
     )
     with timings.step("write"), atomic_dir(output) as tmp:
         files = write_plan(cut, tmp, step=step, blocklist=blocklist, rate=config.rate, zmap=config.zmap)
+        if mode == IMPROVED:
+            files["plan_rows"] = write_plan_rows(cut, tmp)
         write_metadata(tmp / "metadata.json", {**metadata, "outputs": files})
     if counts["n_rows_blocklisted"]:
         log.info("dropped %d plan rows that lie wholly in blocklisted space", counts["n_rows_blocklisted"])

@@ -18,7 +18,8 @@ from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.model import read_model, read_plan_params
 from gpsgpu.io.predictions import EXPORT_FILE, PredictionWriter
 from gpsgpu.partition import split_by_host
-from gpsgpu.pipelines.engine_io import blocklist_for, read_scan
+from gpsgpu.pipelines.engine_io import blocklist_for, open_scan
+from gpsgpu.pipelines.improved import IMPROVED, check_compatible_flags, model_mode, run_predict_improved
 from gpsgpu.plan import plan_priors
 from gpsgpu.predict import predict_services
 
@@ -53,7 +54,8 @@ def run_predict(
     with timings.step("read"):
         model = read_model(model_dir)
         blocklist = blocklist_for(config.blocklist)
-        scan, described = read_scan(
+        # One services Parquet file is read host partition by host partition (out of core).
+        scan, described = open_scan(
             priors,
             backend=backend,
             fmt=config.format,
@@ -65,6 +67,9 @@ def run_predict(
         params.update(read_plan_params(config.plan))
     step = config.step if config.step is not None else int(params["step"])
     hitrate = config.hitrate if config.hitrate is not None else float(params["hitrate"])
+    if model_mode(model) == IMPROVED:
+        return run_predict_improved(model_dir, model, priors, output, config, step=step, hitrate=hitrate)
+    check_compatible_flags(config)
     if len(model.rules) == 0:
         log.warning("the model has no rules (its seed had no usable host): no predictions")
     first_partitions = max(1, math.ceil(len(scan) / config.priors_per_partition))
@@ -82,11 +87,13 @@ def run_predict(
             "step": step,
             "blocklist": mapper.broadcast(blocklist),
             "workers": 1 if mapper.distributed else None,
+            # Priors features are those the model was learned with (its recorded preset).
+            "preset": str(model.params.get("preset", "gps2022")),
         }
 
         def stage(n: int) -> tuple[int, PredictionWriter]:
             with PredictionWriter(tmp, export=config.export) as writer:
-                parts = list(split_by_host(scan, n_partitions=n))
+                parts = split_by_host(scan, n_partitions=n)  # read one at a time
                 for predicted in mapper.imap(_predict_partition, parts, **shared):
                     writer.write(predicted)
             return n, writer

@@ -1,0 +1,246 @@
+"""Improved mode, phase 1a: scored rules from the top-k predictors of every seed service.
+
+Compatible mode (:mod:`gpsgpu.learn.patterns`) keeps one best predictor per seed service and gives
+a rule no probability. Here:
+
+- **Real hosts.** Hosts with 2..10 ports are learned from, as in GPS, and so are hosts with 11 to
+  ``max_host_ports`` ports whose services are real: :func:`real_hosts` calls a host with more than
+  10 ports real when at least half of its ports answer with distinct ``(protocol, banner)``
+  (pseudo-service hosts, tarpits and middleboxes answer the same bytes everywhere; the simulated
+  Internet's pseudo hosts do exactly that). Pseudo hosts add nothing, as in GPS.
+- **Top-k.** Every seed service ``(ip, p)`` of a learned host keeps its ``top_k`` best candidates
+  ``(p1, f)`` (same ordering as GPS: hitrate desc, smaller ``p1``, smaller feature string), each
+  with ``hitrate > Hitrate``; ``top_k=1, min_count=3, max_host_ports=10`` is GPS's best predictor
+  exactly. A rule is a distinct ``(neededP=p1, f, p)`` of those.
+- **Scores.** A rule's score estimates ``P(service on p | f on p1)`` over *all* hosts of the seed,
+  since the priors scan meets every host, not only multi-port ones: ``count_p2`` hits over a
+  ``support`` of every real seed service with ``f`` on ``p1`` (single-port hosts included), smoothed
+  with a Beta(``prior_hits``, ``prior_misses``) prior (Laplace's rule by default):
+  ``score = (count_p2 + a) / (support + a + b)``. Hitrate ordering (GPS's) picks the top-k; the
+  score ranks predictions and plan rows.
+- **Small seeds.** ``min_count`` (hosts with ``f`` on ``p1`` and a service on ``p``) defaults to 2
+  here (GPS needs 3), so a port seen on only two seed hosts still yields rules; the smoothing keeps
+  such rules' scores modest.
+
+Everything is host pandas/NumPy: the pair expansion here is of one seed (a 1% scan), small next to
+the priors scan; the counts are additive by key like compatible mode's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gpsgpu import schema
+from gpsgpu.features import DEFAULT_PRESET, feature_arrays_of_table, feature_columns
+
+#: GPS's pseudo-service cut: hosts with more ports need :func:`real_hosts` to be learned from.
+GPS_MAX_HOST_PORTS = 10
+#: Default upper bound on a real host's ports in improved mode (pairs grow as ports squared).
+DEFAULT_MAX_HOST_PORTS = 32
+DEFAULT_TOP_K = 4
+DEFAULT_MIN_COUNT = 2
+#: Beta prior of a rule's probability (Laplace's rule of succession).
+DEFAULT_PRIOR = (1.0, 1.0)
+
+
+@dataclass
+class RankedRules:
+    """What :func:`learn_ranked_rules` returns (host frames).
+
+    Attributes
+    ----------
+    rules : pandas.DataFrame
+        ``neededP uint16, fkey uint64, p uint16, score float64, count_p2 int64, support int64,
+        hitrate float64, server string``, sorted by ``(neededP, fkey, p)``.
+    predictors : pandas.DataFrame
+        ``ip uint32, p uint16, neededP uint16, fkey uint64, hitrate float64, rank int64``: the top-k
+        predictors of every learned seed service (``rank`` 0 is GPS's best predictor).
+    counts : dict
+    """
+
+    rules: pd.DataFrame
+    predictors: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def real_hosts(services: Any, /, *, max_host_ports: int = DEFAULT_MAX_HOST_PORTS) -> np.ndarray:
+    """Whether each row's host is a real host (bool per row of ``services``).
+
+    A host with at most 10 distinct ports is real. A host with 11 to ``max_host_ports`` ports is
+    real when at least half of its ports answer with distinct ``(protocol, banner)`` pairs; hosts
+    with more ports are not learned from.
+
+    Parameters
+    ----------
+    services : pandas.DataFrame
+        ``ip uint32, port uint16, protocol str, banner str``.
+    """
+    frame = pd.DataFrame(
+        {
+            "ip": np.asarray(services[schema.IP]),
+            "port": np.asarray(services[schema.PORT]),
+            # Distinct answers per host, by value (factorized strings, not a library hash).
+            "said": pd.factorize(
+                services[schema.PROTOCOL].astype(str) + "\x00" + services[schema.BANNER].astype(str)
+            )[0],
+        }
+    )
+    by_host = frame.groupby("ip", sort=False)
+    n_ports = by_host["port"].transform("nunique").to_numpy()
+    n_said = by_host["said"].transform("nunique").to_numpy()
+    small = n_ports <= GPS_MAX_HOST_PORTS
+    varied = (n_ports <= max_host_ports) & (2 * n_said >= n_ports)
+    return small | varied
+
+
+def learn_ranked_rules(
+    services: Any,
+    /,
+    *,
+    hitrate: float = 0.00001,
+    use_asn: bool = True,
+    preset: str = DEFAULT_PRESET,
+    top_k: int = DEFAULT_TOP_K,
+    min_count: int = DEFAULT_MIN_COUNT,
+    max_host_ports: int = DEFAULT_MAX_HOST_PORTS,
+    prior: tuple[float, float] = DEFAULT_PRIOR,
+    denominator: str = "all",
+) -> RankedRules:
+    """Scored rules of a seed: top-k predictors per seed service (module docstring).
+
+    Parameters
+    ----------
+    services : frame
+        A services frame (pandas or cuDF; read on the host): ``ip uint32, port uint16, asn uint32,
+        protocol str, window int32, banner str`` plus the optional columns ``preset`` reads.
+    hitrate : float
+        A predictor is kept only when its hitrate exceeds this (GPS's ``Hitrate``).
+    top_k : int
+        Predictors kept per seed service (1: GPS's single best).
+    min_count : int
+        Hosts a pair ``(p1, f) -> p`` needs to have a hitrate at all (GPS: 3).
+    max_host_ports : int
+        Largest real host learned from (10: GPS's host filter).
+    prior : (float, float)
+        Beta prior ``(a, b)`` of the scores.
+    denominator : str
+        The score's denominator: ``all`` (every real seed host with ``f`` on ``p1``) or
+        ``learned`` (GPS's ``cp_server``: hosts with 2..``max_host_ports`` ports only).
+    """
+    if denominator not in ("all", "learned"):
+        raise ValueError(f"denominator must be 'all' or 'learned', not {denominator!r}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, not {top_k}")
+    frame = services.to_pandas() if hasattr(services, "to_pandas") else services
+    table = schema.frame_to_arrow(frame[feature_columns(frame.columns, preset)])
+    ip = np.asarray(table[schema.IP]).astype(np.uint32)
+    port = np.asarray(table[schema.PORT]).astype(np.uint16)
+    # One row per (ip, port): repeats are merged (their features are the union, below).
+    key = schema.pack_service(ip, port)
+    real = real_hosts(
+        pd.DataFrame(
+            {
+                schema.IP: ip,
+                schema.PORT: port,
+                schema.PROTOCOL: table[schema.PROTOCOL].to_pandas(),
+                schema.BANNER: table[schema.BANNER].to_pandas(),
+            }
+        ),
+        max_host_ports=max_host_ports,
+    )
+    rows = np.flatnonzero(real)
+    features = feature_arrays_of_table(table.take(pa.array(rows)), use_asn=use_asn, preset=preset)
+    f_row = rows[features.row]
+    # Distinct (service, feature): every count below counts hosts.
+    long = pd.DataFrame({"svc": key[f_row], "fid": features.fid.astype(np.int64)}).drop_duplicates()
+    svc = long["svc"].to_numpy(np.uint64)
+    long[schema.IP] = (svc >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32)
+    long[schema.P1] = (svc & np.uint64(schema.PORT_MASK)).astype(np.uint16)
+
+    # support(p1, f): real seed services with f on p1, single-port hosts included.
+    support = long.groupby([schema.P1, "fid"], sort=False).size().rename(schema.SUPPORT)
+
+    # Learned hosts: 2..max_host_ports ports (real ones only, by now).
+    services_real = np.unique(key[rows])
+    s_ip = (services_real >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32)
+    s_port = (services_real & np.uint64(schema.PORT_MASK)).astype(np.uint16)
+    host_ports = pd.Series(s_ip).map(pd.Series(s_ip).value_counts()).to_numpy()
+    learned = host_ports >= 2
+    targets = pd.DataFrame({schema.IP: s_ip[learned], schema.P2: s_port[learned]})
+    on_learned = long[long[schema.IP].isin(targets[schema.IP])]
+    cp_server = on_learned.groupby([schema.P1, "fid"], sort=False).size().rename(schema.CP_SERVER)
+
+    pairs = on_learned.merge(targets, on=schema.IP)
+    pairs = pairs[pairs[schema.P1] != pairs[schema.P2]]
+    count_p2 = pairs.groupby([schema.P1, "fid", schema.P2], sort=False).size().rename(schema.COUNT_P2)
+    count_p2 = count_p2[count_p2 >= min_count].reset_index()
+    count_p2 = count_p2.join(cp_server, on=[schema.P1, "fid"]).join(support, on=[schema.P1, "fid"])
+    count_p2[schema.HITRATE] = count_p2[schema.COUNT_P2] / count_p2[schema.CP_SERVER]
+    count_p2 = count_p2[count_p2[schema.HITRATE] > hitrate]
+
+    # GPS's preference: hitrate desc, then p1, then the feature string in byte order.
+    order = np.asarray(pc.sort_indices(features.strings))
+    string_rank = np.empty(order.size, dtype=np.int64)
+    string_rank[order] = np.arange(order.size)
+    candidates = pairs.merge(count_p2, on=[schema.P1, "fid", schema.P2])
+    candidates["_srank"] = string_rank[candidates["fid"].to_numpy()]
+    candidates = candidates.sort_values(
+        [schema.IP, schema.P2, schema.HITRATE, schema.P1, "_srank"],
+        ascending=[True, True, False, True, True],
+        kind="stable",
+    )
+    candidates["rank"] = candidates.groupby([schema.IP, schema.P2], sort=False).cumcount()
+    top = candidates[candidates["rank"] < top_k]
+
+    fkeys = features.fkeys
+    a, b = prior
+    chosen = top.drop_duplicates([schema.P1, "fid", schema.P2]).sort_values(
+        [schema.P1, "fid", schema.P2], kind="stable"
+    )
+    fkey = fkeys[chosen["fid"].to_numpy()]
+    hits = chosen[schema.COUNT_P2].to_numpy(np.int64)
+    n = chosen[schema.SUPPORT if denominator == "all" else schema.CP_SERVER].to_numpy(np.int64)
+    rules = pd.DataFrame(
+        {
+            schema.NEEDED_P: chosen[schema.P1].to_numpy(np.uint16),
+            schema.FKEY: fkey.astype(np.uint64),
+            schema.P: chosen[schema.P2].to_numpy(np.uint16),
+            schema.SCORE: (hits + a) / (n + a + b),
+            schema.COUNT_P2: hits,
+            schema.SUPPORT: n,
+            schema.HITRATE: chosen[schema.HITRATE].to_numpy(np.float64),
+            schema.SERVER: pd.array(
+                features.strings.take(pa.array(chosen["fid"].to_numpy())).to_pylist(), dtype="string"
+            ),
+        }
+    )
+    rules = rules.sort_values([schema.NEEDED_P, schema.FKEY, schema.P], kind="stable").reset_index(drop=True)
+    predictors = pd.DataFrame(
+        {
+            schema.IP: top[schema.IP].to_numpy(np.uint32),
+            schema.P: top[schema.P2].to_numpy(np.uint16),
+            schema.NEEDED_P: top[schema.P1].to_numpy(np.uint16),
+            schema.FKEY: fkeys[top["fid"].to_numpy()].astype(np.uint64),
+            schema.HITRATE: top[schema.HITRATE].to_numpy(np.float64),
+            "rank": top["rank"].to_numpy(np.int64),
+        }
+    ).reset_index(drop=True)
+    n_hosts = int(np.unique(ip).size)
+    counts = {
+        "n_services": int(np.unique(key).size),
+        "n_hosts": n_hosts,
+        "n_hosts_real": int(np.unique(ip[rows]).size),
+        "n_hosts_learned": int(np.unique(targets[schema.IP]).size),
+        "n_hosts_learned_over_10": int(
+            (pd.Series(targets[schema.IP]).value_counts() > GPS_MAX_HOST_PORTS).sum()
+        ),
+        "n_predictors": len(predictors),
+        "n_rules": len(rules),
+    }
+    return RankedRules(rules=rules, predictors=predictors, counts=counts)

@@ -1,0 +1,219 @@
+"""Improved mode, phase 2: ranked predictions with combined scores, budgets and rounds.
+
+Each priors (or found) service ``(ip, q)`` with feature ``f`` predicts ``(ip, p)`` for every rule
+``(q, f, p)`` with the rule's score. Several rules predicting the same ``ip:port`` are combined:
+
+- ``noisy-or`` (default): ``1 - prod(1 - score_i)``, the probability that at least one rule is
+  right if rules erred independently. Rules of one service are correlated (a banner line and its
+  /16 cross say much the same), so it overstates a little, but it ranks a target that several
+  different signals point to above one that a single rule names; on the simulated Internet it finds
+  more services than ``max`` within the first millions of probes (where the budget goes), and the
+  same at the end;
+- ``max``: the best single rule (compatible mode's choice).
+
+Predictions are sorted best first (score desc, then ``(ip, port)``) and cut by ``min_score`` and a
+probe ``budget``. What is already known or already probed is dropped: the seed, services found so
+far, targets probed in earlier rounds, space the plan scans and blocklisted addresses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpsgpu import schema
+from gpsgpu.blocklist import Blocklist
+from gpsgpu.features import DEFAULT_PRESET, feature_arrays_of_table, feature_columns
+from gpsgpu.ops import cpu
+
+COMBINE_CHOICES = ("noisy-or", "max")
+#: Scores are capped below 1 so that ``log(1 - score)`` stays finite.
+_MAX_SCORE = 1.0 - 1e-9
+
+
+def empty_predictions() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            schema.IP: np.zeros(0, np.uint32),
+            schema.PORT: np.zeros(0, np.uint16),
+            schema.SCORE: np.zeros(0, np.float32),
+            schema.N_RULES: np.zeros(0, np.uint32),
+        }
+    )
+
+
+def scanned_keys(ports: np.ndarray, prefixes: np.ndarray, lengths: np.ndarray) -> dict[int, np.ndarray]:
+    """Plan rows as sorted ``port << 32 | prefix`` keys, one array per prefix length."""
+    ports = np.asarray(ports, np.uint64)
+    prefixes = np.asarray(prefixes, np.uint32)
+    lengths = np.asarray(lengths, np.int64)
+    out: dict[int, np.ndarray] = {}
+    for length in np.unique(lengths).tolist():
+        sel = lengths == length
+        net = schema.prefix_of(prefixes[sel], int(length)).astype(np.uint64)
+        out[int(length)] = np.unique((ports[sel] << np.uint64(32)) | net)
+    return out
+
+
+def in_scanned(ip: np.ndarray, port: np.ndarray, scanned: dict[int, np.ndarray]) -> np.ndarray:
+    """Which ``(ip, port)`` lie in a scanned plan row (see :func:`scanned_keys`)."""
+    hit = np.zeros(ip.size, dtype=bool)
+    for length, keys in scanned.items():
+        key = (np.asarray(port, np.uint64) << np.uint64(32)) | schema.prefix_of(
+            np.asarray(ip, np.uint32), length
+        ).astype(np.uint64)
+        hit |= cpu.sorted_isin(key, keys) if keys.size else False
+    return hit
+
+
+def candidate_predictions(
+    observed: Any, rules: pd.DataFrame, /, *, preset: str = DEFAULT_PRESET
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``(service key, rule score)`` the observed services predict (repeats kept).
+
+    Parameters
+    ----------
+    observed : frame
+        Services (``ip, port, asn, protocol, window, banner`` + the optional columns of ``preset``).
+    rules : pandas.DataFrame
+        ``neededP uint16, fkey uint64, p uint16, score float64``.
+    """
+    if len(observed) == 0 or len(rules) == 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.float64)
+    frame = observed.to_pandas() if hasattr(observed, "to_pandas") else observed
+    columns = feature_columns(frame.columns, preset)
+    table = schema.frame_to_arrow(frame[columns if schema.PORT in columns else [schema.PORT, *columns]])
+    features = feature_arrays_of_table(table, use_asn=True, preset=preset)
+    ip = np.asarray(table[schema.IP]).astype(np.uint32)
+    port = np.asarray(table[schema.PORT]).astype(np.uint16)
+    rule_features = cpu.unique_sorted(rules[schema.FKEY].to_numpy(np.uint64))
+    fid_rule = cpu.lookup(rule_features, features.fkeys)
+    keep = np.flatnonzero(fid_rule[features.fid] >= 0)
+    obs = pd.DataFrame(
+        {
+            "row": features.row[keep],
+            schema.NEEDED_P: port[features.row[keep]],
+            schema.FKEY: features.fkeys[features.fid[keep]],
+        }
+    ).drop_duplicates()
+    joined = obs.merge(
+        rules[[schema.NEEDED_P, schema.FKEY, schema.P, schema.SCORE]], on=[schema.NEEDED_P, schema.FKEY]
+    )
+    key = schema.pack_service(ip[joined["row"].to_numpy()], joined[schema.P].to_numpy(np.uint16))
+    return key, joined[schema.SCORE].to_numpy(np.float64)
+
+
+def combine_scores(key: np.ndarray, score: np.ndarray, /, *, combine: str = "noisy-or") -> pd.DataFrame:
+    """Distinct services and their combined score (see the module docstring).
+
+    Returns ``ip uint32, port uint16, score float32, n_rules uint32`` sorted by ``(ip, port)``.
+    """
+    if combine not in COMBINE_CHOICES:
+        raise ValueError(f"combine must be one of {', '.join(COMBINE_CHOICES)}, not {combine!r}")
+    if key.size == 0:
+        return empty_predictions()
+    services, inverse = cpu.unique_inverse(key)
+    n = np.bincount(inverse, minlength=services.size)
+    if combine == "max":
+        best = np.zeros(services.size, np.float64)
+        np.maximum.at(best, inverse, score)
+    else:
+        log_miss = np.bincount(
+            inverse, weights=np.log1p(-np.minimum(score, _MAX_SCORE)), minlength=services.size
+        )
+        best = -np.expm1(log_miss)
+    ip, port = schema.unpack_service(services)
+    return pd.DataFrame(
+        {
+            schema.IP: ip,
+            schema.PORT: port,
+            schema.SCORE: best.astype(np.float32),
+            schema.N_RULES: n.astype(np.uint32),
+        }
+    )
+
+
+def rank_predictions(
+    observed: Any,
+    rules: pd.DataFrame,
+    /,
+    *,
+    known: np.ndarray | None = None,
+    scanned: dict[int, np.ndarray] | None = None,
+    blocklist: Blocklist | None = None,
+    combine: str = "noisy-or",
+    min_score: float = 0.0,
+    budget: int | None = None,
+    preset: str = DEFAULT_PRESET,
+) -> pd.DataFrame:
+    """Ranked predictions of the observed services, best first.
+
+    Parameters
+    ----------
+    observed : frame
+        Services seen so far that may predict (the priors scan, services found in earlier rounds).
+    rules : pandas.DataFrame
+        ``neededP uint16, fkey uint64, p uint16, score float64``.
+    known : uint64 array, optional
+        ``ip << 16 | port`` never to predict: the seed, services found, targets already probed.
+    scanned : dict, optional
+        Plan rows already scanned (:func:`scanned_keys`).
+    blocklist : Blocklist, optional
+    combine : str
+        ``noisy-or`` or ``max``.
+    min_score : float
+        Keep predictions whose score is at least this.
+    budget : int, optional
+        Keep at most this many predictions (one probe each), the best ones.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ip uint32, port uint16, score float32, n_rules uint32`` sorted by score desc, then
+        ``(ip, port)``.
+    """
+    key, score = candidate_predictions(observed, rules, preset=preset)
+    out = combine_scores(key, score, combine=combine)
+    if len(out) == 0:
+        return out
+    ip = out[schema.IP].to_numpy(np.uint32)
+    port = out[schema.PORT].to_numpy(np.uint16)
+    keep = out[schema.SCORE].to_numpy() >= np.float32(min_score)
+    if known is not None and known.size:
+        keep &= ~np.isin(schema.pack_service(ip, port), known)
+    if scanned:
+        keep &= ~in_scanned(ip, port, scanned)
+    if blocklist is not None and len(blocklist):
+        keep &= ~np.asarray(blocklist.contains(ip))
+    out = out[keep]
+    order = np.lexsort(
+        (out[schema.PORT].to_numpy(), out[schema.IP].to_numpy(), -out[schema.SCORE].to_numpy(np.float64))
+    )
+    out = out.iloc[order].reset_index(drop=True)
+    if budget is not None:
+        out = out.iloc[: max(int(budget), 0)].reset_index(drop=True)
+    return out
+
+
+def known_keys(*frames: Any) -> np.ndarray:
+    """Sorted distinct ``ip << 16 | port`` of frames with ``ip, port`` columns."""
+    parts = [
+        schema.pack_service(np.asarray(f[schema.IP], np.uint32), np.asarray(f[schema.PORT], np.uint16))
+        for f in frames
+        if f is not None and len(f)
+    ]
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+
+
+__all__ = [
+    "COMBINE_CHOICES",
+    "candidate_predictions",
+    "combine_scores",
+    "empty_predictions",
+    "in_scanned",
+    "known_keys",
+    "rank_predictions",
+    "scanned_keys",
+]

@@ -1,0 +1,275 @@
+"""Improved mode: scored top-k rules, ranked budgeted predictions and plans, rounds, the mode switch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpsgpu import schema
+from gpsgpu.learn import learn_patterns
+from gpsgpu.learn.ranked import learn_ranked_rules, real_hosts
+from gpsgpu.plan import plan_priors
+from gpsgpu.plan.budget import cut_budget, live_rows, rank_plan_rows
+from gpsgpu.predict.ranked import combine_scores, rank_predictions, scanned_keys
+from tests.gps_data import make_priors, make_services
+
+A, B, C = 0x0A000001, 0x0A000002, 0x0A000003
+
+
+def _frame(rows: list[tuple[int, int, str]]) -> pd.DataFrame:
+    """A services frame from ``(ip, port, banner)`` rows (http, window 1000, ASN 64500)."""
+    n = len(rows)
+    return pd.DataFrame(
+        {
+            schema.IP: np.array([r[0] for r in rows], np.uint32),
+            schema.PORT: np.array([r[1] for r in rows], np.uint16),
+            schema.ASN: np.full(n, 64500, np.uint32),
+            schema.PROTOCOL: ["http"] * n,
+            schema.WINDOW: np.full(n, 1000, np.int32),
+            schema.BANNER: [r[2] for r in rows],
+        }
+    )
+
+
+def _rule(rules: pd.DataFrame, p1: int, server: str, p2: int) -> pd.Series:
+    hit = rules[(rules[schema.NEEDED_P] == p1) & (rules[schema.SERVER] == server) & (rules[schema.P] == p2)]
+    assert len(hit) == 1, (p1, server, p2)
+    return hit.iloc[0]
+
+
+def test_scores_are_smoothed_hitrates_over_all_hosts() -> None:
+    # Three hosts show "X" on 80 with 8080 open; two single-port hosts show "X" on 80 only.
+    seed = _frame([(A + i, 80, "X") for i in range(5)] + [(A + i, 8080, f"Y{i}") for i in range(3)])
+    rules = learn_ranked_rules(seed, top_k=100, min_count=3, prior=(1.0, 1.0)).rules
+    rule = _rule(rules, 80, "http line: X", 8080)
+    assert rule[schema.COUNT_P2] == 3
+    assert rule[schema.SUPPORT] == 5  # single-port hosts count: the priors scan meets them too
+    assert rule[schema.HITRATE] == pytest.approx(1.0)  # GPS's hitrate counts multi-port hosts only
+    assert rule[schema.SCORE] == pytest.approx((3 + 1) / (5 + 2))
+
+
+def test_top1_is_gps_best_predictor_exactly() -> None:
+    seed = make_services(600, seed=3)
+    gps = learn_patterns(seed)
+    ranked = learn_ranked_rules(seed, top_k=1, min_count=3, max_host_ports=10)
+    with_p = gps.patterns[gps.patterns[schema.P].notna()]
+    want = (
+        with_p[[schema.IP, schema.P, schema.NEEDED_P, schema.FKEY]]
+        .astype({schema.P: np.uint16, schema.FKEY: np.uint64})
+        .sort_values([schema.IP, schema.P])
+        .reset_index(drop=True)
+    )
+    got = ranked.predictors[[schema.IP, schema.P, schema.NEEDED_P, schema.FKEY]]
+    pd.testing.assert_frame_equal(got.sort_values([schema.IP, schema.P]).reset_index(drop=True), want)
+    key = [schema.NEEDED_P, schema.FKEY, schema.P]
+    pd.testing.assert_frame_equal(ranked.rules[key], gps.rules[key])
+
+
+def test_top_k_keeps_more_rules_and_ranks_them() -> None:
+    seed = make_services(600, seed=3)
+    one = learn_ranked_rules(seed, top_k=1, min_count=3, max_host_ports=10)
+    four = learn_ranked_rules(seed, top_k=4, min_count=3, max_host_ports=10)
+    assert len(four.rules) > len(one.rules)
+    key = [schema.NEEDED_P, schema.FKEY, schema.P]
+    merged = one.rules[key].merge(four.rules[key], how="left", indicator=True)
+    assert (merged["_merge"] == "both").all()  # top-k contains the best predictor's rules
+    assert four.predictors["rank"].max() == 3
+    assert ((four.rules[schema.SCORE] > 0) & (four.rules[schema.SCORE] < 1)).all()
+
+
+def test_port_with_two_seed_hosts_still_predicts() -> None:
+    seed = _frame([(A, 80, "Vendor"), (A, 9999, "v1"), (B, 80, "Vendor"), (B, 9999, "v2"), (C, 80, "other")])
+    gps = learn_patterns(seed)
+    assert len(gps.rules) == 0  # GPS needs count_p2 > 2
+    rules = learn_ranked_rules(seed, top_k=100).rules
+    rule = _rule(rules, 80, "http line: Vendor", 9999)
+    assert rule[schema.COUNT_P2] == 2
+    priors = _frame([(0x0B000001, 80, "Vendor")])
+    preds = rank_predictions(priors, rules)
+    assert (preds[schema.PORT] == 9999).any()
+
+
+def test_real_hosts_keeps_varied_big_hosts_only() -> None:
+    pseudo = [(A, p, "HTTP/1.0 200 OK") for p in range(1000, 1020)]
+    varied = [(B, p, f"service {p}") for p in range(2000, 2014)]
+    small = [(C, 22, "SSH"), (C, 80, "web")]
+    frame = _frame(pseudo + varied + small)
+    real = real_hosts(frame, max_host_ports=32)
+    assert not real[:20].any()
+    assert real[20:].all()
+    assert not real_hosts(frame, max_host_ports=12)[20:34].any()  # too big for the cap
+
+
+def test_big_real_hosts_are_learned_from() -> None:
+    big = [(A + h, p, f"svc {p} host {h % 2}") for h in range(3) for p in range(3000, 3012)]
+    seed = _frame(big)
+    assert learn_ranked_rules(seed, max_host_ports=10).counts["n_rules"] == 0
+    learned = learn_ranked_rules(seed, max_host_ports=32)
+    assert learned.counts["n_hosts_learned_over_10"] == 3
+    assert learned.counts["n_rules"] > 0
+
+
+def test_combine_noisy_or_and_max() -> None:
+    key = np.array([5, 5, 7], np.uint64)
+    score = np.array([0.5, 0.5, 0.2])
+    nor = combine_scores(key, score, combine="noisy-or")
+    assert nor[schema.SCORE].tolist() == pytest.approx([0.75, 0.2])
+    assert nor[schema.N_RULES].tolist() == [2, 1]
+    assert combine_scores(key, score, combine="max")[schema.SCORE].tolist() == pytest.approx([0.5, 0.2])
+
+
+def test_predictions_best_first_and_budget_cuts_the_tail() -> None:
+    seed = make_services(800, seed=5)
+    rules = learn_ranked_rules(seed).rules
+    priors = make_priors(seed, 400, seed=6)
+    everything = rank_predictions(priors, rules)
+    assert len(everything) > 20
+    scores = everything[schema.SCORE].to_numpy()
+    assert (np.diff(scores) <= 0).all()
+    cut = rank_predictions(priors, rules, budget=10)
+    pd.testing.assert_frame_equal(cut, everything.iloc[:10].reset_index(drop=True))
+    floor = float(scores[len(scores) // 2])
+    above = rank_predictions(priors, rules, min_score=floor)
+    assert (above[schema.SCORE] >= np.float32(floor)).all()
+    known = rank_predictions(
+        priors,
+        rules,
+        known=np.sort(
+            schema.pack_service(everything[schema.IP].to_numpy()[:5], everything[schema.PORT].to_numpy()[:5])
+        ),
+    )
+    assert len(known) == len(everything) - 5
+
+
+def test_plan_rows_ranked_and_cut_by_budget() -> None:
+    seed = make_services(800, seed=5)
+    gps = learn_patterns(seed)
+    plan = rank_plan_rows(seed, gps.patterns, step=16, hitrate=1e-5)
+    c = plan[schema.N_PATTERNS].to_numpy()
+    assert (np.diff(c) <= 0).all()  # GPS's rows first, in GPS's order
+    gps_plan = plan_priors(gps.patterns, step=16, hitrate=1e-5)
+    head = plan[c > 0].reset_index(drop=True)
+    np.testing.assert_array_equal(head[schema.NEEDED_P].to_numpy(), gps_plan[schema.NEEDED_P].to_numpy())
+    np.testing.assert_array_equal(head[schema.PREFIX].to_numpy(), gps_plan[schema.PREFIX].to_numpy())
+    assert (np.diff(plan[c == 0][schema.SCORE].to_numpy()) <= 0).all()  # then by expected services/probe
+    seen = set(zip(plan[schema.NEEDED_P].tolist(), plan[schema.PREFIX].tolist(), strict=True))
+    ip = seed[schema.IP].to_numpy(np.uint32)
+    for p, x in zip(seed[schema.PORT].tolist(), schema.prefix_of(ip, 16).tolist(), strict=True):
+        assert (p, x) in seen  # every (port, /16) the seed saw is a row
+    cut = cut_budget(plan, budget=3 * 65536 + 5)
+    assert len(cut) == 3
+    pd.testing.assert_frame_equal(cut, plan.iloc[:3].reset_index(drop=True))
+
+
+def test_live_rows_narrow_to_live_24s() -> None:
+    plan = pd.DataFrame(
+        {
+            schema.NEEDED_P: np.array([80, 22], np.uint16),
+            schema.PREFIX: np.array([0x0A000000, 0x0B000000], np.uint32),
+            schema.VALUE: [2.0, 1.0],
+            schema.LENGTH: np.array([16, 16]),
+        }
+    )
+    live = np.array([0x0A000105, 0x0A000199, 0x0A00FF01, 0x0C000001], np.uint32)
+    rows = live_rows(plan, live)
+    assert rows[schema.PREFIX].tolist() == [0x0A000100, 0x0A00FF00]
+    assert rows["row"].tolist() == [0, 0]
+    assert (rows[schema.LENGTH] == 24).all()
+    scanned = scanned_keys(
+        rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy(), rows[schema.LENGTH].to_numpy()
+    )
+    assert list(scanned) == [24]
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def _gpsgpu(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gpsgpu.cli", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def small_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("improved")
+    done = _gpsgpu(
+        "simulate", "-o", str(root / "net"), "--hosts", "20000", "--seed-fraction", "0.05", "--seed", "3"
+    )
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def test_cli_improved_rounds_and_compatible_guard(small_net: Path) -> None:
+    net, root = small_net / "net", small_net
+    seed = str(net / "seed.parquet")
+    assert _gpsgpu("learn", seed, "-o", str(root / "compat")).returncode == 0
+    done = _gpsgpu("learn", seed, "-o", str(root / "model"), "--mode", "improved", "--preset", "gps2022")
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((root / "model" / "metadata.json").read_text())
+    assert meta["params"]["mode"] == "improved"
+    assert (
+        _gpsgpu("plan", str(root / "model"), "-o", str(root / "plan"), "--budget", str(40 * 65536)).returncode
+        == 0
+    )
+    assert len((root / "plan" / "priors_scan_16.csv").read_text().splitlines()) <= 40
+    assert (root / "plan" / "plan_rows.parquet").is_file()
+    priors = str(root / "priors.parquet")
+    assert _gpsgpu("sim-scan", str(net), str(root / "plan"), "-o", priors).returncode == 0
+    one = _gpsgpu("predict", str(root / "model"), priors, "-o", str(root / "p1"), "--sim", str(net))
+    assert one.returncode == 0, one.stderr
+    three = _gpsgpu(
+        "predict", str(root / "model"), priors, "-o", str(root / "p3"), "--sim", str(net), "--rounds", "3"
+    )
+    assert three.returncode == 0, three.stderr
+    p1 = pd.read_parquet(root / "p1" / "parts")
+    p3 = pd.read_parquet(root / "p3" / "parts")
+    assert set(p3[schema.ROUND]) >= {1}
+    # Round 1 is the same; later rounds only add targets never predicted before.
+    pd.testing.assert_frame_equal(p3[p3[schema.ROUND] == 1].reset_index(drop=True), p1)
+    keys = schema.pack_service(p3[schema.IP].to_numpy(np.uint32), p3[schema.PORT].to_numpy(np.uint16))
+    assert np.unique(keys).size == keys.size
+    # A real scan's next round: --found and --after.
+    nxt = _gpsgpu(
+        "predict",
+        str(root / "model"),
+        priors,
+        "-o",
+        str(root / "p2"),
+        "--found",
+        priors,
+        "--after",
+        str(root / "p1"),
+    )
+    assert nxt.returncode == 0, nxt.stderr
+    p2 = pd.read_parquet(root / "p2" / "parts")
+    assert (p2[schema.ROUND] == 2).all()
+    assert not np.isin(
+        schema.pack_service(p2[schema.IP].to_numpy(np.uint32), p2[schema.PORT].to_numpy(np.uint16)),
+        schema.pack_service(p1[schema.IP].to_numpy(np.uint32), p1[schema.PORT].to_numpy(np.uint16)),
+    ).any()
+    # Compatible models refuse the improved flags, in one line.
+    bad = _gpsgpu("predict", str(root / "compat"), priors, "-o", str(root / "x"), "--budget", "10")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--mode improved" in bad.stderr
+    bad = _gpsgpu("predict", str(root / "model"), priors, "-o", str(root / "x"), "--rounds", "2")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--sim" in bad.stderr
+    bad = _gpsgpu("learn", seed, "-o", str(root / "x"), "--mode", "better")
+    assert bad.returncode != 0 and "--mode" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_ablation_on_a_small_internet(small_net: Path) -> None:
+    out = small_net / "ablation"
+    done = _gpsgpu(
+        "evaluate", "--ablation", "--truth", str(small_net / "net"), "-o", str(out), "--rounds", "2"
+    )
+    assert done.returncode == 0, done.stderr
+    table = (out / "ablation.md").read_text()
+    for name in ("compatible", "+ scores", "+ top-k", "+ extended features", "+ rounds"):
+        assert f"| {name} |" in table
+    rows = pd.read_csv(out / "ablation.csv")
+    assert rows.loc[0, "gain_pp"] == 0
+    assert (out / "ablation.png").stat().st_size < 200_000
