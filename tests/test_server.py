@@ -293,6 +293,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_server(*args: str, timeout: float = 60) -> tuple[subprocess.Popen[str], int, dict[str, Any]]:
+    """``gpsgpu serve ARGS`` on a free loopback port, once its health endpoint answers."""
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gpsgpu.cli", "serve", *args, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return server, port, httpx.get(f"http://127.0.0.1:{port}{API}/health", timeout=2).json()
+        except httpx.TransportError:
+            if server.poll() is not None:
+                raise AssertionError(f"gpsgpu serve exited: {server.communicate()[1]}") from None
+            if time.monotonic() > deadline:
+                server.terminate()
+                server.communicate(timeout=30)
+                raise AssertionError(f"gpsgpu serve did not start in {timeout:.0f} s") from None
+            time.sleep(0.2)
+
+
 def test_cli_serves_and_refuses_bad_stores(stores: dict[str, Path], tmp_path: Path) -> None:
     def gpsgpu(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -309,22 +332,8 @@ def test_cli_serves_and_refuses_bad_stores(stores: dict[str, Path], tmp_path: Pa
 
     import httpx
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gpsgpu.cli", "serve", "--dist", str(stores["dist"]), "--model",
-         str(stores["model"]), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
-    )  # fmt: skip
+    server, port, health = start_server("--dist", str(stores["dist"]), "--model", str(stores["model"]))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}{API}/health", timeout=2).json()
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.communicate()[1]
-                assert time.monotonic() < deadline, "the server did not start in 30 s"
-                time.sleep(0.2)
         assert health == {"status": "ok", "windows": 3, "model": True, "plan": False}
         got = httpx.get(f"http://127.0.0.1:{port}{API}/distances/darknet/week/neighbors/80?k=3").json()
         want = quiet(run_portdist_neighbors, stores["dist"], 80, k=3, source="darknet", window="week")
@@ -374,22 +383,8 @@ def test_worker_listener_keeps_tcp_nodelay() -> None:
 def test_cli_serves_with_two_workers(stores: dict[str, Path]) -> None:
     import httpx
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gpsgpu.cli", "serve", "--dist", str(stores["dist"]), "--port", str(port),
-         "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"},
-    )  # fmt: skip
+    server, port, health = start_server("--dist", str(stores["dist"]), "--workers", "2")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}{API}/health", timeout=2).json()
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.communicate()[1]
-                assert time.monotonic() < deadline, "the server did not start in 60 s"
-                time.sleep(0.2)
         assert health["status"] == "ok" and health["windows"] == 3
         with httpx.Client() as client:  # one keep-alive connection, several requests
             answers = [client.get(f"http://127.0.0.1:{port}{API}/distances/darknet/week/neighbors/80?k=3")
