@@ -269,13 +269,15 @@ def simulate(
 @app.command("sim-scan")
 def sim_scan(
     net: Annotated[Path, typer.Argument(help="a simulated Internet (NET/ from 'gpsgpu simulate')")],
-    plan_dir: Annotated[Path, typer.Argument(help="a plan (PLAN/ from 'gpsgpu plan')")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="priors scan results to write (Parquet)")],
+    plan_dir: Annotated[
+        Path, typer.Argument(help="a plan (PLAN/ from 'gpsgpu plan') or predictions (PRED/) to probe")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="services found, to write (Parquet)")],
     backend: BackendOpt = None,
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
-    """Scan a plan's (port, prefix) rows on a simulated Internet: the priors scan for 'gpsgpu predict'."""
+    """Scan a plan's (port, prefix) rows, or probe a PRED/ folder's targets, on a simulated Internet."""
     from gpsgpu.errors import UsageError
     from gpsgpu.pipelines.simulate import run_sim_scan
 
@@ -480,6 +482,17 @@ def plan(
     ] = None,
     zmap: Annotated[str | None, typer.Option("--zmap", help="zmap executable named in commands.sh")] = None,
     budget: BudgetOpt = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            "--stage",
+            help="improved: all (default), head (GPS's rows of >= 2 patterns), tail (the rest, live /24s)",
+        ),
+    ] = None,
+    live: Annotated[
+        list[str] | None,
+        typer.Option("--live", help="improved, --stage tail: services found so far (any ingest format)"),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Phase 1b: the (port, prefix) priors scan plan, its probe count and ZMap allowlists."""
@@ -497,6 +510,8 @@ def plan(
             "rate": rate,
             "zmap": zmap,
             "budget": budget,
+            "stage": stage,
+            "live": tuple(live) if live else None,
         },
     )
     run_plan(model, output, cfg)
@@ -548,6 +563,10 @@ def predict(
         str | None,
         typer.Option("--sim", help="improved: a simulated Internet (NET/) to probe between rounds"),
     ] = None,
+    scanned: Annotated[
+        list[str] | None,
+        typer.Option("--scanned", help="improved: more PLAN/ folders scanned besides --plan (a live tail)"),
+    ] = None,
     backend: BackendOpt = None,
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
@@ -579,6 +598,7 @@ def predict(
             "found": tuple(found) if found else None,
             "after": tuple(after) if after else None,
             "sim": sim,
+            "scanned": tuple(scanned) if scanned else None,
         },
     )
     run_predict(model, priors, output, cfg)

@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 
 from gpsgpu.errors import UsageError
 
+#: ``gpsgpu plan --stage`` (the same as :data:`gpsgpu.plan.budget.STAGES`, which a test checks).
+PLAN_STAGES = ("all", "head", "tail")
+
 T = TypeVar("T")
 
 ENV_PREFIX = "GPSGPU_"
@@ -220,11 +223,21 @@ class PlanConfig:
     rate: int = DEFAULT_ZMAP_RATE
     zmap: str = "zmap"
     budget: int | None = None  # probes: keep the best rows within it
+    # Improved models only: all rows, the head (GPS's rows with >= 2 patterns) or the tail narrowed
+    # to the /24s where the --live scans found hosts (gpsgpu.plan.budget).
+    stage: str = "all"
+    live: tuple[str, ...] = ()  # services found so far (the seed's hosts count as live too)
 
     def __post_init__(self) -> None:
         _check_step(self.step)
         _check_hitrate(self.hitrate)
         _check_budget(self.budget)
+        if self.stage not in PLAN_STAGES:
+            raise UsageError(f"--stage must be one of {', '.join(PLAN_STAGES)}, not {self.stage!r}")
+        if self.stage == "tail" and not self.live:
+            raise UsageError("--stage tail needs --live FOUND (the services your scans found so far)")
+        if self.live and self.stage != "tail":
+            raise UsageError("--live narrows the tail: give it with --stage tail")
         if self.rate <= 0:
             raise UsageError(f"--rate must be positive, not {self.rate}")
 
@@ -252,6 +265,7 @@ class PredictConfig:
     found: tuple[str, ...] = ()  # services found by probing earlier rounds' predictions
     after: tuple[str, ...] = ()  # earlier rounds' PRED/ folders: their targets are not predicted again
     sim: str | None = None  # a simulated Internet (NET/) to probe between rounds
+    scanned: tuple[str, ...] = ()  # more PLAN/ folders whose rows were scanned (a live tail)
 
     def __post_init__(self) -> None:
         _check_cluster(self.cluster, self.workers)

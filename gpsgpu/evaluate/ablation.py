@@ -13,7 +13,10 @@ checking the simulated Internet) and becomes a coverage-vs-probes :class:`Curve`
 - **+ extended features**: the ``extended`` feature preset.
 - **+ rounds**: probing in rounds: after the best plan rows, the predictions worth more than the
   remaining rows are probed; the remaining rows are narrowed to the /24s found live so far; the
-  services each round finds are observations for the next round's predictions.
+  services each round finds are observations for the next round's predictions. The same schedule
+  runs from the CLI (``plan --stage head|tail``, ``predict --min-score/--after/--scanned``, see
+  :mod:`gpsgpu.pipelines.improved`) through the same functions (:func:`gpsgpu.plan.budget.split_head`,
+  :func:`~gpsgpu.plan.budget.live_tail`, :func:`gpsgpu.predict.ranked.hold_back`, ``merge_held``).
 
 An improved run's events are, in order: the seed (free), plan rows, then prediction chunks, each
 costing its probes; a ground-truth service counts at the first event that finds it.
@@ -52,9 +55,19 @@ from gpsgpu.learn.ranked import (
     real_hosts,
 )
 from gpsgpu.plan import plan_priors
-from gpsgpu.plan.budget import DEFAULT_PATTERN_WEIGHT, cut_budget, live_rows, rank_plan_rows, row_probes
+from gpsgpu.plan.budget import (
+    DEFAULT_EARLY_SCORE,
+    DEFAULT_HEAD_PATTERNS,
+    DEFAULT_PATTERN_WEIGHT,
+    TAIL_LENGTH,
+    cut_budget,
+    live_tail,
+    rank_plan_rows,
+    row_probes,
+    split_head,
+)
 from gpsgpu.predict import predict_services
-from gpsgpu.predict.ranked import known_keys, rank_predictions, scanned_keys
+from gpsgpu.predict.ranked import hold_back, known_keys, merge_held, rank_predictions, scanned_keys
 from gpsgpu.sim.internet import SimInternet
 from gpsgpu.sim.scanner import SimScanner
 
@@ -65,11 +78,10 @@ Progress = Callable[[str], None]
 #: Curve points per round of predictions, compatible mode's included (a curve is linear between
 #: points, so both modes are drawn at the same resolution).
 PREDICTION_CHUNKS = 1024
-#: With rounds, GPS's plan rows with fewer patterns than this (and the rows GPS does not plan) are
-#: the "tail", scanned only in the /24s found live.
-DEFAULT_HEAD_PATTERNS = 2
-#: With rounds, predictions of at least this score are probed before the plan's tail.
-DEFAULT_EARLY_SCORE = 0.003
+# With rounds (the schedule of ``gpsgpu plan --stage head|tail``, see :mod:`gpsgpu.plan.budget`):
+# GPS's rows with fewer than DEFAULT_HEAD_PATTERNS patterns, and the rows GPS does not plan, are the
+# tail, scanned only in the /24s found live; predictions scoring at least DEFAULT_EARLY_SCORE are
+# probed before the tail.
 
 
 @dataclass(frozen=True)
@@ -206,9 +218,7 @@ def run_improved(
     if tiered:
         # The head: GPS's rows with at least head_patterns patterns (first in the plan's order, which
         # is GPS's for them); every other row joins the narrowed tail.
-        in_head = plan[schema.N_PATTERNS].to_numpy() >= options.head_patterns
-        head = plan[in_head].reset_index(drop=True)
-        tail = plan[~in_head].reset_index(drop=True)
+        head, tail = split_head(plan, head_patterns=options.head_patterns)
     else:
         head, tail = cut_budget(plan, budget=plan_budget), plan.iloc[:0]
     run.counts.update(rules=len(rules), plan_rows=len(plan), head_rows=len(head), tail_rows=len(tail))
@@ -243,15 +253,9 @@ def run_improved(
             observed, rules, known=known, scanned=scanned, blocklist=scanner.blocklist,
             combine=options.combine, preset=options.preset,
         )  # fmt: skip
-        if pending is not None and len(pending):
-            preds = pd.concat([preds, pending[~np.isin(known_keys(pending), known_keys(preds))]])
-            preds = preds.iloc[
-                np.lexsort((preds[schema.IP], preds[schema.PORT], -preds[schema.SCORE].astype(float)))
-            ]
-            pending = None
+        preds, pending = merge_held(preds, pending), None
         if tiered and r == 1 and len(tail):
-            early = preds[schema.SCORE].to_numpy() >= options.early_score
-            preds, pending = preds[early], preds[~early]
+            preds, pending = hold_back(preds, min_score=options.early_score)
         ip, port = preds[schema.IP].to_numpy(np.uint32), preds[schema.PORT].to_numpy(np.uint16)
         real_hit = np.asarray(to_numpy(scanner.probe(ip, port)), bool)
         targets = schema.pack_service(ip, port)
@@ -268,25 +272,23 @@ def run_improved(
         )
         if tiered and r == 1 and len(tail):
             # The tail: the remaining rows, only in /24s found live so far.
-            narrow = live_rows(tail, live, length=24)
-            t_found = scanner.scan(narrow[schema.NEEDED_P].to_numpy(), narrow[schema.PREFIX].to_numpy(), 24)
+            narrow = live_tail(tail, live, length=TAIL_LENGTH)
+            t_found = scanner.scan(
+                narrow[schema.NEEDED_P].to_numpy(), narrow[schema.PREFIX].to_numpy(), TAIL_LENGTH
+            )
             t_keys = _keys(t_found)
             n_key = (narrow[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | narrow[
                 schema.PREFIX
             ].to_numpy(np.uint64)
             t_ip, t_port = schema.unpack_service(t_keys)
-            t_row = (t_port.astype(np.uint64) << np.uint64(32)) | schema.prefix_of(t_ip, 24).astype(np.uint64)
+            t_row = (t_port.astype(np.uint64) << np.uint64(32)) | schema.prefix_of(t_ip, TAIL_LENGTH).astype(
+                np.uint64
+            )
             o = np.argsort(n_key, kind="stable")
-            source = narrow["row"].to_numpy()[o[np.searchsorted(n_key[o], t_row)]]
-            costs = np.bincount(
-                narrow["row"].to_numpy(), weights=row_probes(narrow), minlength=len(tail)
-            ).astype(np.int64)
             # Narrowed rows are probed by value per probe (their costs now differ), best first.
-            kept = np.flatnonzero(costs > 0)
-            kept = kept[np.argsort(-tail[schema.VALUE].to_numpy()[kept] / costs[kept], kind="stable")]
-            remap = np.full(len(tail), -1, np.int64)
-            remap[kept] = np.arange(kept.size)
-            run.add_many(t_keys, remap[source], costs[kept])
+            rank = narrow["rank"].to_numpy()
+            costs = np.bincount(rank, weights=row_probes(narrow)).astype(np.int64)
+            run.add_many(t_keys, rank[o[np.searchsorted(n_key[o], t_row)]], costs)
             run.counts.update(tail_probes=int(costs.sum()), tail_found=int(t_keys.size))
             progress(f"{options.name}: tail: {len(narrow):,} live /24 rows found {t_keys.size:,} services")
             known = np.union1d(known, t_keys)

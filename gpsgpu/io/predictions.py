@@ -3,7 +3,8 @@
 Shards are ``parts/part-00000.parquet``, ... (``ip uint32, port uint16, score float32``), one per
 partition of the priors scan, written as they are made so the whole output never sits in memory;
 ``pyarrow.parquet.read_table("PRED/parts")`` (or DuckDB's ``'PRED/parts/*.parquet'``) reads them all.
-``--export`` adds ``predictions.txt`` in a scanner's input format:
+``--export`` adds ``predictions.txt`` in a scanner's input format (improved mode's ``--min-score``
+also writes the predictions it held back, ``held.parquet``, for the next round):
 
 - ``gps``: ``ip:port`` (what LZR took in 2022, and the reference's output);
 - ``lzr``: ``ip;port`` (newer LZR);
@@ -16,14 +17,18 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from gpsgpu import schema
+from gpsgpu.errors import InputError
 from gpsgpu.io.parquet import write_table
 
 EXPORT_FILE = "predictions.txt"
 SHARDS_DIR = "parts"
+HELD_FILE = "held.parquet"
 SEPARATORS = {"gps": ":", "lzr": ";", "zgrab2": ",,,"}
 
 
@@ -74,3 +79,33 @@ class PredictionWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_targets(folder: str | Path, *, what: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """``ip uint32, port uint16`` of every prediction in a ``PRED/`` folder (shard order); ``what``
+    prefixes the error message (the flag that named the folder)."""
+    shards = Path(folder) / SHARDS_DIR
+    if not shards.is_dir():
+        raise InputError(
+            f"{what}{folder}: no {SHARDS_DIR}/ folder; is this a folder written by 'gpsgpu predict'?"
+        )
+    ips, ports = [np.zeros(0, np.uint32)], [np.zeros(0, np.uint16)]
+    for f in sorted(shards.glob("*.parquet")):
+        t = pq.read_table(f, columns=[schema.IP, schema.PORT])
+        ips.append(np.asarray(t[schema.IP]).astype(np.uint32))
+        ports.append(np.asarray(t[schema.PORT]).astype(np.uint16))
+    return np.concatenate(ips), np.concatenate(ports)
+
+
+def write_held(predictions: pd.DataFrame, directory: str | Path) -> str:
+    """``PRED/held.parquet``: predictions held back by ``--min-score`` (``ip, port, score, n_rules``)."""
+    columns = [c for c in (schema.IP, schema.PORT, schema.SCORE, schema.N_RULES) if c in predictions.columns]
+    table = schema.frame_to_arrow(predictions[columns].reset_index(drop=True))
+    write_table(table, Path(directory) / HELD_FILE)
+    return HELD_FILE
+
+
+def read_held(folder: str | Path) -> pd.DataFrame | None:
+    """The predictions a ``PRED/`` folder held back (None when it holds none back)."""
+    path = Path(folder) / HELD_FILE
+    return pq.read_table(path).to_pandas() if path.is_file() else None

@@ -15,6 +15,20 @@
   * on a real scan, one round per call: probe ``PRED1/predictions.txt``, ingest the results, and run
     ``predict MODEL PRIORS -o PRED2 --found round1.parquet --after PRED1`` (the found services are
     observations, PRED1's targets are not predicted again; ``round`` counts the ``--after`` folders).
+  ``--min-score S`` writes the predictions it held back to ``PRED/held.parquet``; the next call with
+  ``--after PRED`` ranks them again with its own (a target predicted again takes the new score).
+- The ablation's "+ rounds" schedule, step by step (:func:`staged_plan`; ``tests/test_improved_cli.py``
+  checks that it finds exactly the ablation's services with exactly its probes):
+
+  1. ``plan MODEL -o HEAD --stage head``: GPS's rows with at least 2 patterns; scan them whole;
+  2. ``predict MODEL HEAD.parquet -o PRED1 --plan HEAD --min-score 0.003``; probe PRED1;
+  3. ``plan MODEL -o TAIL --stage tail --live HEAD.parquet --live FOUND1.parquet``: the other rows,
+     narrowed to the /24s where the seed or those scans found a host, by value per probe; scan them;
+  4. ``predict MODEL FOUND1.parquet --found TAIL.parquet -o PRED2 --plan HEAD --scanned TAIL
+     --after PRED1`` (round 2, with round 1's held-back predictions); probe; round 3 likewise with
+     ``--after PRED1 --after PRED2``.
+
+  On the simulated Internet, ``gpsgpu sim-scan NET/ PLAN_OR_PRED/`` does each scan or probe.
 """
 
 from __future__ import annotations
@@ -27,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from gpsgpu import schema
 from gpsgpu.backend import Backend, resolve, to_numpy
@@ -37,11 +50,18 @@ from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.model import Model
 from gpsgpu.io.parquet import read_table, write_table
-from gpsgpu.io.predictions import EXPORT_FILE, PredictionWriter
+from gpsgpu.io.predictions import EXPORT_FILE, PredictionWriter, read_held, read_targets, write_held
 from gpsgpu.learn.ranked import learn_ranked_rules, real_hosts
 from gpsgpu.pipelines.engine_io import blocklist_for, read_scan
-from gpsgpu.plan.budget import cut_budget, rank_plan_rows
-from gpsgpu.predict.ranked import known_keys, rank_predictions, scanned_keys
+from gpsgpu.plan.budget import (
+    DEFAULT_HEAD_PATTERNS,
+    TAIL_LENGTH,
+    cut_budget,
+    live_tail,
+    rank_plan_rows,
+    split_head,
+)
+from gpsgpu.predict.ranked import hold_back, known_keys, merge_held, rank_predictions, scanned_keys
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +128,23 @@ def improved_plan(
     )
 
 
+def staged_plan(plan: pd.DataFrame, stage: str, *, model: Model, live: tuple[str, ...]) -> pd.DataFrame:
+    """``plan --stage head|tail``: the head rows, or the tail rows narrowed to the live /24s.
+
+    The schedule of the ablation's "+ rounds" (:mod:`gpsgpu.plan.budget`): scan the head, probe the
+    predictions scoring at least 0.003 (``predict --min-score``), then this tail, where the seed's
+    hosts and the ``live`` services (what the head scan and those predictions found) are live.
+    """
+    head, tail = split_head(plan, head_patterns=DEFAULT_HEAD_PATTERNS)
+    if stage == "head":
+        return head
+    ips = [np.asarray(model.seed[schema.IP], np.uint32)]
+    for path in live:
+        found, _ = read_scan([path], backend=Backend.CPU, what="--live")
+        ips.append(np.asarray(to_numpy(found[schema.IP]), np.uint32))
+    return live_tail(tail, np.unique(np.concatenate(ips)), length=TAIL_LENGTH)
+
+
 def cut_plan(plan: pd.DataFrame, budget: int | None) -> pd.DataFrame:
     """The best rows within ``budget`` probes (rows of one length, in plan order)."""
     if budget is None:
@@ -129,6 +166,7 @@ def check_compatible_flags(config: PredictConfig) -> None:
             ("--after", bool(config.after)),
             ("--sim", config.sim is not None),
             ("--combine", config.combine != "noisy-or"),
+            ("--scanned", bool(config.scanned)),
         )
         if on
     ]
@@ -140,21 +178,17 @@ def check_compatible_flags(config: PredictConfig) -> None:
 
 
 def _previous_targets(folders: tuple[str, ...]) -> np.ndarray:
-    parts = []
-    for folder in folders:
-        shards = Path(folder) / "parts"
-        if not shards.is_dir():
-            raise InputError(
-                f"--after {folder}: no parts/ folder; is this a folder written by 'gpsgpu predict'?"
-            )
-        for f in sorted(shards.glob("*.parquet")):
-            t = pq.read_table(f, columns=[schema.IP, schema.PORT])
-            parts.append(
-                schema.pack_service(
-                    np.asarray(t[schema.IP]).astype(np.uint32), np.asarray(t[schema.PORT]).astype(np.uint16)
-                )
-            )
+    parts = [schema.pack_service(*read_targets(folder, what="--after ")) for folder in folders]
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+
+
+def _held(folders: tuple[str, ...], previous: np.ndarray) -> pd.DataFrame | None:
+    """What the ``--after`` folders held back and none of them predicted (the next round takes it)."""
+    frames = [h for h in (read_held(f) for f in folders) if h is not None and len(h)]
+    if not frames:
+        return None
+    held = pd.concat(frames, ignore_index=True)
+    return held[~np.isin(known_keys(held), previous)].reset_index(drop=True)
 
 
 def run_predict_improved(
@@ -193,8 +227,11 @@ def run_predict_improved(
             plan = read_table(rows_file).to_pandas()
         else:
             plan = improved_plan(model_dir, model, step=step, hitrate=hitrate)
+        # Rows scanned besides: --scanned PLAN/ folders (a live tail of /24 rows, say).
+        extra = [read_table(Path(d) / PLAN_ROWS_FILE).to_pandas() for d in _plan_rows_dirs(config.scanned)]
+        rows = pd.concat([plan[[schema.NEEDED_P, schema.PREFIX, schema.LENGTH]], *extra], ignore_index=True)
         scanned = scanned_keys(
-            plan[schema.NEEDED_P].to_numpy(), plan[schema.PREFIX].to_numpy(), plan[schema.LENGTH].to_numpy()
+            rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy(), rows[schema.LENGTH].to_numpy()
         )
         frames = [o.to_pandas() if hasattr(o, "to_pandas") else o for o in observed]
         known = np.union1d(known_keys(model.seed, *frames), previous)
@@ -210,11 +247,16 @@ def run_predict_improved(
         first_round = 1 + len(config.after)
         budget = config.budget
         rounds = []
+        # Predictions held back by --min-score compete again in the next round (as in the ablation).
+        held: pd.DataFrame | None = _held(config.after, previous)
         for r in range(first_round, first_round + config.rounds):
             preds = rank_predictions(
                 current, model.rules, known=known, scanned=scanned, blocklist=blocklist,
-                combine=config.combine, min_score=config.min_score, budget=budget, preset=preset,
+                combine=config.combine, preset=preset,
             )  # fmt: skip
+            preds, held = hold_back(merge_held(preds, held), min_score=config.min_score)
+            if budget is not None:
+                preds = preds.iloc[: max(int(budget), 0)].reset_index(drop=True)
             preds[schema.ROUND] = np.full(len(preds), r, np.uint16)
             rounds.append(preds)
             targets = known_keys(preds)
@@ -237,6 +279,7 @@ def run_predict_improved(
     with atomic_dir(output) as tmp:
         with PredictionWriter(tmp, export=config.export) as writer:
             writer.write(predictions)
+        held_file = write_held(held, tmp) if config.min_score > 0 and held is not None else None
         counts = {
             "n_priors_services": len(scan),
             "n_found_services": int(sum(len(f) for f in frames[1:])),
@@ -245,6 +288,7 @@ def run_predict_improved(
             "n_predictions": len(predictions),
             "n_rounds": len(rounds),
             "n_predictions_per_round": [len(p) for p in rounds],
+            "n_held_back": len(held) if held is not None else 0,
         }
         metadata = build_metadata(
             command="predict",
@@ -255,7 +299,11 @@ def run_predict_improved(
             timings=timings,
             extra={
                 "params": {"step": step, "hitrate": hitrate, "mode": IMPROVED, "preset": preset},
-                "outputs": {"shards": writer.n_shards, "export": EXPORT_FILE if config.export else None},
+                "outputs": {
+                    "shards": writer.n_shards,
+                    "export": EXPORT_FILE if config.export else None,
+                    "held": held_file,
+                },
             },
         )
         write_metadata(tmp / "metadata.json", metadata)
@@ -265,6 +313,16 @@ def run_predict_improved(
         file=sys.stderr,
     )
     return metadata
+
+
+def _plan_rows_dirs(folders: tuple[str, ...]) -> list[str]:
+    for folder in folders:
+        if not (Path(folder) / PLAN_ROWS_FILE).is_file():
+            raise InputError(
+                f"--scanned {folder}: no {PLAN_ROWS_FILE}; give a folder written by 'gpsgpu plan' of an "
+                "improved model"
+            )
+    return list(folders)
 
 
 def write_plan_rows(plan: pd.DataFrame, directory: Path) -> str:
@@ -294,5 +352,6 @@ __all__ = [
     "improved_plan",
     "model_mode",
     "run_predict_improved",
+    "staged_plan",
     "write_plan_rows",
 ]

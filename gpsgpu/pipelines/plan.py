@@ -10,13 +10,22 @@ from typing import Any
 
 from gpsgpu import schema
 from gpsgpu.config import PlanConfig, as_dict
+from gpsgpu.errors import UsageError
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.model import read_model
 from gpsgpu.io.plan import write_plan
 from gpsgpu.pipelines.engine_io import blocklist_for
-from gpsgpu.pipelines.improved import IMPROVED, cut_plan, improved_plan, model_mode, write_plan_rows
+from gpsgpu.pipelines.improved import (
+    IMPROVED,
+    cut_plan,
+    improved_plan,
+    model_mode,
+    staged_plan,
+    write_plan_rows,
+)
 from gpsgpu.plan import cut_blocklisted, plan_priors, probes_per_row
+from gpsgpu.plan.budget import TAIL_LENGTH
 from gpsgpu.plan.priors import N_ALLOWED
 
 log = logging.getLogger(__name__)
@@ -29,20 +38,28 @@ def run_plan(
     output = Path(output)
     timings = Timings()
     with timings.step("read"):
-        model = read_model(model_dir, rules=False, seed=False)
+        model = read_model(model_dir, rules=False, seed=config.stage == "tail")
         blocklist = blocklist_for(config.blocklist)
     step = config.step if config.step is not None else int(model.params["step"])
     hitrate = config.hitrate if config.hitrate is not None else float(model.params["hitrate"])
     mode = model_mode(model)
+    if config.stage != "all" and mode != IMPROVED:
+        raise UsageError(
+            f"--stage {config.stage} needs a model learned with 'gpsgpu learn --mode improved' (this one is "
+            "compatible mode)"
+        )
     with timings.step("plan"):
         if mode == IMPROVED:
             # Rows ranked by expected services per probe (improved mode's plan).
             plan = improved_plan(model_dir, model, step=step, hitrate=hitrate)
         else:
             plan = plan_priors(model.patterns, step=step, hitrate=hitrate)
+        if config.stage != "all":
+            plan = staged_plan(plan, config.stage, model=model, live=config.live)
+        row_step = TAIL_LENGTH if config.stage == "tail" else step
         plan = cut_plan(plan, config.budget)
-        cut = cut_blocklisted(plan, step=step, blocklist=blocklist)
-    size = probes_per_row(step)
+        cut = cut_blocklisted(plan, step=row_step, blocklist=blocklist)
+    size = probes_per_row(row_step)
     counts = {
         "n_patterns": len(model.patterns),
         "n_rows": len(cut),
@@ -58,17 +75,26 @@ def run_plan(
         inputs={"model": str(model_dir)},
         counts=counts,
         timings=timings,
-        extra={"params": {"step": step, "hitrate": hitrate, "mode": mode, "budget": config.budget}},
+        extra={
+            "params": {
+                "step": row_step,
+                "hitrate": hitrate,
+                "mode": mode,
+                "budget": config.budget,
+                **({"stage": config.stage, "model_step": step} if config.stage != "all" else {}),
+            }
+        },
     )
     with timings.step("write"), atomic_dir(output) as tmp:
-        files = write_plan(cut, tmp, step=step, blocklist=blocklist, rate=config.rate, zmap=config.zmap)
+        files = write_plan(cut, tmp, step=row_step, blocklist=blocklist, rate=config.rate, zmap=config.zmap)
         if mode == IMPROVED:
             files["plan_rows"] = write_plan_rows(cut, tmp)
         write_metadata(tmp / "metadata.json", {**metadata, "outputs": files})
     if counts["n_rows_blocklisted"]:
         log.info("dropped %d plan rows that lie wholly in blocklisted space", counts["n_rows_blocklisted"])
+    stage = "" if config.stage == "all" else f" ({config.stage})"
     print(
-        f"gpsgpu: plan: {counts['n_rows']:,} (port, /{step}) rows on {counts['n_ports']:,} ports "
+        f"gpsgpu: plan{stage}: {counts['n_rows']:,} (port, /{row_step}) rows on {counts['n_ports']:,} ports "
         f"({counts['n_rows_blocklisted']:,} wholly blocklisted, dropped): {counts['probes']:,} probes "
         f"({counts['probes_after_blocklist']:,} after the blocklist) -> {output}",
         file=sys.stderr,

@@ -33,6 +33,7 @@ from gpsgpu.errors import InputError, UsageError
 from gpsgpu.io.atomic import atomic_dir, atomic_open
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.parquet import read_table, write_services, write_table
+from gpsgpu.io.predictions import SHARDS_DIR, read_targets
 from gpsgpu.sim import ServiceArrays, SimInternet, SimParams, read_params, write_params
 from gpsgpu.sim.partitioned import (
     Block,
@@ -292,7 +293,10 @@ def run_sim_scan(
     """Scan a plan on a simulated Internet: the priors scan's results as a services table.
 
     The /16s the plan's rows touch are scanned in blocks through ``--cluster`` (this process or
-    Dask workers); the services found do not depend on the number of blocks or workers.
+    Dask workers); the services found do not depend on the number of blocks or workers. Rows may be
+    of any prefix length (``plan --stage tail`` writes /24 rows). Given a ``PRED/`` folder instead,
+    its targets are probed (one probe each, blocklisted ones skipped) and the services that answer
+    are written: what probing a round of predictions finds.
     """
     check_cluster(cluster)
     output = Path(output)
@@ -300,17 +304,33 @@ def run_sim_scan(
         raise UsageError(f"-o {output}: is a folder; give the Parquet file to write")
     chosen = resolve(backend)
     timings = Timings()
+    targets = (Path(plan) / SHARDS_DIR).is_dir()  # a PRED/ folder: probe its targets
     with timings.step("read"):
         internet, _ = open_net(net, chosen)
-        ports, networks, step = read_plan_rows(plan)
+        if targets:
+            ips, ports = read_targets(plan)
+        else:
+            ports, networks, step = read_plan_rows(plan)
     with timings.step("scan"), open_cluster(cluster, workers=workers) as mapper:
         scanner = SimScanner(internet)
-        scanner.n_probes += int(scanner.row_probes(networks, step).sum())
-        found = scan_rows(internet, ports, networks, step, mapper=mapper)
-        frame = internet.to_frame(found)
+        if targets:
+            from gpsgpu.evaluate.ablation import services_at
+
+            hit = np.asarray(to_numpy(scanner.probe(ips, ports)), bool)
+            frame = services_at(internet, np.unique(schema.pack_service(ips[hit], ports[hit])))
+            n_found = len(frame)
+        else:
+            scanner.n_probes += int(scanner.row_probes(networks, step).sum())
+            found = scan_rows(internet, ports, networks, step, mapper=mapper)
+            frame = internet.to_frame(found)
+            n_found = len(found)
     with timings.step("write"):
         write_services(frame, output)
-    counts = {"plan_rows": int(ports.size), "probes": scanner.n_probes, "services": len(found)}
+    counts = {
+        ("targets" if targets else "plan_rows"): int(ports.size),
+        "probes": scanner.n_probes,
+        "services": n_found,
+    }
     from gpsgpu.io.metadata import metadata_path_for
 
     metadata = build_metadata(
@@ -327,9 +347,9 @@ def run_sim_scan(
         timings=timings,
     )
     write_metadata(metadata_path_for(output), metadata)
+    what = f"{ports.size:,} predicted targets" if targets else f"{ports.size:,} (port, /{step}) rows"
     print(
-        f"gpsgpu: sim-scan: {ports.size:,} (port, /{step}) rows, {scanner.n_probes:,} probes -> "
-        f"{len(found):,} services -> {output}",
+        f"gpsgpu: sim-scan: {what}, {scanner.n_probes:,} probes -> {n_found:,} services -> {output}",
         file=sys.stderr,
     )
     return metadata

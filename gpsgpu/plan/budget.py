@@ -20,6 +20,12 @@ probe budget.
 the /24s in which they (and the seed) found any host are known; :func:`live_rows` narrows the
 remaining rows to those /24s (``(q, /24)`` rows), which keeps most of their services for a fraction
 of the probes. This is a second planning round fed by the first round's findings.
+
+**The schedule with rounds** (``gpsgpu evaluate --ablation``'s "+ rounds", and ``gpsgpu plan
+--stage head|tail``): :func:`split_head` keeps GPS's rows with at least ``head_patterns`` patterns
+(the **head**, scanned whole first); after the head and the first predictions have been probed,
+:func:`live_tail` narrows every other row (the **tail**) to the /24s found live, ordered by value
+per probe.
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ from gpsgpu.plan.priors import plan_priors, probes_per_row
 DEFAULT_PATTERN_WEIGHT = 0.5
 #: Seed fraction assumed when the model does not record one (GPS learned from a 1% LZR scan).
 DEFAULT_SEED_FRACTION = 0.01
+#: GPS's rows with fewer patterns than this (and the rows GPS does not plan) are the tail.
+DEFAULT_HEAD_PATTERNS = 2
+#: Predictions of at least this score are probed before the tail (``predict --min-score``).
+DEFAULT_EARLY_SCORE = 0.003
+#: ``gpsgpu plan --stage``: every row, the head, or the tail narrowed to live /24s.
+STAGES = ("all", "head", "tail")
+#: Prefix length of a narrowed tail row.
+TAIL_LENGTH = 24
 
 
 def rank_plan_rows(
@@ -147,3 +161,36 @@ def live_rows(plan: pd.DataFrame, live_ips: np.ndarray, /, *, length: int = 24) 
     out[schema.LENGTH] = np.int64(length)
     out["row"] = row
     return out
+
+
+def split_head(
+    plan: pd.DataFrame, /, *, head_patterns: int = DEFAULT_HEAD_PATTERNS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The head (rows with at least ``head_patterns`` GPS patterns, plan order) and the tail (the rest).
+
+    ``plan`` needs ``c`` (:func:`rank_plan_rows`); both parts keep its columns and order.
+    """
+    in_head = plan[schema.N_PATTERNS].to_numpy() >= head_patterns
+    return plan[in_head].reset_index(drop=True), plan[~in_head].reset_index(drop=True)
+
+
+def live_tail(tail: pd.DataFrame, live_ips: np.ndarray, /, *, length: int = TAIL_LENGTH) -> pd.DataFrame:
+    """The tail narrowed to live ``/length`` networks (:func:`live_rows`), by value per probe.
+
+    A narrowed row costs the probes of its live networks only, so rows are ordered by ``value`` over
+    those probes, best first (ties in plan order); the networks of one row stay together, ascending.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`live_rows`'s columns plus ``rank`` (int64: the source row's place in that order).
+    """
+    narrow = live_rows(tail, live_ips, length=length)
+    source = narrow["row"].to_numpy(np.int64)
+    costs = np.bincount(source, weights=row_probes(narrow), minlength=len(tail))
+    kept = np.flatnonzero(costs > 0)
+    kept = kept[np.argsort(-tail[schema.VALUE].to_numpy()[kept] / costs[kept], kind="stable")]
+    rank = np.full(len(tail), -1, np.int64)
+    rank[kept] = np.arange(kept.size)
+    narrow["rank"] = rank[source]
+    return narrow.iloc[np.argsort(narrow["rank"].to_numpy(), kind="stable")].reset_index(drop=True)

@@ -197,6 +197,28 @@ def rank_predictions(
     return out
 
 
+def hold_back(preds: pd.DataFrame, /, *, min_score: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions scoring at least ``min_score`` (probed now) and the others (held back), both in order."""
+    keep = preds[schema.SCORE].to_numpy() >= np.float32(min_score)
+    return preds[keep].reset_index(drop=True), preds[~keep].reset_index(drop=True)
+
+
+def merge_held(preds: pd.DataFrame, held: pd.DataFrame | None, /) -> pd.DataFrame:
+    """A round's predictions plus the ones an earlier round held back (:func:`hold_back`).
+
+    A held-back ``ip:port`` predicted again takes its new score; the others keep theirs. Best first
+    (score desc, then port, then ip).
+    """
+    if held is None or len(held) == 0:
+        return preds
+    held = held[list(preds.columns)] if set(preds.columns) <= set(held.columns) else held
+    out = pd.concat([preds, held[~np.isin(known_keys(held), known_keys(preds))]], ignore_index=True)
+    order = np.lexsort(
+        (out[schema.IP].to_numpy(), out[schema.PORT].to_numpy(), -out[schema.SCORE].to_numpy(np.float64))
+    )
+    return out.iloc[order].reset_index(drop=True)
+
+
 def known_keys(*frames: Any) -> np.ndarray:
     """Sorted distinct ``ip << 16 | port`` of frames with ``ip, port`` columns."""
     parts = [
@@ -212,8 +234,10 @@ __all__ = [
     "candidate_predictions",
     "combine_scores",
     "empty_predictions",
+    "hold_back",
     "in_scanned",
     "known_keys",
+    "merge_held",
     "rank_predictions",
     "scanned_keys",
 ]

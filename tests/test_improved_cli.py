@@ -1,0 +1,116 @@
+"""The ablation's "+ rounds" schedule as CLI steps (plan --stage, sim-scan, predict --min-score/--after).
+
+On one small simulated Internet, the workflow a user runs finds exactly the services the ablation's
+"+ rounds" configuration finds, with exactly its probes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpsgpu import schema
+from gpsgpu.backend import Backend
+from gpsgpu.config import PLAN_STAGES, LearnConfig, PlanConfig, PredictConfig, SimulateConfig
+from gpsgpu.errors import UsageError
+from gpsgpu.evaluate.ablation import ablation_steps, run_improved
+from gpsgpu.io.parquet import read_table
+from gpsgpu.pipelines.learn import run_learn
+from gpsgpu.pipelines.plan import run_plan
+from gpsgpu.pipelines.predict import run_predict
+from gpsgpu.pipelines.simulate import open_net, run_sim_scan, run_simulate
+from gpsgpu.plan.budget import DEFAULT_EARLY_SCORE, STAGES, split_head
+from gpsgpu.sim.scanner import SimScanner
+
+
+def _keys(path: Path) -> np.ndarray:
+    t = pd.read_parquet(path, columns=[schema.IP, schema.PORT])
+    return schema.pack_service(t[schema.IP].to_numpy(np.uint32), t[schema.PORT].to_numpy(np.uint16))
+
+
+def test_stages_are_the_same_everywhere() -> None:
+    assert PLAN_STAGES == STAGES
+    with pytest.raises(UsageError, match="--live"):
+        PlanConfig(stage="tail")
+    with pytest.raises(UsageError, match="--stage tail"):
+        PlanConfig(live=("found.parquet",))
+    with pytest.raises(UsageError, match="--stage"):
+        PlanConfig(stage="middle")
+
+
+def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
+    net, root = tmp_path / "net", tmp_path
+    run_simulate(net, SimulateConfig(hosts=30_000, seed=4, backend="cpu"), progress=lambda _: None)
+    model = root / "model"
+    run_learn([str(net / "seed.parquet")], model, LearnConfig(mode="improved", preset="extended"))
+
+    probes: list[int] = []
+
+    def sim_scan(what: Path, name: str) -> Path:
+        out = root / f"{name}.parquet"
+        probes.append(int(run_sim_scan(net, what, out, backend="cpu")["counts"]["probes"]))
+        return out
+
+    def predict(priors: Path, name: str, **flags: object) -> Path:
+        config = PredictConfig(plan=str(root / "head"), backend="cpu", **flags)  # type: ignore[arg-type]
+        run_predict(model, [str(priors)], root / name, config)
+        return root / name
+
+    # 1. GPS's rows with >= 2 patterns, whole.
+    run_plan(model, root / "head", PlanConfig(stage="head"))
+    head = sim_scan(root / "head", "head")
+    # 2. Round 1's predictions scoring >= 0.003; the rest are held back for round 2.
+    pred1 = predict(head, "pred1", min_score=DEFAULT_EARLY_SCORE)
+    assert (pred1 / "held.parquet").is_file()
+    found1 = sim_scan(pred1, "found1")
+    # 3. The other rows, only in the /24s found live so far, by value per probe.
+    run_plan(model, root / "tail24", PlanConfig(stage="tail", live=(str(head), str(found1))))
+    meta = json.loads((root / "tail24" / "metadata.json").read_text())
+    assert meta["params"]["step"] == 24 and (root / "tail24" / "priors_scan_24.csv").is_file()
+    tail = sim_scan(root / "tail24", "tail")
+    # 4. Rounds 2 and 3: what was found is observed; earlier rounds are not predicted again.
+    after = (str(pred1),)
+    scanned = (str(root / "tail24"),)
+    pred2 = predict(found1, "pred2", found=(str(tail),), after=after, scanned=scanned)
+    found2 = sim_scan(pred2, "found2")
+    pred3 = predict(found2, "pred3", after=(*after, str(pred2)), scanned=scanned)
+    found3 = sim_scan(pred3, "found3")
+    cli_found = np.unique(np.concatenate([_keys(p) for p in (head, found1, tail, found2, found3)]))
+
+    # The ablation's "+ rounds" on the same Internet.
+    internet, extra = open_net(net, Backend.CPU)
+    truth = internet.ground_truth()
+    seed = schema.services_from_arrow(read_table(net / "seed.parquet"), pd)
+    options = ablation_steps()[-1]
+    assert options.name == "+ rounds" and options.early_score == DEFAULT_EARLY_SCORE
+    run = run_improved(
+        internet, SimScanner(internet, truth=truth), seed, options,
+        step=16, hitrate=0.00001, seed_fraction=float(extra.get("seed_fraction", 0.01)),
+    )  # fmt: skip
+    ablation_found = np.unique(np.concatenate(run.found))
+    assert run.counts["head_rows"] == len(pd.read_parquet(root / "head" / "plan_rows.parquet"))
+    assert ablation_found.size > 0
+    np.testing.assert_array_equal(cli_found, ablation_found)
+    assert sum(probes) == run.counts["probes"]
+    rows = pd.read_parquet(root / "head" / "plan_rows.parquet")
+    assert (rows[schema.N_PATTERNS] >= 2).all() and split_head(rows)[1].empty
+    tail_rows = pd.read_parquet(root / "tail24" / "plan_rows.parquet")
+    assert (tail_rows[schema.LENGTH] == 24).all()
+    # The tail's /24 rows never hold blocklisted space (cut as everywhere).
+    first = (root / "tail24" / "priors_scan_24.csv").read_text().splitlines()[0].split(",")[1]
+    (root / "block.txt").write_text(f"{first}\n")
+    live = (str(head), str(found1))
+    run_plan(model, root / "cut", PlanConfig(stage="tail", live=live, blocklist=(str(root / "block.txt"),)))
+    assert f",{first}" not in (root / "cut" / "priors_scan_24.csv").read_text()
+
+
+def test_stage_needs_an_improved_model(tmp_path: Path) -> None:
+    net = tmp_path / "net"
+    run_simulate(net, SimulateConfig(hosts=5_000, seed=1, backend="cpu"), progress=lambda _: None)
+    run_learn([str(net / "seed.parquet")], tmp_path / "compat", LearnConfig())
+    with pytest.raises(UsageError, match="--mode improved"):
+        run_plan(tmp_path / "compat", tmp_path / "p", PlanConfig(stage="head"))
