@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from gpsgpu.backend import Backend, gpu_available
@@ -33,3 +35,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(params=[Backend.CPU, pytest.param(Backend.GPU, marks=pytest.mark.gpu)], ids=["cpu", "gpu"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     return request.param
+
+
+@pytest.fixture
+def threads_cluster(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An in-process Dask cluster of ``request.param`` workers (threads, fast to start), by scheduler
+    address. Worker processes (``--cluster local``) are covered by the CLI tests."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=request.param,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        yield cluster.scheduler_address

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -133,22 +132,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = _loop(tmp_path_factory.mktemp("loop-none"), "none")
     assert len(_predictions(root / "pred")) > 0 and len(_patterns(root / "model")) > 0
     return root
-
-
-@pytest.fixture
-def threads_cluster(request: pytest.FixtureRequest) -> Iterator[str]:
-    """An in-process Dask cluster of ``request.param`` workers (threads), by scheduler address."""
-    from dask.distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=request.param,
-        threads_per_worker=1,
-        processes=False,
-        protocol="tcp://",
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:
-        yield cluster.scheduler_address
 
 
 def _assert_same_outputs(root: Path, reference: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -58,25 +57,6 @@ def reference(inputs: dict[str, Path]) -> dict[str, object]:
     predictions = _predict(inputs, model, inputs["root"] / "pred-ref", priors_per_partition=10**9)
     assert len(patterns) > 0 and len(predictions) > 0
     return {"model": model, "patterns": patterns, "predictions": predictions}
-
-
-@pytest.fixture
-def threads_cluster(request: pytest.FixtureRequest) -> Iterator[str]:
-    """An in-process Dask cluster of ``request.param`` workers (threads, fast to start), by address.
-
-    Worker processes (``--cluster local``) are covered by :func:`test_cli_cluster_flag`.
-    """
-    from dask.distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=request.param,
-        threads_per_worker=1,
-        processes=False,
-        protocol="tcp://",
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:
-        yield cluster.scheduler_address
 
 
 @pytest.mark.parametrize("threads_cluster", [1, 2, 4], indirect=True, ids=lambda n: f"{n}-workers")

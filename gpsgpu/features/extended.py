@@ -59,10 +59,8 @@ from __future__ import annotations
 
 import hashlib
 import html
-import os
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +74,6 @@ from gpsgpu.features.gps2022 import (
     FeatureArrays,
     _as_large,
     _join,
-    _merge_chunks,
     _prepend,
 )
 from gpsgpu.features.tls import banner_bytes, first_certificate
@@ -853,10 +850,4 @@ def feature_arrays(
     def one(start: int) -> FeatureArrays:
         return _chunk_features(table.slice(start, chunk_rows), use_asn=use_asn)
 
-    workers = workers or os.cpu_count() or 1
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
-            chunks = list(pool.map(one, starts))
-    else:
-        chunks = [one(start) for start in starts]
-    return _merge_chunks(chunks, starts)
+    return gps2022.map_chunks(one, starts, workers)

@@ -23,6 +23,7 @@ prefixes differ), so no step compares long strings row by row.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -208,6 +209,12 @@ def feature_arrays(
             use_asn=use_asn,
         )
 
+    return map_chunks(one, starts, workers)
+
+
+def map_chunks(one: Callable[[int], FeatureArrays], starts: list[int], workers: int | None) -> FeatureArrays:
+    """``one(start)`` for each chunk start, on up to ``workers`` threads (Arrow compute and the
+    hashing release the GIL), merged in chunk order."""
     workers = workers or os.cpu_count() or 1
     if workers > 1:
         with ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
