@@ -434,6 +434,9 @@ def learn(
         float | None,
         typer.Option("--seed-fraction", help="improved: share of addresses the seed covers (0.01)"),
     ] = None,
+    no_host_rules: Annotated[
+        bool, typer.Option("--no-host-rules", help="improved: no host rules (what a live host of an AS runs)")
+    ] = False,
     backend: BackendOpt = None,
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
@@ -465,6 +468,7 @@ def learn(
             "min_count": min_count,
             "max_host_ports": max_host_ports,
             "seed_fraction": seed_fraction,
+            "host_rules": False if no_host_rules else None,
         },
     )
     run_learn(seed, output, cfg)
@@ -486,12 +490,18 @@ def plan(
         str | None,
         typer.Option(
             "--stage",
-            help="improved: all (default), head (GPS's rows of >= 2 patterns), tail (the rest, live /24s)",
+            help="improved: all (default), head (GPS's rows of >= 3 patterns), tail (the rest, live /24s)",
         ),
     ] = None,
     live: Annotated[
         list[str] | None,
         typer.Option("--live", help="improved, --stage tail: services found so far (any ingest format)"),
+    ] = None,
+    part: Annotated[
+        str | None,
+        typer.Option(
+            "--part", help="improved, --stage tail: K/N, the K-th of N equal parts of the tail by probes"
+        ),
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -512,6 +522,7 @@ def plan(
             "budget": budget,
             "stage": stage,
             "live": tuple(live) if live else None,
+            "part": part,
         },
     )
     run_plan(model, output, cfg)

@@ -188,6 +188,7 @@ class LearnConfig:
     min_count: int = 2  # improved: hosts a rule needs (GPS: 3)
     max_host_ports: int = 32  # improved: largest real host learned from (GPS: 10)
     seed_fraction: float = 0.01  # improved: share of addresses the seed covers (plan scores)
+    host_rules: bool = True  # improved: also learn what a live host of each AS runs
 
     def __post_init__(self) -> None:
         _check_cluster(self.cluster, self.workers)
@@ -223,10 +224,11 @@ class PlanConfig:
     rate: int = DEFAULT_ZMAP_RATE
     zmap: str = "zmap"
     budget: int | None = None  # probes: keep the best rows within it
-    # Improved models only: all rows, the head (GPS's rows with >= 2 patterns) or the tail narrowed
-    # to the /24s where the --live scans found hosts (gpsgpu.plan.budget).
+    # Improved models only: all rows, the head (GPS's rows with >= 3 patterns) or the tail narrowed
+    # to the /24s where the --live scans found hosts (gpsgpu.plan.budget), or one --part K/N of it.
     stage: str = "all"
     live: tuple[str, ...] = ()  # services found so far (the seed's hosts count as live too)
+    part: str | None = None  # K/N: the K-th of N parts of the tail (by probes, best rows first)
 
     def __post_init__(self) -> None:
         _check_step(self.step)
@@ -238,8 +240,25 @@ class PlanConfig:
             raise UsageError("--stage tail needs --live FOUND (the services your scans found so far)")
         if self.live and self.stage != "tail":
             raise UsageError("--live narrows the tail: give it with --stage tail")
+        if self.part is not None:
+            if self.stage != "tail":
+                raise UsageError("--part splits the tail: give it with --stage tail")
+            self.tail_part  # noqa: B018 (checks the value)
         if self.rate <= 0:
             raise UsageError(f"--rate must be positive, not {self.rate}")
+
+    @property
+    def tail_part(self) -> tuple[int, int] | None:
+        """``--part K/N`` as ``(K, N)`` (1-based K), or None."""
+        if self.part is None:
+            return None
+        try:
+            k, n = (int(x) for x in str(self.part).split("/"))
+        except ValueError:
+            raise UsageError(f"--part must be K/N such as 2/16, not {self.part!r}") from None
+        if not 1 <= k <= n <= 1024:
+            raise UsageError(f"--part K/N needs 1 <= K <= N <= 1024, not {self.part!r}")
+        return k, n
 
 
 @dataclasses.dataclass(frozen=True)

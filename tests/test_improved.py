@@ -13,10 +13,25 @@ import pytest
 
 from gpsgpu import schema
 from gpsgpu.learn import learn_patterns
-from gpsgpu.learn.ranked import learn_ranked_rules, real_hosts
+from gpsgpu.learn.ranked import ANY_ASN, learn_host_rules, learn_ranked_rules, real_hosts
 from gpsgpu.plan import plan_priors
-from gpsgpu.plan.budget import cut_budget, live_rows, rank_plan_rows
-from gpsgpu.predict.ranked import combine_scores, rank_predictions, scanned_keys
+from gpsgpu.plan.budget import (
+    cut_budget,
+    live_rows,
+    live_tail,
+    network_rows,
+    rank_plan_rows,
+    row_probes,
+    tail_parts,
+)
+from gpsgpu.predict.ranked import (
+    combine_scores,
+    hold_back,
+    host_candidates,
+    merge_held,
+    rank_predictions,
+    scanned_keys,
+)
 from tests.gps_data import make_priors, make_services
 
 A, B, C = 0x0A000001, 0x0A000002, 0x0A000003
@@ -187,6 +202,101 @@ def test_live_rows_narrow_to_live_24s() -> None:
     assert list(scanned) == [24]
 
 
+def test_host_rules_are_smoothed_shares_per_as() -> None:
+    # AS 1: four hosts, three on 22; AS 2: two hosts on 80 only. All ASes: 3 of 6 hosts on 22.
+    rows = [(A + i, 80, "w") for i in range(4)] + [(A + i, 22, "s") for i in range(3)]
+    rows += [(B + 0x100000 + i, 80, "w") for i in range(2)]
+    seed = _frame(rows)
+    seed[schema.ASN] = np.where(seed[schema.IP] >= B + 0x100000, 2, 1).astype(np.uint32)
+    rules = learn_host_rules(seed, prior_hosts=2.0, min_score=0.0)
+    score = {(int(a), int(p)): s for a, p, s in rules[[schema.ASN, schema.P, schema.SCORE]].itertuples(False)}
+    assert score[(1, 22)] == pytest.approx((3 + 2 * 3 / 6) / (4 + 2))
+    assert score[(2, 22)] == pytest.approx((0 + 2 * 3 / 6) / (2 + 2))  # unseen there: the share, shrunk
+    assert score[(ANY_ASN, 22)] == pytest.approx(3 / 6) and score[(ANY_ASN, 80)] == pytest.approx(1.0)
+    # Observed hosts predict their AS's ports; unknown ASes take the all-ASes rules; seed hosts nothing.
+    observed = _frame([(C, 80, "w"), (C, 443, "t"), (C + 1, 80, "w"), (C + 2, 80, "w")])
+    observed[schema.ASN] = np.array([1, 1, 9, 2], np.uint32)
+    key, got = host_candidates(observed, rules, skip_hosts=np.array([C + 2], np.uint32))
+    by_key = dict(zip(key.tolist(), got.tolist(), strict=True))
+    assert by_key[int(schema.pack_service(np.uint32(C), np.uint16(22)))] == pytest.approx(score[(1, 22)])
+    assert by_key[int(schema.pack_service(np.uint32(C + 1), np.uint16(22)))] == pytest.approx(0.5)
+    assert not any((k >> 16) == C + 2 for k in by_key)
+    # In the ranking, a host rule fills in where no service rule names the target; known targets go.
+    known = np.sort(schema.pack_service(np.array([C], np.uint32), np.array([80], np.uint16)))
+    preds = rank_predictions(observed, learn_ranked_rules(seed).rules, host_rules=rules, known=known)
+    names = set(zip(preds[schema.IP].tolist(), preds[schema.PORT].tolist(), strict=True))
+    assert (C, 22) in names and (C, 80) not in names and (C + 1, 22) in names
+
+
+def test_merge_held_keeps_rows_aligned_and_drops_what_was_probed() -> None:
+    # Held rows in score order (not key order): the filter must follow each row's own key.
+    held = pd.DataFrame(
+        {
+            schema.IP: np.array([C, A, B], np.uint32),
+            schema.PORT: np.array([22, 80, 443], np.uint16),
+            schema.SCORE: np.array([0.002, 0.0015, 0.001], np.float32),
+            schema.N_RULES: np.ones(3, np.uint32),
+        }
+    )
+    preds = held.iloc[:0]
+    probed = np.sort(schema.pack_service(np.array([A], np.uint32), np.array([80], np.uint16)))
+    merged = merge_held(preds, held, known=probed)
+    assert list(zip(merged[schema.IP], merged[schema.PORT], strict=True)) == [(C, 22), (B, 443)]
+    scanned = scanned_keys(np.array([443]), np.array([B & 0xFFFFFF00], np.uint32), np.array([24]))
+    assert len(merge_held(preds, held, scanned=scanned)) == 2
+    now, later = hold_back(merge_held(preds, held), min_score=0.0015)
+    assert len(now) == 2 and len(later) == 1
+
+
+def test_host_rules_add_network_rows_and_shrink_seed_counts() -> None:
+    # Network 10.0/16: 20 seed hosts of AS 1, one of them on 8443; AS 1 runs 22 on half its hosts.
+    rows = [(A + i, 80, "w") for i in range(20)] + [(A + i, 22, "s") for i in range(10)] + [(A, 8443, "x")]
+    seed = _frame(rows)
+    seed[schema.ASN] = np.uint32(1)
+    gps = learn_patterns(seed)
+    rules = pd.DataFrame(
+        {
+            schema.ASN: np.array([1, 1, 1], np.uint32),
+            schema.P: np.array([22, 3389, 8443], np.uint16),
+            schema.SCORE: [0.5, 0.02, 0.001],
+        }
+    )
+    key, expected, score = network_rows(seed, rules, step=16)
+    assert (np.diff(key.astype(np.int64)) > 0).all() and expected.tolist() == pytest.approx([10.0, 0.4, 0.02])
+    assert score.tolist() == [0.5, 0.02, 0.001]
+    plain = rank_plan_rows(seed, gps.patterns, step=16, hitrate=1e-5)
+    with_rules = rank_plan_rows(
+        seed, gps.patterns, step=16, hitrate=1e-5, host_rules=rules, min_row_score=0.01
+    )
+    value = {int(p): v for p, v in zip(with_rules[schema.NEEDED_P], with_rules[schema.VALUE], strict=True)}
+    # Suggested by the AS, never seen: the posterior mean of a count of 0, (0 + k) / (1 + k / 0.4).
+    assert 3389 not in set(plain[schema.NEEDED_P].tolist()) and value[3389] == pytest.approx(10 / 26)
+    # The one seed service on 8443 is shrunk towards the AS's estimate (0.02): (1 + k) / (1 + k / 0.02).
+    assert value[8443] == pytest.approx((1 + 10.0) / (1 + 10.0 / 0.02))
+    no_shrink = rank_plan_rows(seed, gps.patterns, step=16, hitrate=1e-5, host_rules=rules, shrink=0.0)
+    assert dict(zip(no_shrink[schema.NEEDED_P].tolist(), no_shrink[schema.VALUE], strict=True))[8443] == 1.0
+
+
+def test_tail_parts_split_by_probes_in_rank_order() -> None:
+    plan = pd.DataFrame(
+        {
+            schema.NEEDED_P: np.array([80, 22, 443], np.uint16),
+            schema.PREFIX: np.array([0x0A000000, 0x0A000000, 0x0B000000], np.uint32),
+            schema.VALUE: [1.0, 2.0, 0.5],
+            schema.LENGTH: np.array([16, 16, 16]),
+        }
+    )
+    live = np.array([0x0A000105, 0x0A000201, 0x0A000301, 0x0B000001], np.uint32)
+    narrow = live_tail(plan, live)
+    part = tail_parts(narrow, parts=2)
+    assert (np.diff(part) >= 0).all() and set(part.tolist()) == {0, 1}
+    # A row's networks stay in one part; the parts cost about the same.
+    assert narrow.groupby("row").apply(lambda g: part[g.index].min() == part[g.index].max()).all()
+    costs = np.bincount(part, weights=row_probes(narrow))
+    assert costs.sum() == row_probes(narrow).sum() and costs.min() > 0
+    assert (tail_parts(narrow, parts=1) == 0).all()
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 
@@ -211,7 +321,15 @@ def test_cli_improved_rounds_and_compatible_guard(small_net: Path) -> None:
     done = _gpsgpu("learn", seed, "-o", str(root / "model"), "--mode", "improved", "--preset", "gps2022")
     assert done.returncode == 0, done.stderr
     meta = json.loads((root / "model" / "metadata.json").read_text())
-    assert meta["params"]["mode"] == "improved"
+    assert meta["params"]["mode"] == "improved" and meta["params"]["host_rules"] is True
+    host_rules = pd.read_parquet(root / "model" / "host_rules.parquet")
+    assert len(host_rules) > 0 and meta["counts"]["improved_n_host_rules"] == len(host_rules)
+    assert (
+        pd.read_parquet(root / "model" / "seed_real.parquet").columns == [schema.IP, schema.PORT, schema.ASN]
+    ).all()
+    bare = _gpsgpu("learn", seed, "-o", str(root / "bare"), "--mode", "improved", "--no-host-rules")
+    assert bare.returncode == 0, bare.stderr
+    assert not (root / "bare" / "host_rules.parquet").exists()
     assert (
         _gpsgpu("plan", str(root / "model"), "-o", str(root / "plan"), "--budget", str(40 * 65536)).returncode
         == 0
@@ -268,7 +386,7 @@ def test_ablation_on_a_small_internet(small_net: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     table = (out / "ablation.md").read_text()
-    for name in ("compatible", "+ scores", "+ top-k", "+ extended features", "+ rounds"):
+    for name in ("compatible", "+ scores", "+ top-k", "+ extended features", "+ rounds", "+ host rules"):
         assert f"| {name} |" in table
     rows = pd.read_csv(out / "ablation.csv")
     assert rows.loc[0, "gain_pp"] == 0

@@ -1,11 +1,12 @@
-"""The ablation's "+ rounds" schedule as CLI steps (plan --stage, sim-scan, predict --min-score/--after).
+"""The ablation's improved schedule as CLI steps (plan --stage/--part, sim-scan, predict --min-score/--after).
 
 On one small simulated Internet, the workflow a user runs finds exactly the services the ablation's
-"+ rounds" configuration finds, with exactly its probes.
+last configuration ("+ host rules") finds, with exactly its probes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from gpsgpu.pipelines.learn import run_learn
 from gpsgpu.pipelines.plan import run_plan
 from gpsgpu.pipelines.predict import run_predict
 from gpsgpu.pipelines.simulate import open_net, run_sim_scan, run_simulate
-from gpsgpu.plan.budget import DEFAULT_EARLY_SCORE, STAGES, split_head
+from gpsgpu.plan.budget import DEFAULT_EARLY_SCORE, DEFAULT_HEAD_PATTERNS, STAGES, split_head
 from gpsgpu.sim.scanner import SimScanner
 
 
@@ -40,6 +41,12 @@ def test_stages_are_the_same_everywhere() -> None:
         PlanConfig(live=("found.parquet",))
     with pytest.raises(UsageError, match="--stage"):
         PlanConfig(stage="middle")
+    assert PlanConfig(stage="tail", live=("f",), part="2/16").tail_part == (2, 16)
+    for bad in ("0/4", "5/4", "x", "1/2/3"):
+        with pytest.raises(UsageError, match="--part"):
+            PlanConfig(stage="tail", live=("f",), part=bad)
+    with pytest.raises(UsageError, match="--stage tail"):
+        PlanConfig(stage="head", part="1/2")
 
 
 def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
@@ -60,33 +67,50 @@ def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
         run_predict(model, [str(priors)], root / name, config)
         return root / name
 
-    # 1. GPS's rows with >= 2 patterns, whole.
+    # 1. GPS's rows with >= 3 patterns, whole.
     run_plan(model, root / "head", PlanConfig(stage="head"))
     head = sim_scan(root / "head", "head")
-    # 2. Round 1's predictions scoring >= 0.003; the rest are held back for round 2.
+    # 2. Round 1's predictions scoring >= 0.003; the rest are held back.
     pred1 = predict(head, "pred1", min_score=DEFAULT_EARLY_SCORE)
     assert (pred1 / "held.parquet").is_file()
     found1 = sim_scan(pred1, "found1")
-    # 3. The other rows, only in the /24s found live so far, by value per probe.
-    run_plan(model, root / "tail24", PlanConfig(stage="tail", live=(str(head), str(found1))))
-    meta = json.loads((root / "tail24" / "metadata.json").read_text())
-    assert meta["params"]["step"] == 24 and (root / "tail24" / "priors_scan_24.csv").is_file()
-    tail = sim_scan(root / "tail24", "tail")
-    # 4. Rounds 2 and 3: what was found is observed; earlier rounds are not predicted again.
+    # 3. The other rows, only in the /24s found live so far, by value per probe, in two parts; after
+    # the first, the predictions of what it found scoring >= 0.003 (the backlog carried forward).
+    live = (str(head), str(found1))
+    run_plan(model, root / "tail1", PlanConfig(stage="tail", live=live, part="1/2"))
+    meta = json.loads((root / "tail1" / "metadata.json").read_text())
+    assert meta["params"]["step"] == 24 and (root / "tail1" / "priors_scan_24.csv").is_file()
+    tail1 = sim_scan(root / "tail1", "tail1")
     after = (str(pred1),)
-    scanned = (str(root / "tail24"),)
-    pred2 = predict(found1, "pred2", found=(str(tail),), after=after, scanned=scanned)
+    scanned = (str(root / "tail1"),)
+    pred_m = predict(
+        found1, "pred_m", found=(str(tail1),), after=after, scanned=scanned, min_score=DEFAULT_EARLY_SCORE
+    )
+    found_m = sim_scan(pred_m, "found_m")
+    run_plan(model, root / "tail2", PlanConfig(stage="tail", live=live, part="2/2"))
+    tail2 = sim_scan(root / "tail2", "tail2")
+    # 4. Rounds 2 and 3: what was found is observed; earlier rounds are not predicted again.
+    after, scanned = (*after, str(pred_m)), (*scanned, str(root / "tail2"))
+    pred2 = predict(found_m, "pred2", found=(str(tail2),), after=after, scanned=scanned)
     found2 = sim_scan(pred2, "found2")
     pred3 = predict(found2, "pred3", after=(*after, str(pred2)), scanned=scanned)
     found3 = sim_scan(pred3, "found3")
-    cli_found = np.unique(np.concatenate([_keys(p) for p in (head, found1, tail, found2, found3)]))
+    parts = (head, found1, tail1, found_m, tail2, found2, found3)
+    cli_found = np.unique(np.concatenate([_keys(p) for p in parts]))
+    # The two parts are the whole tail, split by probes.
+    run_plan(model, root / "tail24", PlanConfig(stage="tail", live=live))
+    whole = pd.read_parquet(root / "tail24" / "plan_rows.parquet")
+    halves = [pd.read_parquet(root / f"tail{k}" / "plan_rows.parquet") for k in (1, 2)]
+    assert len(whole) == sum(len(h) for h in halves) and min(len(h) for h in halves) > 0
 
     # The ablation's "+ rounds" on the same Internet.
     internet, extra = open_net(net, Backend.CPU)
     truth = internet.ground_truth()
     seed = schema.services_from_arrow(read_table(net / "seed.parquet"), pd)
     options = ablation_steps()[-1]
-    assert options.name == "+ rounds" and options.early_score == DEFAULT_EARLY_SCORE
+    assert options.name == "+ host rules" and options.early_score == DEFAULT_EARLY_SCORE
+    assert options.head_patterns == DEFAULT_HEAD_PATTERNS
+    options = dataclasses.replace(options, tail_parts=2)
     run = run_improved(
         internet, SimScanner(internet, truth=truth), seed, options,
         step=16, hitrate=0.00001, seed_fraction=float(extra.get("seed_fraction", 0.01)),
@@ -97,7 +121,7 @@ def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
     np.testing.assert_array_equal(cli_found, ablation_found)
     assert sum(probes) == run.counts["probes"]
     rows = pd.read_parquet(root / "head" / "plan_rows.parquet")
-    assert (rows[schema.N_PATTERNS] >= 2).all() and split_head(rows)[1].empty
+    assert (rows[schema.N_PATTERNS] >= DEFAULT_HEAD_PATTERNS).all() and split_head(rows)[1].empty
     tail_rows = pd.read_parquet(root / "tail24" / "plan_rows.parquet")
     assert (tail_rows[schema.LENGTH] == 24).all()
     # The tail's /24 rows never hold blocklisted space (cut as everywhere).

@@ -11,12 +11,21 @@ checking the simulated Internet) and becomes a coverage-vs-probes :class:`Curve`
 - **+ top-k**: ``top_k`` predictors per seed service, rules from two seed hosts, real hosts with
   more than 10 ports.
 - **+ extended features**: the ``extended`` feature preset.
-- **+ rounds**: probing in rounds: after the best plan rows, the predictions worth more than the
-  remaining rows are probed; the remaining rows are narrowed to the /24s found live so far; the
-  services each round finds are observations for the next round's predictions. The same schedule
-  runs from the CLI (``plan --stage head|tail``, ``predict --min-score/--after/--scanned``, see
-  :mod:`gpsgpu.pipelines.improved`) through the same functions (:func:`gpsgpu.plan.budget.split_head`,
-  :func:`~gpsgpu.plan.budget.live_tail`, :func:`gpsgpu.predict.ranked.hold_back`, ``merge_held``).
+- **+ rounds**: probing in rounds: GPS's rows with at least 3 patterns (the head) are scanned whole;
+  the predictions scoring at least 0.003 are probed; the other rows (the tail) are narrowed to the
+  /24s found live so far and scanned by value per probe in 16 parts of equal probes, each followed
+  by the predictions (at least 0.003) of what it found; then the held-back predictions and two more
+  rounds. The services each round finds are observations for the next round's predictions.
+- **+ host rules**: what a live host of each AS runs (:func:`gpsgpu.learn.ranked.learn_host_rules`):
+  every host found predicts its AS's ports (a target a service rule names too keeps the higher
+  score), the plan gains the rows ``(port, /16)`` the host rules of each network's AS suggest, and
+  every row's seed count is shrunk towards its AS's estimate (:func:`gpsgpu.plan.budget.rank_plan_rows`).
+
+The last configuration's schedule runs from the CLI (``plan --stage head|tail --part K/N``,
+``predict --min-score/--after/--scanned``, see :mod:`gpsgpu.pipelines.improved`) through the same
+functions (:func:`gpsgpu.plan.budget.split_head`, :func:`~gpsgpu.plan.budget.live_tail`,
+:func:`~gpsgpu.plan.budget.tail_parts`, :func:`gpsgpu.predict.ranked.hold_back`, ``merge_held``);
+``tests/test_improved_cli.py`` checks that both find the same services with the same probes.
 
 An improved run's events are, in order: the seed (free), plan rows, then prediction chunks, each
 costing its probes; a ground-truth service counts at the first event that finds it.
@@ -47,24 +56,32 @@ from gpsgpu.evaluate.metrics import (
 )
 from gpsgpu.learn import learn_patterns
 from gpsgpu.learn.ranked import (
+    DEFAULT_HOST_PRIOR_HOSTS,
     DEFAULT_MAX_HOST_PORTS,
     DEFAULT_MIN_COUNT,
+    DEFAULT_MIN_HOST_SCORE,
     DEFAULT_TOP_K,
     GPS_MAX_HOST_PORTS,
+    learn_host_rules,
     learn_ranked_rules,
     real_hosts,
 )
+from gpsgpu.ops import cpu
 from gpsgpu.plan import plan_priors
 from gpsgpu.plan.budget import (
     DEFAULT_EARLY_SCORE,
     DEFAULT_HEAD_PATTERNS,
+    DEFAULT_MIN_AS_ROW_SCORE,
     DEFAULT_PATTERN_WEIGHT,
+    DEFAULT_SHRINK,
+    DEFAULT_TAIL_PARTS,
     TAIL_LENGTH,
     cut_budget,
     live_tail,
     rank_plan_rows,
     row_probes,
     split_head,
+    tail_parts,
 )
 from gpsgpu.predict import predict_services
 from gpsgpu.predict.ranked import hold_back, known_keys, merge_held, rank_predictions, scanned_keys
@@ -99,6 +116,12 @@ class Options:
     early_score: float = DEFAULT_EARLY_SCORE
     pattern_weight: float = DEFAULT_PATTERN_WEIGHT
     denominator: str = "all"
+    host_rules: bool = False
+    as_row_score: float = DEFAULT_MIN_AS_ROW_SCORE
+    shrink: float = DEFAULT_SHRINK
+    min_host_score: float = DEFAULT_MIN_HOST_SCORE
+    host_prior: float = DEFAULT_HOST_PRIOR_HOSTS
+    tail_parts: int = DEFAULT_TAIL_PARTS
 
 
 def ablation_steps(*, top_k: int = DEFAULT_TOP_K, rounds: int = 3, preset: str = "extended") -> list[Options]:
@@ -112,7 +135,14 @@ def ablation_steps(*, top_k: int = DEFAULT_TOP_K, rounds: int = 3, preset: str =
         max_host_ports=DEFAULT_MAX_HOST_PORTS,
     )
     extended = dataclasses.replace(topk, name="+ extended features", preset=preset)
-    return [scores, topk, extended, dataclasses.replace(extended, name="+ rounds", rounds=rounds)]
+    with_rounds = dataclasses.replace(extended, name="+ rounds", rounds=rounds)
+    return [
+        scores,
+        topk,
+        extended,
+        with_rounds,
+        dataclasses.replace(with_rounds, name="+ host rules", host_rules=True),
+    ]
 
 
 @dataclass
@@ -150,13 +180,18 @@ def _keys(arrays: Any) -> np.ndarray:
     )
 
 
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of both (``np.union1d`` hashes on NumPy 2.3+, several times slower)."""
+    return cpu.unique_sorted(np.concatenate([a, b]))
+
+
 def services_at(internet: SimInternet, keys: np.ndarray) -> Any:
     """The services frame of the given (real) service keys, banners rendered."""
     if keys.size == 0:
         return internet.to_frame(internet.services_of(internet.xp.zeros(0, dtype=internet.xp.uint32)))
     ips = np.unique((keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
     found = internet.services_of(internet.xp.asarray(ips))
-    hit = np.isin(_keys(found), keys)
+    hit = cpu.sorted_isin(_keys(found), cpu.unique_sorted(keys))
     return internet.to_frame(found.take(internet.xp.flatnonzero(internet.xp.asarray(hit))))
 
 
@@ -188,6 +223,57 @@ def run_compatible(
     }
 
 
+class _Probing:
+    """What an improved run knows as it probes: targets probed, live addresses, rows scanned; each
+    probe or scan adds its events to the run."""
+
+    def __init__(
+        self, run: Run, internet: SimInternet, scanner: SimScanner, known: np.ndarray, live: np.ndarray,
+        scanned: dict[int, np.ndarray],
+    ) -> None:  # fmt: skip
+        self.run, self.internet, self.scanner = run, internet, scanner
+        self.known, self.live, self.scanned = known, live, scanned
+
+    def probe(self, preds: pd.DataFrame) -> pd.DataFrame:
+        """Probe the predictions in order (in PREDICTION_CHUNKS events); the services found."""
+        ip, port = preds[schema.IP].to_numpy(np.uint32), preds[schema.PORT].to_numpy(np.uint16)
+        real_hit = np.asarray(to_numpy(self.scanner.probe(ip, port)), bool)
+        targets = schema.pack_service(ip, port)
+        chunk = chunk_ids(targets.size, PREDICTION_CHUNKS)
+        n_chunks = int(chunk[-1]) + 1 if chunk.size else 0
+        allowed = ~np.asarray(self.scanner.blocklist.contains(ip)) if ip.size else np.zeros(0, bool)
+        self.run.add_many(targets[real_hit], chunk[real_hit], np.bincount(chunk[allowed], minlength=n_chunks))
+        found_keys = targets[real_hit]
+        self.known = _union(self.known, targets)
+        self.live = _union(self.live, (found_keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
+        return services_at(self.internet, found_keys)
+
+    def scan_ranked(self, narrow: pd.DataFrame) -> pd.DataFrame:
+        """Scan narrowed rows (:func:`live_tail`), one event per ``rank``; the services found."""
+        t_found = self.scanner.scan(
+            narrow[schema.NEEDED_P].to_numpy(), narrow[schema.PREFIX].to_numpy(), TAIL_LENGTH
+        )
+        t_keys = _keys(t_found)
+        n_key = (narrow[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | narrow[
+            schema.PREFIX
+        ].to_numpy(np.uint64)
+        t_ip, t_port = schema.unpack_service(t_keys)
+        t_row = (t_port.astype(np.uint64) << np.uint64(32)) | schema.prefix_of(t_ip, TAIL_LENGTH).astype(
+            np.uint64
+        )
+        o = np.argsort(n_key, kind="stable")
+        # Narrowed rows are probed by value per probe (their costs differ), best first.
+        rank = narrow["rank"].to_numpy()
+        first = int(rank.min())
+        costs = np.bincount(rank - first, weights=row_probes(narrow)).astype(np.int64)
+        self.run.add_many(t_keys, rank[o[np.searchsorted(n_key[o], t_row)]] - first, costs)
+        self.known = _union(self.known, t_keys)
+        self.live = _union(self.live, t_ip)
+        self.scanned.setdefault(TAIL_LENGTH, np.zeros(0, np.uint64))
+        self.scanned[TAIL_LENGTH] = _union(self.scanned[TAIL_LENGTH], n_key)
+        return self.internet.to_frame(t_found)
+
+
 def run_improved(
     internet: SimInternet,
     scanner: SimScanner,
@@ -210,9 +296,17 @@ def run_improved(
         seed, hitrate=hitrate, preset=options.preset, top_k=options.top_k, min_count=options.min_count,
         max_host_ports=options.max_host_ports, denominator=options.denominator,
     ).rules  # fmt: skip
+    host_rules = (
+        learn_host_rules(seed, max_host_ports=options.max_host_ports, min_score=options.min_host_score,
+                         prior_hosts=options.host_prior)
+        if options.host_rules
+        else None
+    )  # fmt: skip
+    seed_hosts = np.unique(np.asarray(seed[schema.IP], np.uint32))
     plan = rank_plan_rows(
         real, learned.patterns, step=step, hitrate=hitrate, seed_fraction=seed_fraction,
-        pattern_weight=options.pattern_weight,
+        pattern_weight=options.pattern_weight, host_rules=host_rules, min_row_score=options.as_row_score,
+        shrink=options.shrink,
     )  # fmt: skip
     tiered = options.rounds > 1
     if tiered:
@@ -240,62 +334,51 @@ def run_improved(
         scanner.row_probes(head[schema.PREFIX].to_numpy(), step),
     )
     observed = internet.to_frame(found)
-    known = np.union1d(known, keys)
-    live = np.union1d(live, f_ip)
+    known = _union(known, keys)
+    live = _union(live, f_ip)
     scanned = scanned_keys(
         head[schema.NEEDED_P].to_numpy(), head[schema.PREFIX].to_numpy(), head[schema.LENGTH].to_numpy()
     )
     progress(f"{options.name}: {len(head):,} plan rows found {keys.size:,} services")
 
-    pending = None  # predictions left for after the tail
-    for r in range(1, max(options.rounds, 1) + 1):
-        preds = rank_predictions(
-            observed, rules, known=known, scanned=scanned, blocklist=scanner.blocklist,
-            combine=options.combine, preset=options.preset,
+    state = _Probing(run, internet, scanner, known, live, scanned)
+
+    def ranked(frame: Any) -> pd.DataFrame:
+        return rank_predictions(
+            frame, rules, known=state.known, scanned=state.scanned, blocklist=scanner.blocklist,
+            combine=options.combine, preset=options.preset, host_rules=host_rules, skip_hosts=seed_hosts,
         )  # fmt: skip
-        preds, pending = merge_held(preds, pending), None
+
+    pending = None  # predictions held back for later
+    for r in range(1, max(options.rounds, 1) + 1):
+        preds, pending = merge_held(ranked(observed), pending, known=state.known, scanned=state.scanned), None
         if tiered and r == 1 and len(tail):
             preds, pending = hold_back(preds, min_score=options.early_score)
-        ip, port = preds[schema.IP].to_numpy(np.uint32), preds[schema.PORT].to_numpy(np.uint16)
-        real_hit = np.asarray(to_numpy(scanner.probe(ip, port)), bool)
-        targets = schema.pack_service(ip, port)
-        chunk = chunk_ids(targets.size, PREDICTION_CHUNKS)
-        n_chunks = int(chunk[-1]) + 1 if chunk.size else 0
-        allowed = ~np.asarray(scanner.blocklist.contains(ip)) if ip.size else np.zeros(0, bool)
-        run.add_many(targets[real_hit], chunk[real_hit], np.bincount(chunk[allowed], minlength=n_chunks))
-        found_keys = targets[real_hit]
-        known = np.union1d(known, targets)
-        live = np.union1d(live, (found_keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
-        observed = services_at(internet, found_keys)
-        progress(
-            f"{options.name}: round {r}: {targets.size:,} predictions found {found_keys.size:,} services"
-        )
+        observed = state.probe(preds)
+        progress(f"{options.name}: round {r}: {len(preds):,} predictions found {len(observed):,} services")
         if tiered and r == 1 and len(tail):
-            # The tail: the remaining rows, only in /24s found live so far.
-            narrow = live_tail(tail, live, length=TAIL_LENGTH)
-            t_found = scanner.scan(
-                narrow[schema.NEEDED_P].to_numpy(), narrow[schema.PREFIX].to_numpy(), TAIL_LENGTH
-            )
-            t_keys = _keys(t_found)
-            n_key = (narrow[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | narrow[
-                schema.PREFIX
-            ].to_numpy(np.uint64)
-            t_ip, t_port = schema.unpack_service(t_keys)
-            t_row = (t_port.astype(np.uint64) << np.uint64(32)) | schema.prefix_of(t_ip, TAIL_LENGTH).astype(
-                np.uint64
-            )
-            o = np.argsort(n_key, kind="stable")
-            # Narrowed rows are probed by value per probe (their costs now differ), best first.
-            rank = narrow["rank"].to_numpy()
-            costs = np.bincount(rank, weights=row_probes(narrow)).astype(np.int64)
-            run.add_many(t_keys, rank[o[np.searchsorted(n_key[o], t_row)]], costs)
-            run.counts.update(tail_probes=int(costs.sum()), tail_found=int(t_keys.size))
-            progress(f"{options.name}: tail: {len(narrow):,} live /24 rows found {t_keys.size:,} services")
-            known = np.union1d(known, t_keys)
-            live = np.union1d(live, t_ip)
-            scanned.setdefault(24, np.zeros(0, np.uint64))
-            scanned[24] = np.union1d(scanned[24], n_key)
-            observed = pd.concat([observed, internet.to_frame(t_found)], ignore_index=True)
+            # The tail: the remaining rows, only in /24s found live so far, by value per probe; in
+            # parts, each followed by the predictions of what it found that score at least
+            # early_score (the others wait with the held-back ones).
+            narrow = live_tail(tail, state.live, length=TAIL_LENGTH)
+            parts = options.tail_parts
+            part = tail_parts(narrow, parts=parts)
+            tail_found = 0
+            for k in range(parts):
+                rows = narrow[part == k]
+                if len(rows) == 0:
+                    continue
+                t_found = state.scan_ranked(rows)
+                tail_found += len(t_found)
+                observed = pd.concat([observed, t_found], ignore_index=True)
+                if k < parts - 1:
+                    preds, pending = hold_back(
+                        merge_held(ranked(observed), pending, known=state.known, scanned=state.scanned),
+                        min_score=options.early_score,
+                    )
+                    observed = state.probe(preds)
+            run.counts.update(tail_probes=int(row_probes(narrow).sum()), tail_found=tail_found)
+            progress(f"{options.name}: tail: {len(narrow):,} live /24 rows found {tail_found:,} services")
         if len(observed) == 0 and (pending is None or len(pending) == 0):
             break
     run.counts["probes"] = int(np.sum(run.cost))

@@ -7,6 +7,8 @@ Files (Parquet, zstd):
   float64, ``cp_server`` int64, ``server`` string), so existing GPS tooling reads it as is;
 - ``rules.parquet``: ``neededP uint16, fkey uint64, p uint16, score float64, server string``;
 - ``seed.parquet``: ``ip uint32, port uint16``, the seed's services (predict drops them);
+- ``host_rules.parquet`` (improved models): ``asn uint32, p uint16, score float64, count_p2 int64,
+  support int64``, what a live host of an AS runs (:func:`gpsgpu.learn.ranked.learn_host_rules`);
 - ``count_p2.parquet``, ``cp_server.parquet`` (only with ``--save-counts``): the additive counts;
 - ``metadata.json``: ``model_format``, ``preset``, ``params`` (hitrate, step, use_asn), counts,
   timings. A model of another ``model_format`` or an unknown preset is refused with one line.
@@ -37,6 +39,7 @@ MODEL_FORMAT = 1
 PATTERNS_FILE = "patterns.parquet"
 RULES_FILE = "rules.parquet"
 SEED_FILE = "seed.parquet"
+HOST_RULES_FILE = "host_rules.parquet"
 COUNT_P2_FILE = "count_p2.parquet"
 CP_SERVER_FILE = "cp_server.parquet"
 METADATA_FILE = "metadata.json"
@@ -67,12 +70,15 @@ class Model:
     seed : pandas.DataFrame
         ``ip uint32, port uint16``.
     metadata : dict
+    host_rules : pandas.DataFrame or None
+        ``asn uint32, p uint16, score float64`` (improved models learned with host rules).
     """
 
     patterns: pd.DataFrame
     rules: pd.DataFrame
     seed: pd.DataFrame
     metadata: dict[str, Any]
+    host_rules: pd.DataFrame | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -97,6 +103,9 @@ def write_model(
     write_table(patterns_to_arrow(result.patterns), directory / PATTERNS_FILE)
     write_table(schema.frame_to_arrow(result.rules), directory / RULES_FILE)
     write_table(schema.frame_to_arrow(result.seed), directory / SEED_FILE)
+    host_rules = getattr(result, "host_rules", None)
+    if host_rules is not None:
+        write_table(schema.frame_to_arrow(host_rules), directory / HOST_RULES_FILE)
     if counts:
         write_table(schema.frame_to_arrow(result.count_p2), directory / COUNT_P2_FILE)
         write_table(schema.frame_to_arrow(result.cp_server), directory / CP_SERVER_FILE)
@@ -177,7 +186,14 @@ def read_model(directory: str | os.PathLike[str], *, rules: bool = True, seed: b
         if seed
         else pd.DataFrame({schema.IP: np.zeros(0, np.uint32), schema.PORT: np.zeros(0, np.uint16)})
     )
-    return Model(patterns=patterns, rules=rules_frame, seed=seed_frame, metadata=metadata)
+    host_rules = None
+    if rules and (directory / HOST_RULES_FILE).is_file():
+        host_rules = read_table(
+            directory / HOST_RULES_FILE, columns=[schema.ASN, schema.P, schema.SCORE]
+        ).to_pandas()
+    return Model(
+        patterns=patterns, rules=rules_frame, seed=seed_frame, metadata=metadata, host_rules=host_rules
+    )
 
 
 def read_plan_params(directory: str | os.PathLike[str]) -> dict[str, Any]:

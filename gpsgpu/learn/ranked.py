@@ -244,3 +244,100 @@ def learn_ranked_rules(
         "n_rules": len(rules),
     }
     return RankedRules(rules=rules, predictors=predictors, counts=counts)
+
+
+#: Strength (in hosts) of the all-ASes prior of a host rule's score (:func:`learn_host_rules`).
+DEFAULT_HOST_PRIOR_HOSTS = 20.0
+#: Host rules scoring below this are not kept (each would cost a probe per live host of its AS).
+DEFAULT_MIN_HOST_SCORE = 0.0003
+#: The ``asn`` of the host rules that stand for every AS (hosts of ASes the seed did not see).
+ANY_ASN = 0
+
+
+def learn_host_rules(
+    services: Any,
+    /,
+    *,
+    max_host_ports: int = DEFAULT_MAX_HOST_PORTS,
+    prior_hosts: float = DEFAULT_HOST_PRIOR_HOSTS,
+    min_score: float = DEFAULT_MIN_HOST_SCORE,
+) -> pd.DataFrame:
+    """Host rules: ``P(service on p | a live host of AS a)`` from the seed's real hosts.
+
+    A service rule (:func:`learn_ranked_rules`) needs a service on its port ``p1``; a host found live
+    on any port also tells which AS it is in, and ASes differ in what they run (a hoster's images,
+    an ISP's routers). A host rule ``(a, p)`` scores
+
+    ``(n(a, p) + m * n(p) / N) / (N(a) + m)``
+
+    with ``N(a)`` the real seed hosts of AS ``a``, ``n(a, p)`` those with a service on ``p``,
+    ``n(p) / N`` the share over all ASes and ``m = prior_hosts``: an AS seen on few seed hosts
+    scores like the whole seed. Rules of ``asn`` :data:`ANY_ASN` (the all-ASes share) stand for ASes
+    the seed never saw. Rules under ``min_score`` are dropped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``asn uint32, p uint16, score float64, count_p2 int64, support int64`` sorted by
+        ``(asn, score desc, p)``.
+    """
+    frame = services.to_pandas() if hasattr(services, "to_pandas") else services
+    real = frame[real_hosts(frame, max_host_ports=max_host_ports)]
+    hosts = pd.DataFrame(
+        {
+            schema.IP: np.asarray(real[schema.IP], np.uint32),
+            schema.PORT: np.asarray(real[schema.PORT], np.uint16),
+            schema.ASN: np.asarray(real[schema.ASN], np.uint32),
+        }
+    ).drop_duplicates([schema.IP, schema.PORT])
+    # A host's AS: its first service's (an address belongs to one AS).
+    asn_of = hosts.drop_duplicates(schema.IP).set_index(schema.IP)[schema.ASN]
+    hosts[schema.ASN] = hosts[schema.IP].map(asn_of).to_numpy(np.uint32)
+    n_all = int(asn_of.size)
+    empty = pd.DataFrame(
+        {
+            schema.ASN: np.zeros(0, np.uint32),
+            schema.P: np.zeros(0, np.uint16),
+            schema.SCORE: np.zeros(0, np.float64),
+            schema.COUNT_P2: np.zeros(0, np.int64),
+            schema.SUPPORT: np.zeros(0, np.int64),
+        }
+    )
+    if n_all == 0:
+        return empty
+    share = hosts.groupby(schema.PORT).size() / n_all  # n(p) / N
+    per_as = asn_of.value_counts()  # N(a)
+    counts = hosts.groupby([schema.ASN, schema.PORT]).size()  # n(a, p)
+    m = float(prior_hosts)
+    # Ports worth a rule in AS a: those of a's hosts, and those whose share alone clears min_score.
+    common = share[share * m / (per_as.min() + m) >= min_score].index.to_numpy(np.uint16)
+    parts = []
+    for asn, n_as in per_as.items():
+        if asn == ANY_ASN:  # unknown AS: the all-ASes rules below cover it
+            continue
+        seen = counts.loc[asn]
+        ports = np.union1d(seen.index.to_numpy(np.uint16), common)
+        hits = seen.reindex(ports, fill_value=0).to_numpy(np.int64)
+        score = (hits + m * share.reindex(ports).to_numpy()) / (n_as + m)
+        parts.append((np.full(ports.size, asn, np.uint32), ports, score, hits, np.full(ports.size, n_as)))
+    any_ports = share.index.to_numpy(np.uint16)
+    any_hits = hosts.groupby(schema.PORT).size().to_numpy(np.int64)
+    parts.append(
+        (np.full(any_ports.size, ANY_ASN, np.uint32), any_ports, share.to_numpy(), any_hits,
+         np.full(any_ports.size, n_all))
+    )  # fmt: skip
+    asn, port, score, hits, support = (np.concatenate(column) for column in zip(*parts, strict=True))
+    keep = score >= min_score
+    rules = pd.DataFrame(
+        {
+            schema.ASN: asn[keep],
+            schema.P: port[keep],
+            schema.SCORE: score[keep],
+            schema.COUNT_P2: hits[keep],
+            schema.SUPPORT: support[keep].astype(np.int64),
+        }
+    )
+    order = np.lexsort(
+        (rules[schema.P].to_numpy(), -rules[schema.SCORE].to_numpy(), rules[schema.ASN].to_numpy())
+    )
+    return rules.iloc[order].reset_index(drop=True)

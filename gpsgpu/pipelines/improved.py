@@ -3,8 +3,9 @@
 - ``learn --mode improved``: GPS's patterns (``gps2022`` features, whatever the preset: the plan is
   GPS's plan, ranked and budgeted), plus scored top-k
   rules (:mod:`gpsgpu.learn.ranked`) in ``MODEL/rules.parquet`` (``score, count_p2, support,
-  hitrate``); the model's metadata records ``mode: improved`` and the knobs, and plan and predict
-  follow it.
+  hitrate``), and host rules (what a live host of each AS runs) in ``MODEL/host_rules.parquet``
+  (``--no-host-rules``: none); the model's metadata records ``mode: improved`` and the knobs, and
+  plan and predict follow it.
 - ``plan`` of an improved model: rows ranked by expected services per probe
   (:mod:`gpsgpu.plan.budget`), cut by ``--budget``; ``PLAN/plan_rows.parquet`` keeps their scores.
 - ``predict`` of an improved model: ranked predictions (:mod:`gpsgpu.predict.ranked`) with a
@@ -15,18 +16,24 @@
   * on a real scan, one round per call: probe ``PRED1/predictions.txt``, ingest the results, and run
     ``predict MODEL PRIORS -o PRED2 --found round1.parquet --after PRED1`` (the found services are
     observations, PRED1's targets are not predicted again; ``round`` counts the ``--after`` folders).
-  ``--min-score S`` writes the predictions it held back to ``PRED/held.parquet``; the next call with
-  ``--after PRED`` ranks them again with its own (a target predicted again takes the new score).
-- The ablation's "+ rounds" schedule, step by step (:func:`staged_plan`; ``tests/test_improved_cli.py``
+  ``--min-score S`` writes the predictions it held back to ``PRED/held.parquet`` (with what its own
+  ``--after`` folders held and it did not probe); the next call with ``--after PRED`` ranks them
+  again with its own (a target predicted again takes the new score; one probed or scanned since
+  goes).
+- The ablation's improved schedule, step by step (:func:`staged_plan`; ``tests/test_improved_cli.py``
   checks that it finds exactly the ablation's services with exactly its probes):
 
-  1. ``plan MODEL -o HEAD --stage head``: GPS's rows with at least 2 patterns; scan them whole;
+  1. ``plan MODEL -o HEAD --stage head``: GPS's rows with at least 3 patterns; scan them whole;
   2. ``predict MODEL HEAD.parquet -o PRED1 --plan HEAD --min-score 0.003``; probe PRED1;
-  3. ``plan MODEL -o TAIL --stage tail --live HEAD.parquet --live FOUND1.parquet``: the other rows,
-     narrowed to the /24s where the seed or those scans found a host, by value per probe; scan them;
-  4. ``predict MODEL FOUND1.parquet --found TAIL.parquet -o PRED2 --plan HEAD --scanned TAIL
-     --after PRED1`` (round 2, with round 1's held-back predictions); probe; round 3 likewise with
-     ``--after PRED1 --after PRED2``.
+  3. for K in 1..N (N = 16): ``plan MODEL -o TAILK --stage tail --part K/N --live HEAD.parquet
+     --live FOUND1.parquet``: the other rows (and those the host rules suggest), narrowed to the
+     /24s where the seed or those scans found a host, by value per probe, the K-th of N parts of
+     equal probes; scan it; unless K = N, ``predict MODEL PREV.parquet --found TAILK.parquet -o
+     PREDK' --plan HEAD --scanned TAIL1 .. --scanned TAILK --after PRED1 .. --min-score 0.003``
+     (PREV: what the previous predictions found) and probe it;
+  4. the next round without ``--min-score`` (it takes the backlog held back so far), with the last
+     tail part as ``--found`` and every prediction folder as ``--after``; probe; one more round
+     likewise.
 
   On the simulated Internet, ``gpsgpu sim-scan NET/ PLAN_OR_PRED/`` does each scan or probe.
 """
@@ -48,10 +55,10 @@ from gpsgpu.config import LearnConfig, PredictConfig, as_dict
 from gpsgpu.errors import InputError, UsageError
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
-from gpsgpu.io.model import Model
+from gpsgpu.io.model import HOST_RULES_FILE, Model
 from gpsgpu.io.parquet import read_table, write_table
 from gpsgpu.io.predictions import EXPORT_FILE, PredictionWriter, read_held, read_targets, write_held
-from gpsgpu.learn.ranked import learn_ranked_rules, real_hosts
+from gpsgpu.learn.ranked import learn_host_rules, learn_ranked_rules, real_hosts
 from gpsgpu.pipelines.engine_io import blocklist_for, read_scan
 from gpsgpu.plan.budget import (
     DEFAULT_HEAD_PATTERNS,
@@ -60,6 +67,7 @@ from gpsgpu.plan.budget import (
     live_tail,
     rank_plan_rows,
     split_head,
+    tail_parts,
 )
 from gpsgpu.predict.ranked import hold_back, known_keys, merge_held, rank_predictions, scanned_keys
 
@@ -81,6 +89,7 @@ def improved_params(config: LearnConfig) -> dict[str, Any]:
         "min_count": config.min_count,
         "max_host_ports": config.max_host_ports,
         "seed_fraction": config.seed_fraction,
+        "host_rules": config.host_rules,
     }
 
 
@@ -97,6 +106,8 @@ def improve_rules(seed: list[str], result: Any, config: LearnConfig, backend: Ba
         max_host_ports=config.max_host_ports,
     )
     result.rules = ranked.rules
+    if config.host_rules:
+        result.host_rules = learn_host_rules(services, max_host_ports=config.max_host_ports)
     if config.preset != "gps2022":
         # The plan is GPS's whatever the rules' preset: patterns.parquet holds GPS's patterns.
         from gpsgpu.learn import learn_patterns
@@ -108,27 +119,42 @@ def improve_rules(seed: list[str], result: Any, config: LearnConfig, backend: Ba
         {
             schema.IP: np.asarray(real[schema.IP], np.uint32),
             schema.PORT: np.asarray(real[schema.PORT], np.uint16),
+            schema.ASN: np.asarray(real[schema.ASN], np.uint32),
         }
     )
-    return {f"improved_{k}": v for k, v in ranked.counts.items()}
+    counts = {f"improved_{k}": v for k, v in ranked.counts.items()}
+    if config.host_rules:
+        counts["improved_n_host_rules"] = len(result.host_rules)
+    return counts
 
 
 def improved_plan(
     model_dir: str | os.PathLike[str], model: Model, *, step: int, hitrate: float
 ) -> pd.DataFrame:
-    """Plan rows of an improved model, ranked by expected services per probe (best first)."""
+    """Plan rows of an improved model, ranked by expected services per probe (best first); with the
+    model's host rules, the rows they suggest and the values they shrink (:mod:`gpsgpu.plan.budget`)."""
     path = Path(model_dir) / "seed_real.parquet"
     seed = read_table(path).to_pandas() if path.is_file() else model.seed
+    rules_path = Path(model_dir) / HOST_RULES_FILE
+    host_rules = read_table(rules_path).to_pandas() if rules_path.is_file() else None
     return rank_plan_rows(
         seed,
         model.patterns,
         step=step,
         hitrate=hitrate,
         seed_fraction=float(model.params.get("seed_fraction", 0.01)),
+        host_rules=host_rules,
     )
 
 
-def staged_plan(plan: pd.DataFrame, stage: str, *, model: Model, live: tuple[str, ...]) -> pd.DataFrame:
+def staged_plan(
+    plan: pd.DataFrame,
+    stage: str,
+    *,
+    model: Model,
+    live: tuple[str, ...],
+    part: tuple[int, int] | None = None,
+) -> pd.DataFrame:
     """``plan --stage head|tail``: the head rows, or the tail rows narrowed to the live /24s.
 
     The schedule of the ablation's "+ rounds" (:mod:`gpsgpu.plan.budget`): scan the head, probe the
@@ -142,7 +168,11 @@ def staged_plan(plan: pd.DataFrame, stage: str, *, model: Model, live: tuple[str
     for path in live:
         found, _ = read_scan([path], backend=Backend.CPU, what="--live")
         ips.append(np.asarray(to_numpy(found[schema.IP]), np.uint32))
-    return live_tail(tail, np.unique(np.concatenate(ips)), length=TAIL_LENGTH)
+    narrow = live_tail(tail, np.unique(np.concatenate(ips)), length=TAIL_LENGTH)
+    if part is None:
+        return narrow
+    k, n = part
+    return narrow[tail_parts(narrow, parts=n) == k - 1].reset_index(drop=True)
 
 
 def cut_plan(plan: pd.DataFrame, budget: int | None) -> pd.DataFrame:
@@ -182,13 +212,11 @@ def _previous_targets(folders: tuple[str, ...]) -> np.ndarray:
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
 
 
-def _held(folders: tuple[str, ...], previous: np.ndarray) -> pd.DataFrame | None:
-    """What the ``--after`` folders held back and none of them predicted (the next round takes it)."""
-    frames = [h for h in (read_held(f) for f in folders) if h is not None and len(h)]
-    if not frames:
-        return None
-    held = pd.concat(frames, ignore_index=True)
-    return held[~np.isin(known_keys(held), previous)].reset_index(drop=True)
+def _held(folders: tuple[str, ...]) -> pd.DataFrame | None:
+    """What the last ``--after`` folder held back: every ``predict --min-score`` carries forward what
+    its own ``--after`` folders held and it did not probe, so the last one's is the whole backlog
+    (:func:`merge_held` then drops what has been probed or scanned since)."""
+    return read_held(folders[-1]) if folders else None
 
 
 def run_predict_improved(
@@ -244,17 +272,20 @@ def run_predict_improved(
 
             internet, _ = open_net(config.sim, backend)
             scanner = SimScanner(internet)
+        # The seed's hosts were scanned on every port: host rules predict nothing there.
+        seed_hosts = np.unique(np.asarray(model.seed[schema.IP], np.uint32))
         first_round = 1 + len(config.after)
         budget = config.budget
         rounds = []
         # Predictions held back by --min-score compete again in the next round (as in the ablation).
-        held: pd.DataFrame | None = _held(config.after, previous)
+        held: pd.DataFrame | None = _held(config.after)
         for r in range(first_round, first_round + config.rounds):
             preds = rank_predictions(
                 current, model.rules, known=known, scanned=scanned, blocklist=blocklist,
-                combine=config.combine, preset=preset,
+                combine=config.combine, preset=preset, host_rules=model.host_rules, skip_hosts=seed_hosts,
             )  # fmt: skip
-            preds, held = hold_back(merge_held(preds, held), min_score=config.min_score)
+            merged = merge_held(preds, held, known=known, scanned=scanned)
+            preds, held = hold_back(merged, min_score=config.min_score)
             if budget is not None:
                 preds = preds.iloc[: max(int(budget), 0)].reset_index(drop=True)
             preds[schema.ROUND] = np.full(len(preds), r, np.uint16)

@@ -55,7 +55,7 @@ def run_plan(
         else:
             plan = plan_priors(model.patterns, step=step, hitrate=hitrate)
         if config.stage != "all":
-            plan = staged_plan(plan, config.stage, model=model, live=config.live)
+            plan = staged_plan(plan, config.stage, model=model, live=config.live, part=config.tail_part)
         row_step = TAIL_LENGTH if config.stage == "tail" else step
         plan = cut_plan(plan, config.budget)
         cut = cut_blocklisted(plan, step=row_step, blocklist=blocklist)

@@ -16,6 +16,16 @@ one cost at least as well as the value), then the rows only the seed saw, by val
 spends probes on GPS's best rows before new ones. :func:`cut_budget` keeps the first rows within a
 probe budget.
 
+**Host rules** (:func:`gpsgpu.learn.ranked.learn_host_rules`, ``P(p | a live host of AS a)``),
+when the model has them, change two things. A network ``X`` whose seed hosts are mostly in AS ``a``
+has an expected seed count ``mu(p, X) = score(a, p) * (seed hosts of X)`` on every port its AS's
+rules name: the rows with ``score >= DEFAULT_MIN_AS_ROW_SCORE`` join the plan even where the seed saw
+nothing (valued ``mu``), and every row's seed count ``n`` becomes the posterior mean of a Poisson
+rate with a Gamma(``k``, ``k / mu``) prior, ``(n + k) / (1 + k / mu)`` (``k = DEFAULT_SHRINK``): one
+seed service in a network whose AS rarely runs the port is worth less than one where it commonly
+does. In development runs on the 5e5- and 2e5-host simulated Internets these two added about one
+point of services at compatible mode's probe count (87.9 -> 89.0%, 89.1 -> 90.1%).
+
 **Live tails.** A row of low value scans mostly empty space. Once the best rows have been scanned,
 the /24s in which they (and the seed) found any host are known; :func:`live_rows` narrows the
 remaining rows to those /24s (``(q, /24)`` rows), which keeps most of their services for a fraction
@@ -25,7 +35,9 @@ of the probes. This is a second planning round fed by the first round's findings
 --stage head|tail``): :func:`split_head` keeps GPS's rows with at least ``head_patterns`` patterns
 (the **head**, scanned whole first); after the head and the first predictions have been probed,
 :func:`live_tail` narrows every other row (the **tail**) to the /24s found live, ordered by value
-per probe.
+per probe, and :func:`tail_parts` cuts it into parts of equal probes: after each part, the
+predictions of what it found that score at least ``DEFAULT_EARLY_SCORE`` are probed before the next
+part (the services a part finds are worth most on the hosts it finds).
 """
 
 from __future__ import annotations
@@ -37,14 +49,23 @@ import pandas as pd
 
 from gpsgpu import schema
 from gpsgpu.backend import to_numpy
+from gpsgpu.ops import cpu
 from gpsgpu.plan.priors import plan_priors, probes_per_row
 
 #: Weight of a pattern needing the row's port (a service the row helps predict) in a row's value.
 DEFAULT_PATTERN_WEIGHT = 0.5
+#: Host rules (``P(p | a live host of the AS)``) at least this likely add the rows ``(p, X)`` of the
+#: AS's networks ``X`` that the seed did not see (valued ``score * seed hosts of X``).
+DEFAULT_MIN_AS_ROW_SCORE = 0.01
+#: Shape of the Gamma prior that shrinks a row's seed count towards its AS's estimate (0: none).
+DEFAULT_SHRINK = 10.0
 #: Seed fraction assumed when the model does not record one (GPS learned from a 1% LZR scan).
 DEFAULT_SEED_FRACTION = 0.01
 #: GPS's rows with fewer patterns than this (and the rows GPS does not plan) are the tail.
-DEFAULT_HEAD_PATTERNS = 2
+DEFAULT_HEAD_PATTERNS = 3
+#: The live tail is scanned in this many parts of equal probes, each followed by the predictions of
+#: what it found (``plan --stage tail --part K/N``).
+DEFAULT_TAIL_PARTS = 16
 #: Predictions of at least this score are probed before the tail (``predict --min-score``).
 DEFAULT_EARLY_SCORE = 0.003
 #: ``gpsgpu plan --stage``: every row, the head, or the tail narrowed to live /24s.
@@ -62,6 +83,9 @@ def rank_plan_rows(
     hitrate: float,
     seed_fraction: float = DEFAULT_SEED_FRACTION,
     pattern_weight: float = DEFAULT_PATTERN_WEIGHT,
+    host_rules: pd.DataFrame | None = None,
+    min_row_score: float = DEFAULT_MIN_AS_ROW_SCORE,
+    shrink: float = DEFAULT_SHRINK,
 ) -> pd.DataFrame:
     """Plan rows ranked by expected services per probe (module docstring).
 
@@ -92,9 +116,26 @@ def rank_plan_rows(
     gps_rows = (gps[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | gps[schema.PREFIX].to_numpy(
         np.uint64
     )
-    rows = np.union1d(seen_rows, gps_rows)
+    if host_rules is not None and len(host_rules):
+        # What each network's AS suggests: an expected seed count for every (port, network) its host
+        # rules name; the likeliest ones become rows even where the seed saw nothing.
+        net_rows, expected, score = network_rows(seed, host_rules, step=step)
+        rows = np.union1d(np.union1d(seen_rows, gps_rows), net_rows[score >= min_row_score])
+    else:
+        net_rows, expected = np.zeros(0, np.uint64), np.zeros(0)
+        rows = np.union1d(seen_rows, gps_rows)
     n = np.zeros(rows.size, np.float64)
     n[np.searchsorted(rows, seen_rows)] = n_seed
+    mu = np.zeros(rows.size, np.float64)
+    at = cpu.lookup(net_rows, rows)
+    mu[at >= 0] = expected[at[at >= 0]]
+    if shrink > 0:
+        # The seed's count is Poisson around the row's rate; with a Gamma(shrink, shrink / mu) prior
+        # centred on the AS's estimate, the rate's posterior mean. One seed service in a network whose
+        # AS rarely runs the port is worth less than one where it commonly does.
+        n = np.where(mu > 0, (n + shrink) / (1.0 + shrink / np.maximum(mu, 1e-300)), n)
+    else:
+        n = np.where(n > 0, n, mu)
     c = np.zeros(rows.size, np.int64)
     c[np.searchsorted(rows, gps_rows)] = gps[schema.N_PATTERNS].to_numpy(np.int64)
     value = n + pattern_weight * c
@@ -194,3 +235,50 @@ def live_tail(tail: pd.DataFrame, live_ips: np.ndarray, /, *, length: int = TAIL
     rank[kept] = np.arange(kept.size)
     narrow["rank"] = rank[source]
     return narrow.iloc[np.argsort(narrow["rank"].to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def tail_parts(narrow: pd.DataFrame, /, *, parts: int = DEFAULT_TAIL_PARTS) -> np.ndarray:
+    """The part (0..parts-1, int64) of each row of a live tail (:func:`live_tail`): parts of equal
+    probes in rank order, a source row's networks never split (its place in the order decides)."""
+    rank = narrow["rank"].to_numpy(np.int64)
+    if rank.size == 0:
+        return rank.copy()
+    spent = np.cumsum(np.bincount(rank, weights=row_probes(narrow)))
+    part_of_rank = (parts * (spent - 1) // max(spent[-1], 1)).astype(np.int64)
+    return np.minimum(part_of_rank, parts - 1)[rank]
+
+
+def network_rows(
+    seed: Any, host_rules: pd.DataFrame, /, *, step: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``(p, X)`` rows that host rules name in the seed's ``/step`` networks, with their expected
+    seed count and the rule's score.
+
+    A network's AS is its seed hosts' (the most common ``asn``); each host rule ``(a, p)`` names the
+    row ``(p, X)`` of every network ``X`` of AS ``a``, where the seed would show on average
+    ``score * (seed hosts of X)`` services.
+
+    Returns
+    -------
+    (uint64, float64, float64) arrays, sorted by key: ``port << 32 | prefix``, expected, score.
+    """
+    empty = np.zeros(0, np.uint64), np.zeros(0), np.zeros(0)
+    if schema.ASN not in seed.columns or len(seed) == 0:
+        return empty
+    hosts = pd.DataFrame(
+        {
+            "ip": np.asarray(to_numpy(seed[schema.IP]), np.uint32),
+            "asn": np.asarray(to_numpy(seed[schema.ASN]), np.uint32),
+        }
+    ).drop_duplicates("ip")
+    hosts["net"] = schema.prefix_of(hosts["ip"].to_numpy(np.uint32), step)
+    counts = hosts.groupby(["net", "asn"]).size().rename("n").reset_index()
+    # The network's AS: its most common one (ties: the smaller ASN); the network's hosts: all of them.
+    counts = counts.sort_values(["net", "n", "asn"], ascending=[True, False, True], kind="stable")
+    per_net = counts.groupby("net").agg(asn=("asn", "first"), n=("n", "sum")).reset_index()
+    rules = host_rules[[schema.ASN, schema.P, schema.SCORE]].rename(columns={schema.ASN: "asn"})
+    joined = per_net.merge(rules, on="asn")
+    key = (joined[schema.P].to_numpy(np.uint64) << np.uint64(32)) | joined["net"].to_numpy(np.uint64)
+    score = joined[schema.SCORE].to_numpy(np.float64)
+    order = np.argsort(key, kind="stable")
+    return key[order], (score * joined["n"].to_numpy())[order], score[order]

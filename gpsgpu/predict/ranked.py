@@ -11,6 +11,11 @@ Each priors (or found) service ``(ip, q)`` with feature ``f`` predicts ``(ip, p)
   same at the end;
 - ``max``: the best single rule (compatible mode's choice).
 
+Host rules (:func:`gpsgpu.learn.ranked.learn_host_rules`) add a prediction ``(ip, p)`` for every
+observed host and every port its AS's rules name (hosts of the seed, scanned on every port, never);
+a target that service rules name too keeps the higher of the two scores (a host rule says what any
+host of the AS runs, much of what the service rules already say).
+
 Predictions are sorted best first (score desc, then ``(ip, port)``) and cut by ``min_score`` and a
 probe ``budget``. What is already known or already probed is dropped: the seed, services found so
 far, targets probed in earlier rounds, space the plan scans and blocklisted addresses.
@@ -53,7 +58,7 @@ def scanned_keys(ports: np.ndarray, prefixes: np.ndarray, lengths: np.ndarray) -
     for length in np.unique(lengths).tolist():
         sel = lengths == length
         net = schema.prefix_of(prefixes[sel], int(length)).astype(np.uint64)
-        out[int(length)] = np.unique((ports[sel] << np.uint64(32)) | net)
+        out[int(length)] = cpu.unique_sorted((ports[sel] << np.uint64(32)) | net)
     return out
 
 
@@ -147,6 +152,8 @@ def rank_predictions(
     min_score: float = 0.0,
     budget: int | None = None,
     preset: str = DEFAULT_PRESET,
+    host_rules: pd.DataFrame | None = None,
+    skip_hosts: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Ranked predictions of the observed services, best first.
 
@@ -167,6 +174,11 @@ def rank_predictions(
         Keep predictions whose score is at least this.
     budget : int, optional
         Keep at most this many predictions (one probe each), the best ones.
+    host_rules : pandas.DataFrame, optional
+        ``asn, p, score`` (:func:`gpsgpu.learn.ranked.learn_host_rules`): every observed host also
+        predicts its AS's ports; a target named by service rules too takes the higher score.
+    skip_hosts : uint32 array, optional
+        Sorted addresses whose every port is known (the seed's hosts): host rules skip them.
 
     Returns
     -------
@@ -176,13 +188,15 @@ def rank_predictions(
     """
     key, score = candidate_predictions(observed, rules, preset=preset)
     out = combine_scores(key, score, combine=combine)
+    if host_rules is not None and len(host_rules):
+        out = _with_host_scores(out, *host_candidates(observed, host_rules, skip_hosts=skip_hosts))
     if len(out) == 0:
         return out
     ip = out[schema.IP].to_numpy(np.uint32)
     port = out[schema.PORT].to_numpy(np.uint16)
     keep = out[schema.SCORE].to_numpy() >= np.float32(min_score)
     if known is not None and known.size:
-        keep &= ~np.isin(schema.pack_service(ip, port), known)
+        keep &= ~cpu.sorted_isin(schema.pack_service(ip, port), known)
     if scanned:
         keep &= ~in_scanned(ip, port, scanned)
     if blocklist is not None and len(blocklist):
@@ -197,22 +211,62 @@ def rank_predictions(
     return out
 
 
+def _with_host_scores(by_service: pd.DataFrame, h_key: np.ndarray, h_score: np.ndarray) -> pd.DataFrame:
+    """Service-rule predictions (combined, sorted by ``(ip, port)``) and host-rule ones, one row per
+    target: a host rule says less than the service rules naming the same target (it is what any host
+    of the AS runs), so a target keeps the higher of its two scores rather than combining them."""
+    s_key = known_keys(by_service)
+    s_score = by_service[schema.SCORE].to_numpy(np.float32).copy()
+    at = cpu.lookup(s_key, h_key)
+    both = at >= 0
+    s_score[at[both]] = np.maximum(s_score[at[both]], h_score[both].astype(np.float32))
+    key = np.concatenate([s_key, h_key[~both]])
+    order = np.argsort(key, kind="stable")
+    ip, port = schema.unpack_service(key[order])
+    n_rules = np.concatenate(
+        [by_service[schema.N_RULES].to_numpy(np.uint32), np.ones(int((~both).sum()), np.uint32)]
+    )
+    return pd.DataFrame(
+        {
+            schema.IP: ip,
+            schema.PORT: port,
+            schema.SCORE: np.concatenate([s_score, h_score[~both].astype(np.float32)])[order],
+            schema.N_RULES: n_rules[order],
+        }
+    )
+
+
 def hold_back(preds: pd.DataFrame, /, *, min_score: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predictions scoring at least ``min_score`` (probed now) and the others (held back), both in order."""
     keep = preds[schema.SCORE].to_numpy() >= np.float32(min_score)
     return preds[keep].reset_index(drop=True), preds[~keep].reset_index(drop=True)
 
 
-def merge_held(preds: pd.DataFrame, held: pd.DataFrame | None, /) -> pd.DataFrame:
+def merge_held(
+    preds: pd.DataFrame,
+    held: pd.DataFrame | None,
+    /,
+    *,
+    known: np.ndarray | None = None,
+    scanned: dict[int, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """A round's predictions plus the ones an earlier round held back (:func:`hold_back`).
 
-    A held-back ``ip:port`` predicted again takes its new score; the others keep theirs. Best first
+    A held-back ``ip:port`` predicted again takes its new score; the others keep theirs, unless they
+    have been probed (``known``) or scanned (``scanned``, :func:`scanned_keys`) since. Best first
     (score desc, then port, then ip).
     """
     if held is None or len(held) == 0:
         return preds
     held = held[list(preds.columns)] if set(preds.columns) <= set(held.columns) else held
-    out = pd.concat([preds, held[~np.isin(known_keys(held), known_keys(preds))]], ignore_index=True)
+    h_ip, h_port = held[schema.IP].to_numpy(np.uint32), held[schema.PORT].to_numpy(np.uint16)
+    h_key = schema.pack_service(h_ip, h_port)  # row by row (known_keys sorts)
+    keep = ~cpu.sorted_isin(h_key, known_keys(preds))
+    if known is not None and known.size:
+        keep &= ~cpu.sorted_isin(h_key, known)
+    if scanned:
+        keep &= ~in_scanned(h_ip, h_port, scanned)
+    out = pd.concat([preds, held[keep]], ignore_index=True)
     order = np.lexsort(
         (out[schema.IP].to_numpy(), out[schema.PORT].to_numpy(), -out[schema.SCORE].to_numpy(np.float64))
     )
@@ -226,7 +280,7 @@ def known_keys(*frames: Any) -> np.ndarray:
         for f in frames
         if f is not None and len(f)
     ]
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+    return cpu.unique_sorted(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
 
 
 __all__ = [
@@ -241,3 +295,36 @@ __all__ = [
     "rank_predictions",
     "scanned_keys",
 ]
+
+
+def host_candidates(
+    observed: Any, host_rules: pd.DataFrame, /, *, skip_hosts: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``(service key, host rule score)`` the observed hosts predict (one AS per host).
+
+    A host of an AS with rules gets that AS's rules, any other host the all-ASes rules
+    (:data:`gpsgpu.learn.ranked.ANY_ASN`). ``skip_hosts`` (sorted addresses, e.g. the seed's, whose
+    every port is known) predict nothing.
+    """
+    from gpsgpu.learn.ranked import ANY_ASN
+
+    if len(observed) == 0 or len(host_rules) == 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.float64)
+    ip = np.asarray(observed[schema.IP], np.uint32)
+    asn = np.asarray(observed[schema.ASN], np.uint32)
+    hosts, first = np.unique(ip, return_index=True)
+    asn = asn[first]
+    if skip_hosts is not None and skip_hosts.size:
+        keep = ~cpu.sorted_isin(hosts, np.asarray(skip_hosts, np.uint32))
+        hosts, asn = hosts[keep], asn[keep]
+    rule_asn = host_rules[schema.ASN].to_numpy(np.uint32)
+    order = np.argsort(rule_asn, kind="stable")
+    rule_asn = rule_asn[order]
+    known_as = np.unique(rule_asn)
+    asn = np.where(np.isin(asn, known_as), asn, np.uint32(ANY_ASN))
+    lo = np.searchsorted(rule_asn, asn, side="left")
+    n = np.searchsorted(rule_asn, asn, side="right") - lo
+    host_row = np.repeat(np.arange(hosts.size), n)
+    rule_row = order[np.repeat(lo, n) + (np.arange(host_row.size) - np.repeat(np.cumsum(n) - n, n))]
+    key = schema.pack_service(hosts[host_row], host_rules[schema.P].to_numpy(np.uint16)[rule_row])
+    return key, host_rules[schema.SCORE].to_numpy(np.float64)[rule_row]
