@@ -510,7 +510,7 @@ def plot_ablation(ablation: Ablation, output: Any) -> Any:
         # Compatible mode dashed on top: the improved steps share its first rows.
         style = {"lw": 1.8, "color": "black", "ls": "--", "zorder": 5} if i == 0 else {"lw": 1.4}
         if i == len(ablation.curves) - 1 and i > 0:
-            style = {"lw": 2.2, "color": "tab:red"}
+            style = {"lw": 2.2, "color": "tab:purple"}
         ax.plot(curve.probes[keep] / 1e6, curve.coverage[keep], label=curve.name, **style)
     ax.axvline(budget / 1e6, color="grey", ls=":", lw=1)
     ax.set_xlim(0, 1.3 * budget / 1e6)
