@@ -180,6 +180,18 @@ def _keys(arrays: Any) -> np.ndarray:
     )
 
 
+def _row_of(rows: pd.DataFrame, keys: np.ndarray, length: int) -> np.ndarray:
+    """The index of the row ``(neededP, prefix)`` of ``rows`` (prefixes of ``/length``) holding each
+    service key (every key lies in one)."""
+    row_key = (rows[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | schema.prefix_of(
+        rows[schema.PREFIX].to_numpy(np.uint32), length
+    ).astype(np.uint64)
+    ip, port = schema.unpack_service(keys)
+    key_row = (port.astype(np.uint64) << np.uint64(32)) | schema.prefix_of(ip, length).astype(np.uint64)
+    order = np.argsort(row_key, kind="stable")
+    return order[np.searchsorted(row_key[order], key_row)]
+
+
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Sorted distinct values of both (``np.union1d`` hashes on NumPy 2.3+, several times slower)."""
     return cpu.unique_sorted(np.concatenate([a, b]))
@@ -254,23 +266,15 @@ class _Probing:
             narrow[schema.NEEDED_P].to_numpy(), narrow[schema.PREFIX].to_numpy(), TAIL_LENGTH
         )
         t_keys = _keys(t_found)
-        n_key = (narrow[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | narrow[
-            schema.PREFIX
-        ].to_numpy(np.uint64)
-        t_ip, t_port = schema.unpack_service(t_keys)
-        t_row = (t_port.astype(np.uint64) << np.uint64(32)) | schema.prefix_of(t_ip, TAIL_LENGTH).astype(
-            np.uint64
-        )
-        o = np.argsort(n_key, kind="stable")
         # Narrowed rows are probed by value per probe (their costs differ), best first.
-        rank = narrow["rank"].to_numpy()
-        first = int(rank.min())
-        costs = np.bincount(rank - first, weights=row_probes(narrow)).astype(np.int64)
-        self.run.add_many(t_keys, rank[o[np.searchsorted(n_key[o], t_row)]] - first, costs)
+        rank = narrow["rank"].to_numpy() - int(narrow["rank"].min())
+        costs = np.bincount(rank, weights=row_probes(narrow)).astype(np.int64)
+        self.run.add_many(t_keys, rank[_row_of(narrow, t_keys, TAIL_LENGTH)], costs)
         self.known = _union(self.known, t_keys)
-        self.live = _union(self.live, t_ip)
-        self.scanned.setdefault(TAIL_LENGTH, np.zeros(0, np.uint64))
-        self.scanned[TAIL_LENGTH] = _union(self.scanned[TAIL_LENGTH], n_key)
+        self.live = _union(self.live, (t_keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
+        rows = scanned_keys(narrow[schema.NEEDED_P].to_numpy(), narrow[schema.PREFIX].to_numpy(),
+                            narrow[schema.LENGTH].to_numpy())[TAIL_LENGTH]  # fmt: skip
+        self.scanned[TAIL_LENGTH] = _union(self.scanned.get(TAIL_LENGTH, np.zeros(0, np.uint64)), rows)
         return self.internet.to_frame(t_found)
 
 
@@ -322,20 +326,10 @@ def run_improved(
     # Head rows at /step.
     found = scanner.scan(head[schema.NEEDED_P].to_numpy(), head[schema.PREFIX].to_numpy(), step)
     keys = _keys(found)
-    row_key = (head[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | head[schema.PREFIX].to_numpy(
-        np.uint64
-    )
-    f_ip, f_port = schema.unpack_service(keys)
-    f_row = (f_port.astype(np.uint64) << np.uint64(32)) | schema.prefix_of(f_ip, step).astype(np.uint64)
-    order = np.argsort(row_key, kind="stable")
-    run.add_many(
-        keys,
-        order[np.searchsorted(row_key[order], f_row)],
-        scanner.row_probes(head[schema.PREFIX].to_numpy(), step),
-    )
+    run.add_many(keys, _row_of(head, keys, step), scanner.row_probes(head[schema.PREFIX].to_numpy(), step))
     observed = internet.to_frame(found)
     known = _union(known, keys)
-    live = _union(live, f_ip)
+    live = _union(live, (keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
     scanned = scanned_keys(
         head[schema.NEEDED_P].to_numpy(), head[schema.PREFIX].to_numpy(), head[schema.LENGTH].to_numpy()
     )
