@@ -71,23 +71,16 @@ def test_clusters_of_1_2_4_workers_give_the_same_patterns_and_predictions(
     pd.testing.assert_frame_equal(predictions, reference["predictions"])  # type: ignore[arg-type]
 
 
-def test_scheduler_address(inputs: dict[str, Path], reference: dict[str, object], tmp_path: Path) -> None:
-    from dask.distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=False,
-        protocol="tcp://",
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:
-        address = cluster.scheduler_address
-        assert address.startswith("tcp://127.0.0.1:")
-        patterns = _learn(inputs, tmp_path / "model", cluster=address, partitions=2)
-        pd.testing.assert_frame_equal(patterns, reference["patterns"])  # type: ignore[arg-type]
-        predictions = _predict(inputs, tmp_path / "model", tmp_path / "pred", cluster=address)
-        pd.testing.assert_frame_equal(predictions, reference["predictions"])  # type: ignore[arg-type]
+@pytest.mark.parametrize("threads_cluster", [2], indirect=True)
+def test_scheduler_address(
+    inputs: dict[str, Path], reference: dict[str, object], tmp_path: Path, threads_cluster: str
+) -> None:
+    address = threads_cluster
+    assert address.startswith("tcp://127.0.0.1:")
+    patterns = _learn(inputs, tmp_path / "model", cluster=address, partitions=2)
+    pd.testing.assert_frame_equal(patterns, reference["patterns"])  # type: ignore[arg-type]
+    predictions = _predict(inputs, tmp_path / "model", tmp_path / "pred", cluster=address)
+    pd.testing.assert_frame_equal(predictions, reference["predictions"])  # type: ignore[arg-type]
 
 
 def test_cli_cluster_flag(
