@@ -550,7 +550,13 @@ def predict(
     ] = None,
     budget: BudgetOpt = None,
     min_score: Annotated[
-        float | None, typer.Option("--min-score", help="improved: keep predictions scoring at least this")
+        str | None,
+        typer.Option(
+            "--min-score",
+            help="improved: probe predictions scoring at least this (0..1), the others are held back; "
+            "'yield': at least the new services per probe of the last --found file over the probes of "
+            "the last --scanned plan (a tail part)",
+        ),
     ] = None,
     combine: Annotated[
         str | None,

@@ -60,6 +60,11 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
     ):
         return None
     base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if float in args and str in args and isinstance(value, str):
+        try:  # a number, or one of the field's words (checked by the config class)
+            return float(value)
+        except ValueError:
+            return value
     try:
         if base is bool and isinstance(value, str):
             if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
@@ -261,6 +266,10 @@ class PlanConfig:
         return k, n
 
 
+#: ``predict --min-score yield``: hold back what scores under the last tail part's new services per probe.
+MIN_SCORE_YIELD = "yield"
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictConfig:
     """``gpsgpu predict``: MODEL/ + priors scan -> PRED/ (sharded Parquet, optional target list)."""
@@ -278,7 +287,7 @@ class PredictConfig:
     workers: int = 0  # workers of a local cluster (0: every core or GPU)
     # Improved models only:
     budget: int | None = None  # probes: keep the best predictions within it
-    min_score: float = 0.0  # keep predictions scoring at least this
+    min_score: float | str = 0.0  # keep predictions scoring at least this; "yield": the last tail part's
     combine: str = "noisy-or"  # how rules predicting one ip:port combine: noisy-or | max
     rounds: int = 1  # rounds of predict -> probe -> observe (more than 1 needs --sim)
     found: tuple[str, ...] = ()  # services found by probing earlier rounds' predictions
@@ -291,7 +300,20 @@ class PredictConfig:
         _check_step(self.step)
         _check_hitrate(self.hitrate)
         _check_budget(self.budget)
-        if not 0.0 <= self.min_score <= 1.0:
+        if isinstance(self.min_score, str) and self.min_score != MIN_SCORE_YIELD:
+            try:
+                object.__setattr__(self, "min_score", float(self.min_score))
+            except ValueError:
+                raise UsageError(
+                    f"--min-score must be a number within 0..1 or {MIN_SCORE_YIELD!r}, not {self.min_score!r}"
+                ) from None
+        if self.min_score == MIN_SCORE_YIELD:
+            if not (self.found and self.scanned):
+                raise UsageError(
+                    f"--min-score {MIN_SCORE_YIELD} needs --found (what the last tail part found) and "
+                    "--scanned (that part's PLAN/ folder, last)"
+                )
+        elif not 0.0 <= float(self.min_score) <= 1.0:
             raise UsageError(f"--min-score must be within 0..1, not {self.min_score}")
         if self.combine not in COMBINE_CHOICES:
             raise UsageError(f"--combine must be one of {', '.join(COMBINE_CHOICES)}, not {self.combine!r}")

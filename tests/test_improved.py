@@ -25,11 +25,17 @@ from gpsgpu.plan.budget import (
     tail_parts,
 )
 from gpsgpu.predict.ranked import (
+    CALIBRATION_COLUMNS,
+    MIN_BAND_PROBES,
+    add_calibration,
+    calibration_counts,
     combine_scores,
     hold_back,
     host_candidates,
     merge_held,
+    part_yield,
     rank_predictions,
+    release_score,
     scanned_keys,
 )
 from tests.gps_data import make_priors, make_services
@@ -290,8 +296,7 @@ def test_tail_parts_split_by_probes_in_rank_order() -> None:
     narrow = live_tail(plan, live)
     part = tail_parts(narrow, parts=2)
     assert (np.diff(part) >= 0).all() and set(part.tolist()) == {0, 1}
-    # A row's networks stay in one part; the parts cost about the same.
-    assert narrow.groupby("row").apply(lambda g: part[g.index].min() == part[g.index].max()).all()
+    # The parts cost about the same.
     costs = np.bincount(part, weights=row_probes(narrow))
     assert costs.sum() == row_probes(narrow).sum() and costs.min() > 0
     assert (tail_parts(narrow, parts=1) == 0).all()
@@ -391,3 +396,73 @@ def test_ablation_on_a_small_internet(small_net: Path) -> None:
     rows = pd.read_csv(out / "ablation.csv")
     assert rows.loc[0, "gain_pp"] == 0
     assert (out / "ablation.png").stat().st_size < 200_000
+
+
+def test_live_tail_values_each_24_by_its_share_of_live_addresses() -> None:
+    plan = pd.DataFrame(
+        {
+            schema.NEEDED_P: np.array([80, 22], np.uint16),
+            schema.PREFIX: np.array([0x0A000000, 0x0B000000], np.uint32),
+            schema.VALUE: [4.0, 3.0],
+            schema.SCORE: [4.0 / 655.36, 3.0 / 655.36],
+            schema.LENGTH: np.array([16, 16]),
+        }
+    )
+    # Row 0 (value 4): 3 live addresses in 10.0.1/24, 1 in 10.0.2/24. Row 1 (value 3): one /24.
+    live = np.array([0x0A000101, 0x0A000102, 0x0A000103, 0x0A000201, 0x0B000501], np.uint32)
+    narrow = live_tail(plan, live)
+    assert narrow[schema.PREFIX].tolist() == [0x0A000100, 0x0B000500, 0x0A000200]
+    np.testing.assert_allclose(narrow[schema.VALUE], [3.0, 3.0, 1.0])
+    assert narrow["rank"].tolist() == [0, 1, 2] and narrow["row"].tolist() == [0, 1, 0]
+    # Still expected services per probe: the value over one /24's probes at the seed fraction.
+    np.testing.assert_allclose(narrow[schema.SCORE], narrow[schema.VALUE] / (0.01 * 256))
+    # A row's value is spread over its live /24s, never more.
+    assert narrow.groupby("row")[schema.VALUE].sum().tolist() == [4.0, 3.0]
+
+
+def test_part_yield_counts_only_new_services() -> None:
+    found = schema.pack_service(np.array([1, 2, 3, 3], np.uint32), np.array([80, 80, 22, 22], np.uint16))
+    known = np.sort(schema.pack_service(np.array([2], np.uint32), np.array([80], np.uint16)))
+    assert part_yield(found, known, 1000) == pytest.approx(2 / 1000)
+    assert part_yield(found[:0], known, 0) == 0.0
+
+
+def test_calibration_counts_add_up_by_score_band() -> None:
+    scores = np.array([0.4, 0.5, 0.002, 0.0021, 0.0001])
+    hit = np.array([True, False, False, True, False])
+    table = calibration_counts(scores, hit)
+    # Quarter decades: 0.4 and 0.5 share band -2 (10**-0.5 .. 10**-0.25), 0.002 and 0.0021 band -11.
+    assert table["band"].tolist() == [-16, -11, -2]
+    assert table["probes"].tolist() == [1, 2, 2] and table["hits"].tolist() == [0, 1, 1]
+    both = add_calibration(table, calibration_counts(scores[:2], hit[:2]), None)
+    assert both["probes"].tolist() == [1, 2, 4] and both["hits"].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(both["score_sum"], [0.0001, 0.0041, 1.8])
+    assert len(add_calibration()) == 0 and list(add_calibration().columns) == list(CALIBRATION_COLUMNS)
+
+
+def _bands(rows: list[tuple[int, int, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(CALIBRATION_COLUMNS))
+
+
+def test_release_score_trusts_what_probing_found() -> None:
+    # Nothing probed yet: the score is taken at its word.
+    assert release_score(None, 0.001) == 0.001 and release_score(add_calibration(), 0.001) == 0.001
+    # Scores 4x too high: band -8 (0.01..0.0178) hits 0.3% of the time, band -9 0.1%.
+    table = _bands([(-8, 10_000, 30, 120.0), (-9, 10_000, 10, 75.0)])
+    # A rate of 0.002: band -9 falls short, so only scores from its upper edge (0.01) up.
+    assert release_score(table, 0.002) == pytest.approx(0.01)
+    # A rate of 0.0005: every calibrated band beats it; below them a score is worth
+    # 10 / 75 hits per unit (band -9's), so the scores from 0.0005 * 7.5 = 0.00375 on.
+    assert release_score(table, 0.0005) == pytest.approx(0.0005 * 75 / 10)
+    # ... but never above the lowest band's lower edge (10**(-9/4)) once its rate beats the target.
+    assert release_score(_bands([(-9, 10_000, 100, 75.0)]), 0.0001) == pytest.approx(0.0001 * 75 / 100)
+    # Bands with too few probes are not evidence.
+    assert release_score(_bands([(-9, MIN_BAND_PROBES - 1, 0, 7.0)]), 0.001) == 0.001
+
+
+def test_release_score_pools_bands_that_violate_the_order() -> None:
+    # Band -9 hits less than band -10 below it: pooled (0.2% together), both beat 0.0015 ...
+    table = _bands([(-8, 10_000, 50, 120.0), (-9, 10_000, 10, 75.0), (-10, 10_000, 30, 42.0)])
+    assert release_score(table, 0.0015) < 10 ** (-10 / 4)
+    # ... and both fall short of 0.0025, released down to the pooled block's upper edge only.
+    assert release_score(table, 0.0025) == pytest.approx(10 ** (-8 / 4))

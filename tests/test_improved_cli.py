@@ -25,6 +25,7 @@ from gpsgpu.pipelines.plan import run_plan
 from gpsgpu.pipelines.predict import run_predict
 from gpsgpu.pipelines.simulate import open_net, run_sim_scan, run_simulate
 from gpsgpu.plan.budget import DEFAULT_EARLY_SCORE, DEFAULT_HEAD_PATTERNS, STAGES, split_head
+from gpsgpu.predict.ranked import calibration_counts, release_score
 from gpsgpu.sim.scanner import SimScanner
 
 
@@ -47,6 +48,14 @@ def test_stages_are_the_same_everywhere() -> None:
             PlanConfig(stage="tail", live=("f",), part=bad)
     with pytest.raises(UsageError, match="--stage tail"):
         PlanConfig(stage="head", part="1/2")
+    assert PredictConfig(min_score="0.25").min_score == 0.25
+    assert PredictConfig(min_score="yield", found=("f",), scanned=("p",)).min_score == "yield"
+    with pytest.raises(UsageError, match="needs --found"):
+        PredictConfig(min_score="yield", found=("f",))
+    with pytest.raises(UsageError, match="or 'yield'"):
+        PredictConfig(min_score="best")
+    with pytest.raises(UsageError, match=r"within 0\.\.1"):
+        PredictConfig(min_score=1.5)
 
 
 def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
@@ -83,9 +92,23 @@ def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
     tail1 = sim_scan(root / "tail1", "tail1")
     after = (str(pred1),)
     scanned = (str(root / "tail1"),)
-    pred_m = predict(
-        found1, "pred_m", found=(str(tail1),), after=after, scanned=scanned, min_score=DEFAULT_EARLY_SCORE
+    pred_m = predict(found1, "pred_m", found=(str(tail1),), after=after, scanned=scanned, min_score="yield")
+    # The part's yield: what its scan found that no earlier step had, over its probes; the score to
+    # beat is the one whose predictions hit that often, by what probing round 1's found.
+    tail1_rows = pd.read_parquet(root / "tail1" / "plan_rows.parquet")
+    earlier = np.concatenate([_keys(p) for p in (head, found1)] + [_keys(net / "seed.parquet")])
+    new = np.setdiff1d(_keys(tail1), earlier)
+    round1 = pd.read_parquet(pred1 / "parts")
+    probed = calibration_counts(
+        round1[schema.SCORE].to_numpy(), np.isin(_keys(pred1 / "parts"), _keys(found1))
     )
+    pd.testing.assert_frame_equal(pd.read_parquet(pred_m / "calibration.parquet"), probed, check_dtype=False)
+    threshold = json.loads((pred_m / "metadata.json").read_text())["counts"]["min_score"]
+    assert threshold == pytest.approx(release_score(probed, new.size / (256 * len(tail1_rows))))
+    assert 0 < threshold < 1
+    kept = pd.read_parquet(pred_m / "parts", columns=[schema.SCORE])[schema.SCORE]
+    assert (kept >= np.float32(threshold)).all()
+    assert (pd.read_parquet(pred_m / "held.parquet")[schema.SCORE] < np.float32(threshold)).all()
     found_m = sim_scan(pred_m, "found_m")
     run_plan(model, root / "tail2", PlanConfig(stage="tail", live=live, part="2/2"))
     tail2 = sim_scan(root / "tail2", "tail2")

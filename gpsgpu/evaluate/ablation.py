@@ -13,8 +13,10 @@ checking the simulated Internet) and becomes a coverage-vs-probes :class:`Curve`
 - **+ extended features**: the ``extended`` feature preset.
 - **+ rounds**: probing in rounds: GPS's rows with at least 3 patterns (the head) are scanned whole;
   the predictions scoring at least 0.003 are probed; the other rows (the tail) are narrowed to the
-  /24s found live so far and scanned by value per probe in 16 parts of equal probes, each followed
-  by the predictions (at least 0.003) of what it found; then the held-back predictions and two more
+  /24s found live so far, each valued by its share of its row's live addresses, and scanned by that
+  value in 16 parts of equal probes, each followed
+  by the predictions (new and held back) that score at least the new services per probe the part
+  brought (:func:`gpsgpu.predict.ranked.part_yield`); then the held-back predictions and two more
   rounds. The services each round finds are observations for the next round's predictions.
 - **+ host rules**: what a live host of each AS runs (:func:`gpsgpu.learn.ranked.learn_host_rules`):
   every host found predicts its AS's ports (a target a service rule names too keeps the higher
@@ -84,7 +86,17 @@ from gpsgpu.plan.budget import (
     tail_parts,
 )
 from gpsgpu.predict import predict_services
-from gpsgpu.predict.ranked import hold_back, known_keys, merge_held, rank_predictions, scanned_keys
+from gpsgpu.predict.ranked import (
+    add_calibration,
+    calibration_counts,
+    hold_back,
+    known_keys,
+    merge_held,
+    part_yield,
+    rank_predictions,
+    release_score,
+    scanned_keys,
+)
 from gpsgpu.sim.internet import SimInternet
 from gpsgpu.sim.scanner import SimScanner
 
@@ -245,11 +257,15 @@ class _Probing:
     ) -> None:  # fmt: skip
         self.run, self.internet, self.scanner = run, internet, scanner
         self.known, self.live, self.scanned = known, live, scanned
+        self.calibration = add_calibration()  # hit rates of the predictions probed, per score band
 
     def probe(self, preds: pd.DataFrame) -> pd.DataFrame:
         """Probe the predictions in order (in PREDICTION_CHUNKS events); the services found."""
         ip, port = preds[schema.IP].to_numpy(np.uint32), preds[schema.PORT].to_numpy(np.uint16)
         real_hit = np.asarray(to_numpy(self.scanner.probe(ip, port)), bool)
+        self.calibration = add_calibration(
+            self.calibration, calibration_counts(preds[schema.SCORE].to_numpy(), real_hit)
+        )
         targets = schema.pack_service(ip, port)
         chunk = chunk_ids(targets.size, PREDICTION_CHUNKS)
         n_chunks = int(chunk[-1]) + 1 if chunk.size else 0
@@ -261,15 +277,16 @@ class _Probing:
         return services_at(self.internet, found_keys)
 
     def scan_ranked(self, narrow: pd.DataFrame) -> pd.DataFrame:
-        """Scan narrowed rows (:func:`live_tail`), one event per ``rank``; the services found."""
+        """Scan narrowed rows (:func:`live_tail`) in rank order, in PREDICTION_CHUNKS events; the
+        services found."""
         t_found = self.scanner.scan(
             narrow[schema.NEEDED_P].to_numpy(), narrow[schema.PREFIX].to_numpy(), TAIL_LENGTH
         )
         t_keys = _keys(t_found)
-        # Narrowed rows are probed by value per probe (their costs differ), best first.
-        rank = narrow["rank"].to_numpy() - int(narrow["rank"].min())
-        costs = np.bincount(rank, weights=row_probes(narrow)).astype(np.int64)
-        self.run.add_many(t_keys, rank[_row_of(narrow, t_keys, TAIL_LENGTH)], costs)
+        narrow = narrow.sort_values("rank", kind="stable").reset_index(drop=True)
+        chunk = chunk_ids(len(narrow), PREDICTION_CHUNKS)
+        costs = np.bincount(chunk, weights=row_probes(narrow)).astype(np.int64)
+        self.run.add_many(t_keys, chunk[_row_of(narrow, t_keys, TAIL_LENGTH)], costs)
         self.known = _union(self.known, t_keys)
         self.live = _union(self.live, (t_keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
         rows = scanned_keys(narrow[schema.NEEDED_P].to_numpy(), narrow[schema.PREFIX].to_numpy(),
@@ -351,9 +368,8 @@ def run_improved(
         observed = state.probe(preds)
         progress(f"{options.name}: round {r}: {len(preds):,} predictions found {len(observed):,} services")
         if tiered and r == 1 and len(tail):
-            # The tail: the remaining rows, only in /24s found live so far, by value per probe; in
-            # parts, each followed by the predictions of what it found that score at least
-            # early_score (the others wait with the held-back ones).
+            # The tail: the remaining rows, only in /24s found live so far, by value; in parts, each
+            # followed by the predictions (new and held back) scoring at least the part's yield.
             narrow = live_tail(tail, state.live, length=TAIL_LENGTH)
             parts = options.tail_parts
             part = tail_parts(narrow, parts=parts)
@@ -362,13 +378,19 @@ def run_improved(
                 rows = narrow[part == k]
                 if len(rows) == 0:
                     continue
+                known_before = state.known
                 t_found = state.scan_ranked(rows)
                 tail_found += len(t_found)
                 observed = pd.concat([observed, t_found], ignore_index=True)
                 if k < parts - 1:
+                    # Predictions that beat what the part just scanned brought per probe are probed
+                    # before the next part (which will bring less); the others wait.
                     preds, pending = hold_back(
                         merge_held(ranked(observed), pending, known=state.known, scanned=state.scanned),
-                        min_score=options.early_score,
+                        min_score=release_score(
+                            state.calibration,
+                            part_yield(_keys(t_found), known_before, int(row_probes(rows).sum())),
+                        ),
                     )
                     observed = state.probe(preds)
             run.counts.update(tail_probes=int(row_probes(narrow).sum()), tail_found=tail_found)

@@ -4,7 +4,8 @@ Shards are ``parts/part-00000.parquet``, ... (``ip uint32, port uint16, score fl
 partition of the priors scan, written as they are made so the whole output never sits in memory;
 ``pyarrow.parquet.read_table("PRED/parts")`` (or DuckDB's ``'PRED/parts/*.parquet'``) reads them all.
 ``--export`` adds ``predictions.txt`` in a scanner's input format (improved mode's ``--min-score``
-also writes the predictions it held back, ``held.parquet``, for the next round):
+also writes the predictions it held back, ``held.parquet``, for the next round, and ``--after``
+the hit rates of the predictions probed so far, ``calibration.parquet``):
 
 - ``gps``: ``ip:port`` (what LZR took in 2022, and the reference's output);
 - ``lzr``: ``ip;port`` (newer LZR);
@@ -29,6 +30,7 @@ from gpsgpu.io.parquet import write_table
 EXPORT_FILE = "predictions.txt"
 SHARDS_DIR = "parts"
 HELD_FILE = "held.parquet"
+CALIBRATION_FILE = "calibration.parquet"
 SEPARATORS = {"gps": ":", "lzr": ";", "zgrab2": ",,,"}
 
 
@@ -81,20 +83,48 @@ class PredictionWriter:
         self.close()
 
 
-def read_targets(folder: str | Path, *, what: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """``ip uint32, port uint16`` of every prediction in a ``PRED/`` folder (shard order); ``what``
-    prefixes the error message (the flag that named the folder)."""
+def _read_shards(folder: str | Path, columns: list[str], what: str) -> list[pa.Table]:
     shards = Path(folder) / SHARDS_DIR
     if not shards.is_dir():
         raise InputError(
             f"{what}{folder}: no {SHARDS_DIR}/ folder; is this a folder written by 'gpsgpu predict'?"
         )
+    return [pq.read_table(f, columns=columns) for f in sorted(shards.glob("*.parquet"))]
+
+
+def read_targets(folder: str | Path, *, what: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """``ip uint32, port uint16`` of every prediction in a ``PRED/`` folder (shard order); ``what``
+    prefixes the error message (the flag that named the folder)."""
     ips, ports = [np.zeros(0, np.uint32)], [np.zeros(0, np.uint16)]
-    for f in sorted(shards.glob("*.parquet")):
-        t = pq.read_table(f, columns=[schema.IP, schema.PORT])
+    for t in _read_shards(folder, [schema.IP, schema.PORT], what):
         ips.append(np.asarray(t[schema.IP]).astype(np.uint32))
         ports.append(np.asarray(t[schema.PORT]).astype(np.uint16))
     return np.concatenate(ips), np.concatenate(ports)
+
+
+def read_scores(folder: str | Path, *, what: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Service keys (``ip << 16 | port``, uint64) and scores (float32) of every prediction in a
+    ``PRED/`` folder of an improved model (shard order)."""
+    keys, scores = [np.zeros(0, np.uint64)], [np.zeros(0, np.float32)]
+    for t in _read_shards(folder, [schema.IP, schema.PORT, schema.SCORE], what):
+        ip, port = np.asarray(t[schema.IP]).astype(np.uint32), np.asarray(t[schema.PORT]).astype(np.uint16)
+        keys.append(schema.pack_service(ip, port))
+        scores.append(np.asarray(t[schema.SCORE]).astype(np.float32))
+    return np.concatenate(keys), np.concatenate(scores)
+
+
+def write_calibration(table: pd.DataFrame, directory: str | Path) -> str:
+    """``PRED/calibration.parquet``: probes and hits per score band of every prediction probed before
+    this folder's (``predict --after``; :func:`gpsgpu.predict.ranked.calibration_counts`)."""
+    write_table(pa.Table.from_pandas(table.reset_index(drop=True), preserve_index=False),
+                Path(directory) / CALIBRATION_FILE)  # fmt: skip
+    return CALIBRATION_FILE
+
+
+def read_calibration(folder: str | Path) -> pd.DataFrame | None:
+    """A ``PRED/`` folder's calibration table (None when it has none)."""
+    path = Path(folder) / CALIBRATION_FILE
+    return pq.read_table(path).to_pandas() if path.is_file() else None
 
 
 def write_held(predictions: pd.DataFrame, directory: str | Path) -> str:

@@ -51,14 +51,24 @@ import pandas as pd
 
 from gpsgpu import schema
 from gpsgpu.backend import Backend, resolve, to_numpy
-from gpsgpu.config import LearnConfig, PredictConfig, as_dict
+from gpsgpu.config import MIN_SCORE_YIELD, LearnConfig, PredictConfig, as_dict
 from gpsgpu.errors import InputError, UsageError
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.model import HOST_RULES_FILE, Model
 from gpsgpu.io.parquet import read_table, write_table
-from gpsgpu.io.predictions import EXPORT_FILE, PredictionWriter, read_held, read_targets, write_held
+from gpsgpu.io.predictions import (
+    EXPORT_FILE,
+    PredictionWriter,
+    read_calibration,
+    read_held,
+    read_scores,
+    read_targets,
+    write_calibration,
+    write_held,
+)
 from gpsgpu.learn.ranked import learn_host_rules, learn_ranked_rules, real_hosts
+from gpsgpu.ops import cpu
 from gpsgpu.pipelines.engine_io import blocklist_for, read_scan
 from gpsgpu.plan.budget import (
     DEFAULT_HEAD_PATTERNS,
@@ -66,10 +76,21 @@ from gpsgpu.plan.budget import (
     cut_budget,
     live_tail,
     rank_plan_rows,
+    row_probes,
     split_head,
     tail_parts,
 )
-from gpsgpu.predict.ranked import hold_back, known_keys, merge_held, rank_predictions, scanned_keys
+from gpsgpu.predict.ranked import (
+    add_calibration,
+    calibration_counts,
+    hold_back,
+    known_keys,
+    merge_held,
+    part_yield,
+    rank_predictions,
+    release_score,
+    scanned_keys,
+)
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +211,7 @@ def check_compatible_flags(config: PredictConfig) -> None:
         name
         for name, on in (
             ("--budget", config.budget is not None),
-            ("--min-score", config.min_score > 0),
+            ("--min-score", config.min_score != 0),
             ("--rounds", config.rounds > 1),
             ("--found", bool(config.found)),
             ("--after", bool(config.after)),
@@ -210,6 +231,17 @@ def check_compatible_flags(config: PredictConfig) -> None:
 def _previous_targets(folders: tuple[str, ...]) -> np.ndarray:
     parts = [schema.pack_service(*read_targets(folder, what="--after ")) for folder in folders]
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
+
+
+def _calibration(folders: tuple[str, ...], found: np.ndarray) -> pd.DataFrame:
+    """Hit rates per score band of every prediction probed so far: the last ``--after`` folder's
+    table plus its own predictions, hit where the priors scan (what probing them found) holds them."""
+    if not folders:
+        return add_calibration()
+    keys, scores = read_scores(folders[-1], what="--after ")
+    return add_calibration(
+        read_calibration(folders[-1]), calibration_counts(scores, cpu.sorted_isin(keys, found))
+    )
 
 
 def _held(folders: tuple[str, ...]) -> pd.DataFrame | None:
@@ -262,6 +294,16 @@ def run_predict_improved(
             rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy(), rows[schema.LENGTH].to_numpy()
         )
         frames = [o.to_pandas() if hasattr(o, "to_pandas") else o for o in observed]
+        calibration = _calibration(config.after, known_keys(frames[0]))
+        min_score = config.min_score
+        if min_score == MIN_SCORE_YIELD:
+            # The last tail part's yield: what its scan (the last --found) brought that was not known
+            # before it, over its probes (the last --scanned plan's rows); the predictions expected to
+            # beat it, by what probing the earlier ones found.
+            before = np.union1d(known_keys(model.seed, *frames[:-1]), previous)
+            part = part_yield(known_keys(frames[-1]), before, int(row_probes(extra[-1]).sum()))
+            min_score = release_score(calibration, part)
+        min_score = float(min_score)
         known = np.union1d(known_keys(model.seed, *frames), previous)
         current = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         scanner = None
@@ -285,7 +327,7 @@ def run_predict_improved(
                 combine=config.combine, preset=preset, host_rules=model.host_rules, skip_hosts=seed_hosts,
             )  # fmt: skip
             merged = merge_held(preds, held, known=known, scanned=scanned)
-            preds, held = hold_back(merged, min_score=config.min_score)
+            preds, held = hold_back(merged, min_score=min_score)
             if budget is not None:
                 preds = preds.iloc[: max(int(budget), 0)].reset_index(drop=True)
             preds[schema.ROUND] = np.full(len(preds), r, np.uint16)
@@ -310,7 +352,8 @@ def run_predict_improved(
     with atomic_dir(output) as tmp:
         with PredictionWriter(tmp, export=config.export) as writer:
             writer.write(predictions)
-        held_file = write_held(held, tmp) if config.min_score > 0 and held is not None else None
+        held_file = write_held(held, tmp) if min_score > 0 and held is not None else None
+        calibration_file = write_calibration(calibration, tmp) if len(calibration) else None
         counts = {
             "n_priors_services": len(scan),
             "n_found_services": int(sum(len(f) for f in frames[1:])),
@@ -320,6 +363,7 @@ def run_predict_improved(
             "n_rounds": len(rounds),
             "n_predictions_per_round": [len(p) for p in rounds],
             "n_held_back": len(held) if held is not None else 0,
+            "min_score": min_score,
         }
         metadata = build_metadata(
             command="predict",
@@ -334,6 +378,7 @@ def run_predict_improved(
                     "shards": writer.n_shards,
                     "export": EXPORT_FILE if config.export else None,
                     "held": held_file,
+                    "calibration": calibration_file,
                 },
             },
         )

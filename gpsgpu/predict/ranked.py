@@ -242,6 +242,83 @@ def hold_back(preds: pd.DataFrame, /, *, min_score: float) -> tuple[pd.DataFrame
     return preds[keep].reset_index(drop=True), preds[~keep].reset_index(drop=True)
 
 
+def part_yield(found: np.ndarray, known: np.ndarray, probes: int) -> float:
+    """New services per probe of a scan: its ``found`` service keys not in ``known`` (sorted keys
+    known before it), over its ``probes``.
+
+    After each part of a live tail, the held-back predictions scoring at least this are probed
+    before the next part (``predict --min-score yield``): the tail's parts bring less and less per
+    probe, so a prediction that beats the last part beats the next one too.
+    """
+    new = cpu.unique_sorted(np.asarray(found, np.uint64))
+    new = new[~cpu.sorted_isin(new, np.asarray(known, np.uint64))]
+    return float(new.size) / max(int(probes), 1)
+
+
+#: Score bands per decade of the online calibration (:func:`calibration_counts`).
+BANDS_PER_DECADE = 4
+#: A band is calibrated by its own hit rate once this many of its predictions have been probed.
+MIN_BAND_PROBES = 1000
+#: Columns of a calibration table: band, probes, hits, sum of scores.
+CALIBRATION_COLUMNS = ("band", "probes", "hits", "score_sum")
+
+
+def calibration_counts(scores: np.ndarray, hit: np.ndarray) -> pd.DataFrame:
+    """Probes, hits and summed scores of probed predictions, per score band (quarter decades).
+
+    Counts add up (:func:`add_calibration`), so what each round probed is added to what the rounds
+    before it probed.
+    """
+    score = np.asarray(scores, np.float64)
+    band = np.floor(BANDS_PER_DECADE * np.log10(np.maximum(score, 1e-12))).astype(np.int64)
+    frame = pd.DataFrame(
+        {"band": band, "probes": 1, "hits": np.asarray(hit, bool).astype(np.int64), "score_sum": score}
+    )
+    return frame.groupby("band", as_index=False).sum().astype({"probes": np.int64, "hits": np.int64})
+
+
+def add_calibration(*tables: pd.DataFrame | None) -> pd.DataFrame:
+    """The sum of calibration tables (None or empty ones count as nothing)."""
+    parts = [t for t in tables if t is not None and len(t)]
+    if not parts:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=np.float64 if c == "score_sum" else np.int64) for c in CALIBRATION_COLUMNS}
+        )
+    return pd.concat(parts, ignore_index=True).groupby("band", as_index=False).sum()
+
+
+def release_score(calibration: pd.DataFrame | None, target_rate: float) -> float:
+    """The lowest score whose predictions are expected to hit at least ``target_rate`` of the time.
+
+    Scores rank predictions well but their scale is off by a factor that differs from one Internet
+    to another (on the simulated ones, predictions scoring 0.002 hit 0.0003 to 0.0009 of the time),
+    so the expected hit rate is what probing found: per score band (a quarter decade) of every
+    prediction probed so far, made non-increasing towards low scores (pool adjacent violators,
+    weighted by probes). Bands with fewer than MIN_BAND_PROBES probes are left out; below the lowest
+    calibrated band, a score's rate is the score times that band's hits per unit of score; with
+    no calibrated band at all, the score itself.
+    """
+    if calibration is None or len(calibration) == 0:
+        return float(target_rate)
+    table = calibration[calibration["probes"] >= MIN_BAND_PROBES].sort_values("band", ascending=False)
+    if len(table) == 0:
+        return float(target_rate)
+    # Pool adjacent violators, from the highest band down: a block's rate never rises below it.
+    blocks: list[list[float]] = []  # [hits, probes, highest band, lowest band]
+    for band, probes, hits in zip(table["band"], table["probes"], table["hits"], strict=True):
+        blocks.append([float(hits), float(probes), float(band), float(band)])
+        while len(blocks) > 1 and blocks[-1][0] / blocks[-1][1] > blocks[-2][0] / blocks[-2][1]:
+            h, n, _, low = blocks.pop()
+            blocks[-1] = [blocks[-1][0] + h, blocks[-1][1] + n, blocks[-1][2], low]
+    for hits, probes, high, _ in blocks:
+        if hits / probes < target_rate:
+            return float(10 ** ((high + 1) / BANDS_PER_DECADE))  # the block's upper edge
+    lowest = table.iloc[-1]
+    edge = 10 ** (float(lowest["band"]) / BANDS_PER_DECADE)
+    per_score = float(lowest["hits"]) / max(float(lowest["score_sum"]), 1e-300)
+    return float(min(edge, target_rate / per_score)) if per_score > 0 else float(edge)
+
+
 def merge_held(
     preds: pd.DataFrame,
     held: pd.DataFrame | None,
@@ -285,6 +362,8 @@ def known_keys(*frames: Any) -> np.ndarray:
 
 __all__ = [
     "COMBINE_CHOICES",
+    "add_calibration",
+    "calibration_counts",
     "candidate_predictions",
     "combine_scores",
     "empty_predictions",
@@ -292,7 +371,9 @@ __all__ = [
     "in_scanned",
     "known_keys",
     "merge_held",
+    "part_yield",
     "rank_predictions",
+    "release_score",
     "scanned_keys",
 ]
 
