@@ -23,8 +23,8 @@ rules name: the rows with ``score >= DEFAULT_MIN_AS_ROW_SCORE`` join the plan ev
 nothing (valued ``mu``), and every row's seed count ``n`` becomes the posterior mean of a Poisson
 rate with a Gamma(``k``, ``k / mu``) prior, ``(n + k) / (1 + k / mu)`` (``k = DEFAULT_SHRINK``): one
 seed service in a network whose AS rarely runs the port is worth less than one where it commonly
-does. In development runs on the 5e5- and 2e5-host simulated Internets (with an adaptive
-mini-round threshold that was not kept) these two added about one point of services at compatible
+does. In development runs on the 5e5- and 2e5-host simulated Internets (with an earlier,
+uncalibrated release threshold) these two added about one point of services at compatible
 mode's probe count (87.9 -> 89.0%, 89.1 -> 90.1%).
 
 **Live tails.** A row of low value scans mostly empty space. Once the best rows have been scanned,
