@@ -14,9 +14,10 @@ checking the simulated Internet) and becomes a coverage-vs-probes :class:`Curve`
 - **+ rounds**: probing in rounds: GPS's rows with at least 3 patterns (the head) are scanned whole;
   the predictions scoring at least 0.003 are probed; the other rows (the tail) are narrowed to the
   /24s found live so far, each valued by its share of its row's live addresses, and scanned by that
-  value in 16 parts of equal probes, each followed
-  by the predictions (new and held back) that score at least the new services per probe the part
-  brought (:func:`gpsgpu.predict.ranked.part_yield`); then the held-back predictions and two more
+  value in 16 parts of equal probes. After each part come the predictions (new and held back) whose
+  expected hit rate beats the new services per probe the part brought: the rate of a score is what
+  probing the predictions so far found in its score band (:func:`gpsgpu.predict.ranked.part_yield`,
+  :func:`~gpsgpu.predict.ranked.release_score`). Then the held-back predictions and two more
   rounds. The services each round finds are observations for the next round's predictions.
 - **+ host rules**: what a live host of each AS runs (:func:`gpsgpu.learn.ranked.learn_host_rules`):
   every host found predicts its AS's ports (a target a service rule names too keeps the higher
@@ -369,7 +370,7 @@ def run_improved(
         progress(f"{options.name}: round {r}: {len(preds):,} predictions found {len(observed):,} services")
         if tiered and r == 1 and len(tail):
             # The tail: the remaining rows, only in /24s found live so far, by value; in parts, each
-            # followed by the predictions (new and held back) scoring at least the part's yield.
+            # followed by the predictions (new and held back) expected to beat the part's yield.
             narrow = live_tail(tail, state.live, length=TAIL_LENGTH)
             parts = options.tail_parts
             part = tail_parts(narrow, parts=parts)
@@ -383,8 +384,9 @@ def run_improved(
                 tail_found += len(t_found)
                 observed = pd.concat([observed, t_found], ignore_index=True)
                 if k < parts - 1:
-                    # Predictions that beat what the part just scanned brought per probe are probed
-                    # before the next part (which will bring less); the others wait.
+                    # Predictions expected (by the hit rates probing found so far) to beat what the
+                    # part just scanned brought per probe go before the next part, which will bring
+                    # less; the others wait.
                     preds, pending = hold_back(
                         merge_held(ranked(observed), pending, known=state.known, scanned=state.scanned),
                         min_score=release_score(
