@@ -38,10 +38,11 @@ of the probes. This is a second planning round fed by the first round's findings
 :func:`live_tail` narrows every other row (the **tail**) to the /24s found live, values each /24 by
 its share of the row's live addresses and orders them by that value, and :func:`tail_parts` cuts
 it into parts of equal probes. After each part, the predictions (of what it found, and those held
-back so far) that score at least the part's yield, the new services per probe it brought
-(:func:`gpsgpu.predict.ranked.part_yield`, ``predict --min-score yield``), are probed before the
-next part: the parts bring less and less per probe, and the services a part finds are worth most on
-the hosts it finds.
+back so far) expected to hit at least as often as the part's yield, the new services per probe it
+brought (:func:`gpsgpu.predict.ranked.part_yield`; the expected hit rate of a score from what
+probing found, :func:`~gpsgpu.predict.ranked.release_score`; ``predict --min-score yield``), are
+probed before the next part: the parts bring less and less per probe, and the services a part
+finds are worth most on the hosts it finds.
 """
 
 from __future__ import annotations

@@ -292,7 +292,7 @@ def release_score(calibration: pd.DataFrame | None, target_rate: float) -> float
     """The lowest score whose predictions are expected to hit at least ``target_rate`` of the time.
 
     Scores rank predictions well but their scale is off by a factor that differs from one Internet
-    to another (on the simulated ones, predictions scoring 0.002 hit 0.0003 to 0.0009 of the time),
+    to another (on the simulated ones, predictions scoring 0.002 to 0.003 hit 0.00026 to 0.00078 of the time),
     so the expected hit rate is what probing found: per score band (a quarter decade) of every
     prediction probed so far, made non-increasing towards low scores (pool adjacent violators,
     weighted by probes). Bands with fewer than MIN_BAND_PROBES probes are left out; below the lowest
