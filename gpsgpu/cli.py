@@ -490,17 +490,23 @@ def plan(
         str | None,
         typer.Option(
             "--stage",
-            help="improved: all (default), head (GPS's rows of >= 3 patterns), tail (the rest, live /24s)",
+            help="improved: all (default); head (GPS's rows of >= 3 patterns; with --part K/N, the "
+            "part's rows to scan whole); head-live (the part's other rows, in live /24s); tail (the rest, "
+            "in live /24s)",
         ),
     ] = None,
     live: Annotated[
         list[str] | None,
-        typer.Option("--live", help="improved, --stage tail: services found so far (any ingest format)"),
+        typer.Option(
+            "--live", help="improved, --stage head-live/tail: services found so far (any ingest format)"
+        ),
     ] = None,
     part: Annotated[
         str | None,
         typer.Option(
-            "--part", help="improved, --stage tail: K/N, the K-th of N equal parts of the tail by probes"
+            "--part",
+            help="improved, --stage head/head-live/tail: K/N, the K-th of N parts of the head (equal rows) "
+            "or of the tail (equal probes)",
         ),
     ] = None,
     config: ConfigOpt = None,

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from gpsgpu.errors import UsageError
 
 #: ``gpsgpu plan --stage`` (the same as :data:`gpsgpu.plan.budget.STAGES`, which a test checks).
-PLAN_STAGES = ("all", "head", "tail")
+PLAN_STAGES = ("all", "head", "head-live", "tail")
 
 T = TypeVar("T")
 
@@ -229,11 +229,12 @@ class PlanConfig:
     rate: int = DEFAULT_ZMAP_RATE
     zmap: str = "zmap"
     budget: int | None = None  # probes: keep the best rows within it
-    # Improved models only: all rows, the head (GPS's rows with >= 3 patterns) or the tail narrowed
-    # to the /24s where the --live scans found hosts (gpsgpu.plan.budget), or one --part K/N of it.
+    # Improved models only: all rows; the head (GPS's rows with >= 3 patterns), or of its --part K/N
+    # the rows to scan whole (head) and the rows narrowed to the /24s the --live scans found
+    # (head-live); the tail narrowed likewise, or one --part K/N of it (gpsgpu.plan.budget).
     stage: str = "all"
     live: tuple[str, ...] = ()  # services found so far (the seed's hosts count as live too)
-    part: str | None = None  # K/N: the K-th of N parts of the tail (by probes, best rows first)
+    part: str | None = None  # K/N: the K-th of N parts of the head (by rows) or the tail (by probes)
 
     def __post_init__(self) -> None:
         _check_step(self.step)
@@ -241,19 +242,25 @@ class PlanConfig:
         _check_budget(self.budget)
         if self.stage not in PLAN_STAGES:
             raise UsageError(f"--stage must be one of {', '.join(PLAN_STAGES)}, not {self.stage!r}")
-        if self.stage == "tail" and not self.live:
-            raise UsageError("--stage tail needs --live FOUND (the services your scans found so far)")
-        if self.live and self.stage != "tail":
-            raise UsageError("--live narrows the tail: give it with --stage tail")
+        if self.stage in ("tail", "head-live") and not self.live:
+            raise UsageError(
+                f"--stage {self.stage} needs --live FOUND (the services your scans found so far)"
+            )
+        if self.live and self.stage not in ("tail", "head-live"):
+            raise UsageError("--live narrows rows to live /24s: give it with --stage head-live or tail")
+        if self.stage == "head-live" and self.part is None:
+            raise UsageError("--stage head-live needs --part K/N (the head part whose rows to narrow)")
         if self.part is not None:
-            if self.stage != "tail":
-                raise UsageError("--part splits the tail: give it with --stage tail")
-            self.tail_part  # noqa: B018 (checks the value)
+            if self.stage not in ("head", "head-live", "tail"):
+                raise UsageError(
+                    "--part splits the head or the tail: give it with --stage head, head-live or tail"
+                )
+            self.stage_part  # noqa: B018 (checks the value)
         if self.rate <= 0:
             raise UsageError(f"--rate must be positive, not {self.rate}")
 
     @property
-    def tail_part(self) -> tuple[int, int] | None:
+    def stage_part(self) -> tuple[int, int] | None:
         """``--part K/N`` as ``(K, N)`` (1-based K), or None."""
         if self.part is None:
             return None

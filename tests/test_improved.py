@@ -17,6 +17,7 @@ from gpsgpu.learn.ranked import ANY_ASN, learn_host_rules, learn_ranked_rules, r
 from gpsgpu.plan import plan_priors
 from gpsgpu.plan.budget import (
     cut_budget,
+    head_part,
     live_rows,
     live_tail,
     network_rows,
@@ -206,6 +207,42 @@ def test_live_rows_narrow_to_live_24s() -> None:
         rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy(), rows[schema.LENGTH].to_numpy()
     )
     assert list(scanned) == [24]
+
+
+def test_head_parts_scan_a_network_whole_once_then_its_live_24s() -> None:
+    # Six head rows on three networks, in head order; parts of two rows each.
+    nets = np.array([0x0A000000, 0x0B000000, 0x0A000000, 0x0C000000, 0x0B000000, 0x0C000000], np.uint32)
+    head = pd.DataFrame(
+        {
+            schema.NEEDED_P: np.array([80, 80, 443, 22, 22, 443], np.uint16),
+            schema.PREFIX: nets,
+            schema.VALUE: np.arange(6.0, 0.0, -1.0),
+            schema.LENGTH: np.full(6, 16),
+        }
+    )
+    parts = [head_part(head, part=k, parts=3, sweeps=1) for k in range(3)]
+    whole = [w[schema.NEEDED_P].tolist() for w, _ in parts]
+    swept = [s[schema.NEEDED_P].tolist() for _, s in parts]
+    # Part 0 has no earlier part: all whole. 10.0/16 was scanned in part 0, 12.0/16 first in part 1.
+    assert whole == [[80, 80], [22], []] and swept == [[], [443], [22, 443]]
+    assert sum(len(w) + len(s) for w, s in parts) == len(head)
+    # With two sweeps, a network needs two rows in earlier parts: no network has them here...
+    two = [head_part(head, part=k, parts=3, sweeps=2) for k in range(3)]
+    assert [s[schema.NEEDED_P].tolist() for _, s in two] == [[], [], []]
+    assert [w[schema.NEEDED_P].tolist() for w, _ in two] == [[80, 80], [443, 22], [22, 443]]
+    # ... and a third row of 10.0/16 after its two is narrowed.
+    longer = pd.concat([head.iloc[[0, 2]], head.iloc[[0]].assign(**{schema.NEEDED_P: np.uint16(21)})])
+    assert head_part(longer, part=2, parts=3, sweeps=2)[1][schema.NEEDED_P].tolist() == [21]
+    # Swept rows keep head order and are narrowed to the live /24s only.
+    narrow = live_rows(parts[1][1], np.array([0x0A000105, 0x0A002001, 0x0C000001], np.uint32))
+    assert narrow[schema.PREFIX].tolist() == [0x0A000100, 0x0A002000]
+    assert (narrow[schema.LENGTH] == 24).all()
+    # One part: the whole head, whole (plan --stage head without --part).
+    everything, none = head_part(head, part=0, parts=1)
+    assert len(everything) == len(head) and none.empty
+    # Rows already /24 are never narrowed further.
+    small = head.assign(**{schema.LENGTH: np.full(6, 24)})
+    assert head_part(small, part=2, parts=3)[1].empty
 
 
 def test_host_rules_are_smoothed_shares_per_as() -> None:

@@ -1,4 +1,4 @@
-"""The ablation's improved schedule as CLI steps (plan --stage/--part, sim-scan, predict --min-score/--after).
+"""The ablation's improved schedule as CLI steps (plan --stage/--part/--live, sim-scan, predict --after).
 
 On one small simulated Internet, the workflow a user runs finds exactly the services the ablation's
 last configuration ("+ host rules") finds, with exactly its probes.
@@ -38,16 +38,23 @@ def test_stages_are_the_same_everywhere() -> None:
     assert PLAN_STAGES == STAGES
     with pytest.raises(UsageError, match="--live"):
         PlanConfig(stage="tail")
-    with pytest.raises(UsageError, match="--stage tail"):
+    with pytest.raises(UsageError, match="--stage head-live or tail"):
         PlanConfig(live=("found.parquet",))
     with pytest.raises(UsageError, match="--stage"):
         PlanConfig(stage="middle")
-    assert PlanConfig(stage="tail", live=("f",), part="2/16").tail_part == (2, 16)
+    assert PlanConfig(stage="tail", live=("f",), part="2/16").stage_part == (2, 16)
+    assert PlanConfig(stage="head", part="3/16").stage_part == (3, 16)
     for bad in ("0/4", "5/4", "x", "1/2/3"):
         with pytest.raises(UsageError, match="--part"):
             PlanConfig(stage="tail", live=("f",), part=bad)
-    with pytest.raises(UsageError, match="--stage tail"):
-        PlanConfig(stage="head", part="1/2")
+    with pytest.raises(UsageError, match="--stage head, head-live or tail"):
+        PlanConfig(part="1/2")
+    with pytest.raises(UsageError, match="--stage head-live needs --live"):
+        PlanConfig(stage="head-live", part="1/2")
+    with pytest.raises(UsageError, match="needs --part"):
+        PlanConfig(stage="head-live", live=("f",))
+    with pytest.raises(UsageError, match="head-live or tail"):
+        PlanConfig(stage="head", live=("f",))
     assert PredictConfig(min_score="0.25").min_score == 0.25
     assert PredictConfig(min_score="yield", found=("f",), scanned=("p",)).min_score == "yield"
     with pytest.raises(UsageError, match="needs --found"):
@@ -71,32 +78,47 @@ def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
         probes.append(int(run_sim_scan(net, what, out, backend="cpu")["counts"]["probes"]))
         return out
 
-    def predict(priors: Path, name: str, **flags: object) -> Path:
+    # 1. GPS's rows with >= 3 patterns in two parts: each part's rows whose network an earlier part
+    # covered, only in the /24s found live so far (none in part 1), then its other rows whole.
+    head_scans: list[Path] = []
+    for k in (1, 2):
+        if k > 1:
+            live = tuple(str(p) for p in head_scans)
+            run_plan(model, root / f"narrow{k}", PlanConfig(stage="head-live", part=f"{k}/2", live=live))
+            head_scans.append(sim_scan(root / f"narrow{k}", f"narrow{k}"))
+        run_plan(model, root / f"head{k}", PlanConfig(stage="head", part=f"{k}/2"))
+        head_scans.append(sim_scan(root / f"head{k}", f"head{k}"))
+    narrowed = pd.read_parquet(root / "narrow2" / "plan_rows.parquet")
+    assert len(narrowed) > 0 and (narrowed[schema.LENGTH] == 24).all()
+    run_plan(model, root / "narrow1", PlanConfig(stage="head-live", part="1/2", live=(str(head_scans[0]),)))
+    assert pd.read_parquet(root / "narrow1" / "plan_rows.parquet").empty  # no part before part 1
+
+    # No prediction is made inside a head row: --plan names the head, unsplit.
+    run_plan(model, root / "head", PlanConfig(stage="head"))
+
+    def predict(priors: list[Path], name: str, **flags: object) -> Path:
         config = PredictConfig(plan=str(root / "head"), backend="cpu", **flags)  # type: ignore[arg-type]
-        run_predict(model, [str(priors)], root / name, config)
+        run_predict(model, [str(p) for p in priors], root / name, config)
         return root / name
 
-    # 1. GPS's rows with >= 3 patterns, whole.
-    run_plan(model, root / "head", PlanConfig(stage="head"))
-    head = sim_scan(root / "head", "head")
     # 2. Round 1's predictions scoring >= 0.003; the rest are held back.
-    pred1 = predict(head, "pred1", min_score=DEFAULT_EARLY_SCORE)
+    pred1 = predict(head_scans, "pred1", min_score=DEFAULT_EARLY_SCORE)
     assert (pred1 / "held.parquet").is_file()
     found1 = sim_scan(pred1, "found1")
     # 3. The other rows, only in the /24s found live so far, by value per probe, in two parts; after
     # the first, the predictions of what it found scoring >= 0.003 (the backlog carried forward).
-    live = (str(head), str(found1))
+    live = (*(str(p) for p in head_scans), str(found1))
     run_plan(model, root / "tail1", PlanConfig(stage="tail", live=live, part="1/2"))
     meta = json.loads((root / "tail1" / "metadata.json").read_text())
     assert meta["params"]["step"] == 24 and (root / "tail1" / "priors_scan_24.csv").is_file()
     tail1 = sim_scan(root / "tail1", "tail1")
     after = (str(pred1),)
     scanned = (str(root / "tail1"),)
-    pred_m = predict(found1, "pred_m", found=(str(tail1),), after=after, scanned=scanned, min_score="yield")
+    pred_m = predict([found1], "pred_m", found=(str(tail1),), after=after, scanned=scanned, min_score="yield")
     # The part's yield: what its scan found that no earlier step had, over its probes; the score to
     # beat is the one whose predictions hit that often, by what probing round 1's found.
     tail1_rows = pd.read_parquet(root / "tail1" / "plan_rows.parquet")
-    earlier = np.concatenate([_keys(p) for p in (head, found1)] + [_keys(net / "seed.parquet")])
+    earlier = np.concatenate([_keys(p) for p in (*head_scans, found1)] + [_keys(net / "seed.parquet")])
     new = np.setdiff1d(_keys(tail1), earlier)
     round1 = pd.read_parquet(pred1 / "parts")
     probed = calibration_counts(
@@ -114,11 +136,11 @@ def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
     tail2 = sim_scan(root / "tail2", "tail2")
     # 4. Rounds 2 and 3: what was found is observed; earlier rounds are not predicted again.
     after, scanned = (*after, str(pred_m)), (*scanned, str(root / "tail2"))
-    pred2 = predict(found_m, "pred2", found=(str(tail2),), after=after, scanned=scanned)
+    pred2 = predict([found_m], "pred2", found=(str(tail2),), after=after, scanned=scanned)
     found2 = sim_scan(pred2, "found2")
-    pred3 = predict(found2, "pred3", after=(*after, str(pred2)), scanned=scanned)
+    pred3 = predict([found2], "pred3", after=(*after, str(pred2)), scanned=scanned)
     found3 = sim_scan(pred3, "found3")
-    parts = (head, found1, tail1, found_m, tail2, found2, found3)
+    parts = (*head_scans, found1, tail1, found_m, tail2, found2, found3)
     cli_found = np.unique(np.concatenate([_keys(p) for p in parts]))
     # The two parts are the whole tail, split by probes.
     run_plan(model, root / "tail24", PlanConfig(stage="tail", live=live))
@@ -133,24 +155,36 @@ def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
     options = ablation_steps()[-1]
     assert options.name == "+ host rules" and options.early_score == DEFAULT_EARLY_SCORE
     assert options.head_patterns == DEFAULT_HEAD_PATTERNS
-    options = dataclasses.replace(options, tail_parts=2)
+    options = dataclasses.replace(options, tail_parts=2, head_parts=2)
     run = run_improved(
         internet, SimScanner(internet, truth=truth), seed, options,
         step=16, hitrate=0.00001, seed_fraction=float(extra.get("seed_fraction", 0.01)),
     )  # fmt: skip
     ablation_found = np.unique(np.concatenate(run.found))
-    assert run.counts["head_rows"] == len(pd.read_parquet(root / "head" / "plan_rows.parquet"))
+    rows = pd.read_parquet(root / "head" / "plan_rows.parquet")
+    assert run.counts["head_rows"] == len(rows)
+
+    # The parts' whole rows are head rows; the narrowed rows come from the other head rows.
+    def row_keys(frame: pd.DataFrame, length: int) -> np.ndarray:
+        net = schema.prefix_of(frame[schema.PREFIX].to_numpy(np.uint32), length).astype(np.uint64)
+        return (frame[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | net
+
+    whole_rows = np.concatenate(
+        [row_keys(pd.read_parquet(root / f"head{k}" / "plan_rows.parquet"), 16) for k in (1, 2)]
+    )
+    head_keys = row_keys(rows, 16)
+    assert 0 < whole_rows.size < head_keys.size and np.isin(whole_rows, head_keys).all()
+    parents = np.unique(row_keys(narrowed, 16))
+    assert np.isin(parents, head_keys).all() and not np.isin(parents, whole_rows).any()
     assert ablation_found.size > 0
     np.testing.assert_array_equal(cli_found, ablation_found)
     assert sum(probes) == run.counts["probes"]
-    rows = pd.read_parquet(root / "head" / "plan_rows.parquet")
     assert (rows[schema.N_PATTERNS] >= DEFAULT_HEAD_PATTERNS).all() and split_head(rows)[1].empty
     tail_rows = pd.read_parquet(root / "tail24" / "plan_rows.parquet")
     assert (tail_rows[schema.LENGTH] == 24).all()
     # The tail's /24 rows never hold blocklisted space (cut as everywhere).
     first = (root / "tail24" / "priors_scan_24.csv").read_text().splitlines()[0].split(",")[1]
     (root / "block.txt").write_text(f"{first}\n")
-    live = (str(head), str(found1))
     run_plan(model, root / "cut", PlanConfig(stage="tail", live=live, blocklist=(str(root / "block.txt"),)))
     assert f",{first}" not in (root / "cut" / "priors_scan_24.csv").read_text()
 

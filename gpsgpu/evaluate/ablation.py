@@ -11,8 +11,10 @@ checking the simulated Internet) and becomes a coverage-vs-probes :class:`Curve`
 - **+ top-k**: ``top_k`` predictors per seed service, rules from two seed hosts, real hosts with
   more than 10 ports.
 - **+ extended features**: the ``extended`` feature preset.
-- **+ rounds**: probing in rounds: GPS's rows with at least 3 patterns (the head) are scanned whole;
-  the predictions scoring at least 0.003 are probed; the other rows (the tail) are narrowed to the
+- **+ rounds**: probing in rounds: GPS's rows with at least 3 patterns (the head) are scanned in
+  GPS's order in 16 parts, a row whole when no earlier part covered its network and otherwise only in
+  the network's /24s found live (:func:`gpsgpu.plan.budget.head_part`); the predictions scoring at
+  least 0.003 are probed; the other rows (the tail) are narrowed to the
   /24s found live so far, each valued by its share of its row's live addresses, and scanned by that
   value in 16 parts of equal probes. After each part come the predictions (new and held back) whose
   expected hit rate beats the new services per probe the part brought: the rate of a score is what
@@ -73,6 +75,7 @@ from gpsgpu.ops import cpu
 from gpsgpu.plan import plan_priors
 from gpsgpu.plan.budget import (
     DEFAULT_EARLY_SCORE,
+    DEFAULT_HEAD_PARTS,
     DEFAULT_HEAD_PATTERNS,
     DEFAULT_MIN_AS_ROW_SCORE,
     DEFAULT_PATTERN_WEIGHT,
@@ -80,6 +83,8 @@ from gpsgpu.plan.budget import (
     DEFAULT_TAIL_PARTS,
     TAIL_LENGTH,
     cut_budget,
+    head_part,
+    live_rows,
     live_tail,
     rank_plan_rows,
     row_probes,
@@ -135,6 +140,7 @@ class Options:
     min_host_score: float = DEFAULT_MIN_HOST_SCORE
     host_prior: float = DEFAULT_HOST_PRIOR_HOSTS
     tail_parts: int = DEFAULT_TAIL_PARTS
+    head_parts: int = DEFAULT_HEAD_PARTS
 
 
 def ablation_steps(*, top_k: int = DEFAULT_TOP_K, rounds: int = 3, preset: str = "extended") -> list[Options]:
@@ -277,23 +283,28 @@ class _Probing:
         self.live = _union(self.live, (found_keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
         return services_at(self.internet, found_keys)
 
+    def scan_rows(self, rows: pd.DataFrame, source: np.ndarray) -> pd.DataFrame:
+        """Scan rows of one length in order, one event per source row (``source``: ascending, one per
+        row, e.g. the head row a narrowed row came from); the services found."""
+        length = int(rows[schema.LENGTH].iloc[0]) if len(rows) else TAIL_LENGTH
+        found = self.scanner.scan(rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy(), length)
+        keys = _keys(found)
+        event = np.unique(source, return_inverse=True)[1] if source.size else source
+        costs = np.bincount(event, weights=self.scanner.row_probes(rows[schema.PREFIX].to_numpy(), length))
+        costs = costs.astype(np.int64)
+        self.run.add_many(keys, event[_row_of(rows, keys, length)] if keys.size else event[:0], costs)
+        self.known = _union(self.known, keys)
+        self.live = _union(self.live, (keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
+        ports, prefixes = rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy()
+        for size, done in scanned_keys(ports, prefixes, rows[schema.LENGTH].to_numpy()).items():
+            self.scanned[size] = _union(self.scanned.get(size, np.zeros(0, np.uint64)), done)
+        return self.internet.to_frame(found)
+
     def scan_ranked(self, narrow: pd.DataFrame) -> pd.DataFrame:
         """Scan narrowed rows (:func:`live_tail`) in rank order, in PREDICTION_CHUNKS events; the
         services found."""
-        t_found = self.scanner.scan(
-            narrow[schema.NEEDED_P].to_numpy(), narrow[schema.PREFIX].to_numpy(), TAIL_LENGTH
-        )
-        t_keys = _keys(t_found)
         narrow = narrow.sort_values("rank", kind="stable").reset_index(drop=True)
-        chunk = chunk_ids(len(narrow), PREDICTION_CHUNKS)
-        costs = np.bincount(chunk, weights=row_probes(narrow)).astype(np.int64)
-        self.run.add_many(t_keys, chunk[_row_of(narrow, t_keys, TAIL_LENGTH)], costs)
-        self.known = _union(self.known, t_keys)
-        self.live = _union(self.live, (t_keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
-        rows = scanned_keys(narrow[schema.NEEDED_P].to_numpy(), narrow[schema.PREFIX].to_numpy(),
-                            narrow[schema.LENGTH].to_numpy())[TAIL_LENGTH]  # fmt: skip
-        self.scanned[TAIL_LENGTH] = _union(self.scanned.get(TAIL_LENGTH, np.zeros(0, np.uint64)), rows)
-        return self.internet.to_frame(t_found)
+        return self.scan_rows(narrow, chunk_ids(len(narrow), PREDICTION_CHUNKS))
 
 
 def run_improved(
@@ -341,19 +352,23 @@ def run_improved(
 
     known = known_keys(seed)  # never predicted again: seed, found, probed
     live = np.asarray(seed[schema.IP], np.uint32)
-    # Head rows at /step.
-    found = scanner.scan(head[schema.NEEDED_P].to_numpy(), head[schema.PREFIX].to_numpy(), step)
-    keys = _keys(found)
-    run.add_many(keys, _row_of(head, keys, step), scanner.row_probes(head[schema.PREFIX].to_numpy(), step))
-    observed = internet.to_frame(found)
-    known = _union(known, keys)
-    live = _union(live, (keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
-    scanned = scanned_keys(
+    state = _Probing(run, internet, scanner, known, live, {})
+    # The head in parts: a row of a network an earlier part scanned only in the /24s found live.
+    head_parts = options.head_parts if tiered else 1
+    observed = []
+    for k in range(head_parts):
+        whole, swept = head_part(head, part=k, parts=head_parts)
+        narrow = live_rows(swept, state.live, length=TAIL_LENGTH)
+        observed.append(state.scan_rows(narrow, narrow["row"].to_numpy(np.int64)))
+        observed.append(state.scan_rows(whole, np.arange(len(whole))))
+    observed = pd.concat(observed, ignore_index=True)
+    # No prediction inside a head row (as ``predict --plan HEAD``): the /24s its part left out were
+    # dark when it was scanned, and on the simulated Internet none lights up later.
+    for size, done in scanned_keys(
         head[schema.NEEDED_P].to_numpy(), head[schema.PREFIX].to_numpy(), head[schema.LENGTH].to_numpy()
-    )
-    progress(f"{options.name}: {len(head):,} plan rows found {keys.size:,} services")
-
-    state = _Probing(run, internet, scanner, known, live, scanned)
+    ).items():
+        state.scanned[size] = _union(state.scanned.get(size, np.zeros(0, np.uint64)), done)
+    progress(f"{options.name}: {len(head):,} plan rows found {len(observed):,} services")
 
     def ranked(frame: Any) -> pd.DataFrame:
         return rank_predictions(

@@ -30,11 +30,13 @@ def read_scan(
     fmt: str = "auto",
     max_reject_rate: float | None = None,
     what: str = "input",
+    allow_empty: bool = False,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """A services frame from a services table (Parquet) or scan records of any supported format.
 
     Returns the frame (on ``backend``) and a description of the inputs for ``metadata.json``.
-    Raises :class:`InputError` when the input is unusable or holds no service.
+    Raises :class:`InputError` when the input is unusable or holds no service (unless
+    ``allow_empty``: a scan of a few /24s may find nothing).
     """
     if len(inputs) == 1 and fmt in ("auto", "services") and _is_parquet(inputs[0]):
         frame = read_services(inputs[0], backend)
@@ -54,7 +56,7 @@ def read_scan(
             )
         frame = result.frame
         described = result.inputs
-    if len(frame) == 0:
+    if len(frame) == 0 and not allow_empty:
         raise InputError(f"{what} {', '.join(inputs)}: no services in it")
     return frame, described
 

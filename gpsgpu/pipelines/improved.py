@@ -23,13 +23,18 @@
 - The ablation's improved schedule, step by step (:func:`staged_plan`; ``tests/test_improved_cli.py``
   checks that it finds exactly the ablation's services with exactly its probes):
 
-  1. ``plan MODEL -o HEAD --stage head``: GPS's rows with at least 3 patterns; scan them whole;
-  2. ``predict MODEL HEAD.parquet -o PRED1 --plan HEAD --min-score 0.003``; probe PRED1;
-  3. for K in 1..N (N = 16): ``plan MODEL -o TAILK --stage tail --part K/N --live HEAD.parquet
+  1. for K in 1..N (N = 16): ``plan MODEL -o NARROWK --stage head-live --part K/N --live
+     HEAD1.parquet ..`` (K > 1): the rows of the K-th of N parts of GPS's rows with at least 3
+     patterns whose network an earlier part covered, only in the /24s found live so far; scan it;
+     then ``plan MODEL -o HEADK --stage head --part K/N``: the part's other rows; scan them whole;
+  2. ``predict MODEL HEAD1.parquet NARROW2.parquet .. -o PRED1 --plan HEAD --min-score 0.003``
+     (``HEAD``: ``plan --stage head`` without ``--part``; predictions inside head rows are never
+     made); probe PRED1;
+  3. for K in 1..N (N = 16): ``plan MODEL -o TAILK --stage tail --part K/N --live HEAD1.parquet ..
      --live FOUND1.parquet``: the other rows (and those the host rules suggest), narrowed to the
      /24s where the seed or those scans found a host, by value per probe, the K-th of N parts of
      equal probes; scan it; unless K = N, ``predict MODEL PREV.parquet --found TAILK.parquet -o
-     PREDK' --plan HEAD --scanned TAIL1 .. --scanned TAILK --after PRED1 .. --min-score 0.003``
+     PREDK' --plan HEAD --scanned TAIL1 .. --scanned TAILK --after PRED1 .. --min-score yield``
      (PREV: what the previous predictions found) and probe it;
   4. the next round without ``--min-score`` (it takes the backlog held back so far), with the last
      tail part as ``--found`` and every prediction folder as ``--after``; probe; one more round
@@ -74,6 +79,8 @@ from gpsgpu.plan.budget import (
     DEFAULT_HEAD_PATTERNS,
     TAIL_LENGTH,
     cut_budget,
+    head_part,
+    live_rows,
     live_tail,
     rank_plan_rows,
     row_probes,
@@ -176,20 +183,28 @@ def staged_plan(
     live: tuple[str, ...],
     part: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
-    """``plan --stage head|tail``: the head rows, or the tail rows narrowed to the live /24s.
+    """``plan --stage head|head-live|tail``: head rows (of one part: to scan whole, or narrowed to the
+    live /24s), or the tail rows narrowed to the live /24s.
 
-    The schedule of the ablation's "+ rounds" (:mod:`gpsgpu.plan.budget`): scan the head, probe the
-    predictions scoring at least 0.003 (``predict --min-score``), then this tail, where the seed's
-    hosts and the ``live`` services (what the head scan and those predictions found) are live.
+    The schedule of the ablation's "+ rounds" (:mod:`gpsgpu.plan.budget`): scan the head part by
+    part, each part's rows whole where no earlier part covered their network (``head``) and then in
+    the /24s found live where one did (``head-live``); probe the predictions scoring at least 0.003
+    (``predict --min-score``); then the tail, where the seed's hosts and the ``live`` services (what
+    the head scan and those predictions found) are live.
     """
     head, tail = split_head(plan, head_patterns=DEFAULT_HEAD_PATTERNS)
     if stage == "head":
-        return head
+        return head if part is None else head_part(head, part=part[0] - 1, parts=part[1])[0]
     ips = [np.asarray(model.seed[schema.IP], np.uint32)]
     for path in live:
-        found, _ = read_scan([path], backend=Backend.CPU, what="--live")
+        found, _ = read_scan([path], backend=Backend.CPU, what="--live", allow_empty=True)
         ips.append(np.asarray(to_numpy(found[schema.IP]), np.uint32))
-    narrow = live_tail(tail, np.unique(np.concatenate(ips)), length=TAIL_LENGTH)
+    live_ips = np.unique(np.concatenate(ips))
+    if stage == "head-live":
+        assert part is not None  # PlanConfig checks it
+        swept = head_part(head, part=part[0] - 1, parts=part[1])[1]
+        return live_rows(swept, live_ips, length=TAIL_LENGTH).drop(columns="row")
+    narrow = live_tail(tail, live_ips, length=TAIL_LENGTH)
     if part is None:
         return narrow
     k, n = part
@@ -277,7 +292,7 @@ def run_predict_improved(
         )
         observed = [scan]
         for path in config.found:
-            found, _ = read_scan([path], backend=backend, what="--found")
+            found, _ = read_scan([path], backend=backend, what="--found", allow_empty=True)
             observed.append(found)
         previous = _previous_targets(config.after)
     with timings.step("predict"):

@@ -38,7 +38,7 @@ def run_plan(
     output = Path(output)
     timings = Timings()
     with timings.step("read"):
-        model = read_model(model_dir, rules=False, seed=config.stage == "tail")
+        model = read_model(model_dir, rules=False, seed=config.stage in ("tail", "head-live"))
         blocklist = blocklist_for(config.blocklist)
     step = config.step if config.step is not None else int(model.params["step"])
     hitrate = config.hitrate if config.hitrate is not None else float(model.params["hitrate"])
@@ -55,8 +55,8 @@ def run_plan(
         else:
             plan = plan_priors(model.patterns, step=step, hitrate=hitrate)
         if config.stage != "all":
-            plan = staged_plan(plan, config.stage, model=model, live=config.live, part=config.tail_part)
-        row_step = TAIL_LENGTH if config.stage == "tail" else step
+            plan = staged_plan(plan, config.stage, model=model, live=config.live, part=config.stage_part)
+        row_step = TAIL_LENGTH if config.stage in ("tail", "head-live") else step
         plan = cut_plan(plan, config.budget)
         cut = cut_blocklisted(plan, step=row_step, blocklist=blocklist)
     size = probes_per_row(row_step)
