@@ -78,8 +78,8 @@ def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
         probes.append(int(run_sim_scan(net, what, out, backend="cpu")["counts"]["probes"]))
         return out
 
-    # 1. GPS's rows with >= 3 patterns in two parts: each part's rows whose network an earlier part
-    # covered, only in the /24s found live so far (none in part 1), then its other rows whole.
+    # 1. GPS's rows with >= 3 patterns in two parts: each part's rows whose network earlier parts
+    # scanned on two ports, only in the /24s found live so far (none in part 1), then the others whole.
     head_scans: list[Path] = []
     for k in (1, 2):
         if k > 1:

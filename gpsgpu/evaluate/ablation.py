@@ -12,9 +12,9 @@ checking the simulated Internet) and becomes a coverage-vs-probes :class:`Curve`
   more than 10 ports.
 - **+ extended features**: the ``extended`` feature preset.
 - **+ rounds**: probing in rounds: GPS's rows with at least 3 patterns (the head) are scanned in
-  GPS's order in 16 parts, a row whole when no earlier part covered its network and otherwise only in
-  the network's /24s found live (:func:`gpsgpu.plan.budget.head_part`); the predictions scoring at
-  least 0.003 are probed; the other rows (the tail) are narrowed to the
+  GPS's order in 16 parts, a row whole unless earlier parts scanned its network on two ports, and
+  then only in the network's /24s found live (:func:`gpsgpu.plan.budget.head_part`); the
+  predictions scoring at least 0.003 are probed; the other rows (the tail) are narrowed to the
   /24s found live so far, each valued by its share of its row's live addresses, and scanned by that
   value in 16 parts of equal probes. After each part come the predictions (new and held back) whose
   expected hit rate beats the new services per probe the part brought: the rate of a score is what

@@ -25,7 +25,8 @@
 
   1. for K in 1..N (N = 16): ``plan MODEL -o NARROWK --stage head-live --part K/N --live
      HEAD1.parquet ..`` (K > 1): the rows of the K-th of N parts of GPS's rows with at least 3
-     patterns whose network an earlier part covered, only in the /24s found live so far; scan it;
+     patterns whose network earlier parts scanned on 2 ports, only in the /24s found live so far;
+     scan it;
      then ``plan MODEL -o HEADK --stage head --part K/N``: the part's other rows; scan them whole;
   2. ``predict MODEL HEAD1.parquet NARROW2.parquet .. -o PRED1 --plan HEAD --min-score 0.003``
      (``HEAD``: ``plan --stage head`` without ``--part``; predictions inside head rows are never
@@ -187,8 +188,8 @@ def staged_plan(
     live /24s), or the tail rows narrowed to the live /24s.
 
     The schedule of the ablation's "+ rounds" (:mod:`gpsgpu.plan.budget`): scan the head part by
-    part, each part's rows whole where no earlier part covered their network (``head``) and then in
-    the /24s found live where one did (``head-live``); probe the predictions scoring at least 0.003
+    part, each part's rows only in the /24s found live where earlier parts scanned their network on
+    two ports (``head-live``), the others whole (``head``); probe the predictions scoring at least 0.003
     (``predict --min-score``); then the tail, where the seed's hosts and the ``live`` services (what
     the head scan and those predictions found) are live.
     """
