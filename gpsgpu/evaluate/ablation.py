@@ -353,7 +353,8 @@ def run_improved(
     known = known_keys(seed)  # never predicted again: seed, found, probed
     live = np.asarray(seed[schema.IP], np.uint32)
     state = _Probing(run, internet, scanner, known, live, {})
-    # The head in parts: a row of a network an earlier part scanned only in the /24s found live.
+    # The head in parts: a row whose network earlier parts scanned on two ports only in its live /24s
+    # (first), the part's other rows whole.
     head_parts = options.head_parts if tiered else 1
     observed = []
     for k in range(head_parts):
