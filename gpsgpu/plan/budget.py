@@ -37,9 +37,9 @@ of the probes. This is a second planning round fed by the first round's findings
 patterns (the **head**, scanned first, in GPS's order, in parts: :func:`head_part` scans a row
 whole until earlier parts have scanned its network on two ports, and only in its live /24s after
 that); after the head and the first predictions have been probed, :func:`live_tail` narrows every
-other row (the **tail**) to the /24s found live, values each /24 by its share of the row's live addresses and
-orders them by that value, and :func:`tail_parts` cuts it into parts of equal probes. After each
-part, the predictions (of what it found, and those held back so far) expected to hit at least as
+other row (the **tail**) to the /24s found live, values each /24 by its share of the row's live
+addresses and orders them by that value, and :func:`tail_parts` cuts it into parts of equal probes.
+After each part, the predictions (of what it found, and those held back so far) expected to hit at least as
 often as the part's yield, the new services per probe it brought
 (:func:`gpsgpu.predict.ranked.part_yield`; the expected hit rate of a score from what probing found,
 :func:`~gpsgpu.predict.ranked.release_score`; ``predict --min-score yield``), are probed before the
