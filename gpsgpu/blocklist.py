@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gpsgpu.backend import xp_of
+from gpsgpu.backend import to_numpy, xp_of
 
 #: The IANA IPv4 special-purpose registry (RFC 6890 and successors) plus multicast and the limited
 #: broadcast address: the same space ZMap's shipped ``conf/blocklist.conf`` excludes.
@@ -120,6 +120,12 @@ class Blocklist:
             ends.append(int(net.broadcast_address))
         merged = cls._from_intervals(np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64))
         return cls(merged.starts, merged.ends, n_ipv6)
+
+    @classmethod
+    def from_addresses(cls, ips: Any) -> Blocklist:
+        """Single addresses (uint32, any order, repeats allowed), merged into ranges."""
+        ips = np.asarray(to_numpy(ips), dtype=np.int64)
+        return cls._from_intervals(ips, ips)
 
     @classmethod
     def _from_intervals(cls, starts: np.ndarray, ends: np.ndarray) -> Blocklist:

@@ -509,6 +509,16 @@ def plan(
             "or of the tail (equal probes)",
         ),
     ] = None,
+    scanned: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scanned", help="improved, --stage tail --part K/N: the K-1 earlier tail parts (PLAN/)"
+        ),
+    ] = None,
+    found: Annotated[
+        list[str] | None,
+        typer.Option("--found", help="improved, with --scanned: what scanning those tail parts found"),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Phase 1b: the (port, prefix) priors scan plan, its probe count and ZMap allowlists."""
@@ -529,6 +539,8 @@ def plan(
             "stage": stage,
             "live": tuple(live) if live else None,
             "part": part,
+            "scanned": tuple(scanned) if scanned else None,
+            "found": tuple(found) if found else None,
         },
     )
     run_plan(model, output, cfg)

@@ -235,6 +235,10 @@ class PlanConfig:
     stage: str = "all"
     live: tuple[str, ...] = ()  # services found so far (the seed's hosts count as live too)
     part: str | None = None  # K/N: the K-th of N parts of the head (by rows) or the tail (by probes)
+    # --stage tail --part K/N with K > 1: the K-1 earlier tail parts (PLAN/ folders) and what scanning
+    # them found; the rows left are re-ranked by it (gpsgpu.plan.budget.next_tail_part).
+    scanned: tuple[str, ...] = ()
+    found: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_step(self.step)
@@ -256,6 +260,19 @@ class PlanConfig:
                     "--part splits the head or the tail: give it with --stage head, head-live or tail"
                 )
             self.stage_part  # noqa: B018 (checks the value)
+        if (self.scanned or self.found) and not (self.stage == "tail" and self.part is not None):
+            raise UsageError(
+                "--scanned and --found name earlier tail parts: give them with --stage tail --part K/N"
+            )
+        if self.stage == "tail" and self.stage_part is not None:
+            k = self.stage_part[0]
+            if len(self.scanned) != k - 1:
+                raise UsageError(
+                    f"--stage tail --part {self.part} needs the {k - 1} earlier tail parts as --scanned "
+                    f"PLAN/ folders (got {len(self.scanned)})"
+                )
+            if k > 1 and not self.found:
+                raise UsageError("--scanned tail parts need --found: what scanning them found")
         if self.rate <= 0:
             raise UsageError(f"--rate must be positive, not {self.rate}")
 

@@ -203,6 +203,8 @@ N_RULES = "n_rules"
 ROUND = "round"
 LENGTH = "length"
 VALUE = "value"
+#: Probes a plan row costs where it is not its whole prefix (a tail /24 skips its known live hosts).
+PROBES = "probes"
 
 #: A pair key of the learn kernels: ``fid << 32 | p1 << 16 | p2`` (uint64).
 PAIR_FID_SHIFT = 32

@@ -122,3 +122,10 @@ def test_overlapping_and_adjacent_ranges_merge() -> None:
     blocklist = Blocklist.from_cidrs(["10.0.0.0/9", "10.128.0.0/9", "10.0.0.0/16", "11.0.0.0/8"])
     assert len(blocklist) == 1 and blocklist.n_addresses == 2 * 2**24
     assert blocklist.to_lines() == ["10.0.0.0/7"]
+
+
+def test_from_addresses_merges_single_addresses() -> None:
+    blocklist = Blocklist.from_addresses(np.array([5, 3, 4, 10, 10], np.uint32))
+    assert blocklist.starts.tolist() == [3, 10] and blocklist.ends.tolist() == [5, 10]
+    assert blocklist.to_lines() == ["0.0.0.3/32", "0.0.0.4/31", "0.0.0.10/32"]
+    assert len(Blocklist.from_addresses(np.zeros(0, np.uint32))) == 0

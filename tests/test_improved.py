@@ -17,13 +17,14 @@ from gpsgpu.learn.ranked import ANY_ASN, learn_host_rules, learn_ranked_rules, r
 from gpsgpu.plan import plan_priors
 from gpsgpu.plan.budget import (
     cut_budget,
+    found_per_row,
     head_part,
     live_rows,
     live_tail,
     network_rows,
+    next_tail_part,
     rank_plan_rows,
     row_probes,
-    tail_parts,
 )
 from gpsgpu.predict.ranked import (
     CALIBRATION_COLUMNS,
@@ -320,7 +321,7 @@ def test_host_rules_add_network_rows_and_shrink_seed_counts() -> None:
     assert dict(zip(no_shrink[schema.NEEDED_P].tolist(), no_shrink[schema.VALUE], strict=True))[8443] == 1.0
 
 
-def test_tail_parts_split_by_probes_in_rank_order() -> None:
+def test_tail_parts_take_equal_probes_and_rerank_by_what_rows_found() -> None:
     plan = pd.DataFrame(
         {
             schema.NEEDED_P: np.array([80, 22, 443], np.uint16),
@@ -329,14 +330,32 @@ def test_tail_parts_split_by_probes_in_rank_order() -> None:
             schema.LENGTH: np.array([16, 16, 16]),
         }
     )
-    live = np.array([0x0A000105, 0x0A000201, 0x0A000301, 0x0B000001], np.uint32)
-    narrow = live_tail(plan, live)
-    part = tail_parts(narrow, parts=2)
-    assert (np.diff(part) >= 0).all() and set(part.tolist()) == {0, 1}
-    # The parts cost about the same.
-    costs = np.bincount(part, weights=row_probes(narrow))
-    assert costs.sum() == row_probes(narrow).sum() and costs.min() > 0
-    assert (tail_parts(narrow, parts=1) == 0).all()
+    # Three live /24s in 10.0/16 (one address each), two in 11.0/16.
+    live = np.array([0x0A000105, 0x0A000201, 0x0A000301, 0x0B000001, 0x0B000101], np.uint32)
+    narrow = live_tail(plan, live)  # 8 /24 rows of 255 probes: 22 (3), 80 (3), 443 (2)
+    none = np.zeros(len(narrow), bool)
+    first = next_tail_part(narrow, none, np.zeros(len(narrow)), part=0, parts=2)
+    # The first part: the best rows by value, half the probes.
+    assert first.tolist() == [0, 1, 2, 3]
+    assert narrow[schema.NEEDED_P].iloc[first].tolist() == [22, 22, 22, 80]
+    np.testing.assert_array_equal(
+        next_tail_part(narrow, none, np.zeros(len(narrow)), part=0, parts=1), np.arange(8)
+    )
+    # The 22 row's /24s found nothing, the 80 row's one found 3: 3 services per 2.33 of value scanned,
+    # so the 80 row's /24s left (value 1/3 each) weigh (3 + 1) / (0.43 + 1) times more and beat 443's
+    # (value 1/4 each, nothing scanned yet).
+    scanned = np.isin(np.arange(len(narrow)), first)
+    found = found_per_row(
+        narrow,
+        schema.pack_service(
+            np.array([0x0A000107, 0x0A000108, 0x0A000109, 0x0C000001], np.uint32),
+            np.array([80, 80, 80, 80], np.uint16),
+        ),
+    )
+    assert found.tolist() == [0, 0, 0, 3, 0, 0, 0, 0]  # an address outside every row counts nowhere
+    second = next_tail_part(narrow, scanned, found, part=1, parts=2)
+    assert sorted(second.tolist()) == [4, 5, 6, 7]
+    assert narrow[schema.NEEDED_P].iloc[second].tolist() == [80, 80, 443, 443]
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -451,8 +470,14 @@ def test_live_tail_values_each_24_by_its_share_of_live_addresses() -> None:
     assert narrow[schema.PREFIX].tolist() == [0x0A000100, 0x0B000500, 0x0A000200]
     np.testing.assert_allclose(narrow[schema.VALUE], [3.0, 3.0, 1.0])
     assert narrow["rank"].tolist() == [0, 1, 2] and narrow["row"].tolist() == [0, 1, 0]
-    # Still expected services per probe: the value over one /24's probes at the seed fraction.
-    np.testing.assert_allclose(narrow[schema.SCORE], narrow[schema.VALUE] / (0.01 * 256))
+    # A /24 row skips the addresses known live there (the tail looks for hosts not found yet).
+    assert narrow[schema.PROBES].tolist() == [253, 255, 255]
+    assert row_probes(narrow).tolist() == [253, 255, 255]
+    # Still expected services per probe: the value over the row's probes at the seed fraction.
+    np.testing.assert_allclose(narrow[schema.SCORE], narrow[schema.VALUE] / (0.01 * narrow[schema.PROBES]))
+    # A /24 whose every address is known live has nothing left to scan.
+    full = np.arange(0x0A000300, 0x0A000400, dtype=np.uint32)
+    assert 0x0A000300 not in live_tail(plan, np.concatenate([live, full]))[schema.PREFIX].tolist()
     # A row's value is spread over its live /24s, never more.
     assert narrow.groupby("row")[schema.VALUE].sum().tolist() == [4.0, 3.0]
 

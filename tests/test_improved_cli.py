@@ -19,6 +19,7 @@ from gpsgpu.backend import Backend
 from gpsgpu.config import PLAN_STAGES, LearnConfig, PlanConfig, PredictConfig, SimulateConfig
 from gpsgpu.errors import UsageError
 from gpsgpu.evaluate.ablation import ablation_steps, run_improved
+from gpsgpu.io.blocklist import read_blocklist
 from gpsgpu.io.parquet import read_table
 from gpsgpu.pipelines.learn import run_learn
 from gpsgpu.pipelines.plan import run_plan
@@ -42,11 +43,18 @@ def test_stages_are_the_same_everywhere() -> None:
         PlanConfig(live=("found.parquet",))
     with pytest.raises(UsageError, match="--stage"):
         PlanConfig(stage="middle")
-    assert PlanConfig(stage="tail", live=("f",), part="2/16").stage_part == (2, 16)
+    tail2 = PlanConfig(stage="tail", live=("f",), part="2/16", scanned=("t1",), found=("t1.parquet",))
+    assert tail2.stage_part == (2, 16)
+    with pytest.raises(UsageError, match="needs the 1 earlier tail parts as --scanned"):
+        PlanConfig(stage="tail", live=("f",), part="2/16")
+    with pytest.raises(UsageError, match="need --found"):
+        PlanConfig(stage="tail", live=("f",), part="2/16", scanned=("t1",))
+    with pytest.raises(UsageError, match="with --stage tail --part K/N"):
+        PlanConfig(stage="tail", live=("f",), scanned=("t1",), found=("t1.parquet",))
     assert PlanConfig(stage="head", part="3/16").stage_part == (3, 16)
     for bad in ("0/4", "5/4", "x", "1/2/3"):
         with pytest.raises(UsageError, match="--part"):
-            PlanConfig(stage="tail", live=("f",), part=bad)
+            PlanConfig(stage="head", part=bad)
     with pytest.raises(UsageError, match="--stage head, head-live or tail"):
         PlanConfig(part="1/2")
     with pytest.raises(UsageError, match="--stage head-live needs --live"):
@@ -108,10 +116,22 @@ def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
     # 3. The other rows, only in the /24s found live so far, by value per probe, in two parts; after
     # the first, the predictions of what it found scoring >= 0.003 (the backlog carried forward).
     live = (*(str(p) for p in head_scans), str(found1))
-    run_plan(model, root / "tail1", PlanConfig(stage="tail", live=live, part="1/2"))
+    run_plan(model, root / "tail1", PlanConfig(stage="tail", live=live, part="1/3"))
     meta = json.loads((root / "tail1" / "metadata.json").read_text())
     assert meta["params"]["step"] == 24 and (root / "tail1" / "priors_scan_24.csv").is_file()
     tail1 = sim_scan(root / "tail1", "tail1")
+    # The tail skips the hosts known live: they are in the plan's blocklist, sim-scan (as ZMap -b)
+    # does not probe them, and nothing the tail finds is on one of them.
+    scans = (*live, net / "seed.parquet")
+    ips = [pd.read_parquet(p, columns=[schema.IP])[schema.IP].to_numpy(np.uint32) for p in scans]
+    known_hosts = np.unique(np.concatenate(ips))
+    assert meta["counts"]["known_hosts_skipped"] > 0
+    assert probes[-1] == meta["counts"]["probes_after_blocklist"] < meta["counts"]["probes"]
+    assert not np.isin(pd.read_parquet(tail1, columns=[schema.IP])[schema.IP], known_hosts).any()
+    tail_blocklist = read_blocklist(root / "tail1" / "blocklist.txt")
+    tail24s = np.unique(pd.read_parquet(root / "tail1" / "plan_rows.parquet")[schema.PREFIX])
+    in_tail = known_hosts[np.isin(known_hosts & np.uint32(0xFFFFFF00), tail24s)]
+    assert in_tail.size == meta["counts"]["known_hosts_skipped"] and tail_blocklist.contains(in_tail).all()
     after = (str(pred1),)
     scanned = (str(root / "tail1"),)
     pred_m = predict([found1], "pred_m", found=(str(tail1),), after=after, scanned=scanned, min_score="yield")
@@ -126,27 +146,46 @@ def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
     )
     pd.testing.assert_frame_equal(pd.read_parquet(pred_m / "calibration.parquet"), probed, check_dtype=False)
     threshold = json.loads((pred_m / "metadata.json").read_text())["counts"]["min_score"]
-    assert threshold == pytest.approx(release_score(probed, new.size / (256 * len(tail1_rows))))
+    assert threshold == pytest.approx(release_score(probed, new.size / tail1_rows[schema.PROBES].sum()))
     assert 0 < threshold < 1
     kept = pd.read_parquet(pred_m / "parts", columns=[schema.SCORE])[schema.SCORE]
     assert (kept >= np.float32(threshold)).all()
     assert (pd.read_parquet(pred_m / "held.parquet")[schema.SCORE] < np.float32(threshold)).all()
     found_m = sim_scan(pred_m, "found_m")
-    run_plan(model, root / "tail2", PlanConfig(stage="tail", live=live, part="2/2"))
-    tail2 = sim_scan(root / "tail2", "tail2")
+    after = (*after, str(pred_m))
+    # Part 2 re-ranks the rows left by what part 1 found in their plan rows; part 3 is the rest.
+    tails, found_last = [tail1], found_m
+    for k in (2, 3):
+        done = tuple(str(root / f"tail{j}") for j in range(1, k))
+        config = PlanConfig(
+            stage="tail", live=live, part=f"{k}/3", scanned=done, found=tuple(map(str, tails))
+        )
+        run_plan(model, root / f"tail{k}", config)
+        tails.append(sim_scan(root / f"tail{k}", f"tail{k}"))
+        scanned = (*scanned, str(root / f"tail{k}"))
+        if k == 2:
+            pred_k = predict([found_last], "pred_m2", found=(str(tails[-1]),), after=after, scanned=scanned,
+                             min_score="yield")  # fmt: skip
+            after, found_last = (*after, str(pred_k)), sim_scan(pred_k, "found_m2")
     # 4. Rounds 2 and 3: what was found is observed; earlier rounds are not predicted again.
-    after, scanned = (*after, str(pred_m)), (*scanned, str(root / "tail2"))
-    pred2 = predict([found_m], "pred2", found=(str(tail2),), after=after, scanned=scanned)
+    pred2 = predict([found_last], "pred2", found=(str(tails[-1]),), after=after, scanned=scanned)
     found2 = sim_scan(pred2, "found2")
     pred3 = predict([found2], "pred3", after=(*after, str(pred2)), scanned=scanned)
     found3 = sim_scan(pred3, "found3")
-    parts = (*head_scans, found1, tail1, found_m, tail2, found2, found3)
+    parts = (*head_scans, found1, *tails, found_m, root / "found_m2.parquet", found2, found3)
     cli_found = np.unique(np.concatenate([_keys(p) for p in parts]))
-    # The two parts are the whole tail, split by probes.
+    # The three parts are the whole tail; the second is not the fixed order's second third.
     run_plan(model, root / "tail24", PlanConfig(stage="tail", live=live))
     whole = pd.read_parquet(root / "tail24" / "plan_rows.parquet")
-    halves = [pd.read_parquet(root / f"tail{k}" / "plan_rows.parquet") for k in (1, 2)]
-    assert len(whole) == sum(len(h) for h in halves) and min(len(h) for h in halves) > 0
+    thirds = [pd.read_parquet(root / f"tail{k}" / "plan_rows.parquet") for k in (1, 2, 3)]
+    assert len(whole) == sum(len(t) for t in thirds) and min(len(t) for t in thirds) > 0
+    position = {
+        key: i for i, key in enumerate(zip(whole[schema.NEEDED_P], whole[schema.PREFIX], strict=True))
+    }
+    second = np.sort(
+        [position[key] for key in zip(thirds[1][schema.NEEDED_P], thirds[1][schema.PREFIX], strict=True)]
+    )
+    assert not np.array_equal(second, np.arange(len(thirds[0]), len(thirds[0]) + len(second)))
 
     # The ablation's "+ rounds" on the same Internet.
     internet, extra = open_net(net, Backend.CPU)
@@ -155,7 +194,7 @@ def test_cli_rounds_workflow_equals_the_ablation(tmp_path: Path) -> None:
     options = ablation_steps()[-1]
     assert options.name == "+ host rules" and options.early_score == DEFAULT_EARLY_SCORE
     assert options.head_patterns == DEFAULT_HEAD_PATTERNS
-    options = dataclasses.replace(options, tail_parts=2, head_parts=2)
+    options = dataclasses.replace(options, tail_parts=3, head_parts=2)
     run = run_improved(
         internet, SimScanner(internet, truth=truth), seed, options,
         step=16, hitrate=0.00001, seed_fraction=float(extra.get("seed_fraction", 0.01)),

@@ -75,6 +75,20 @@ def test_blocklisted_space_is_never_probed(internet: SimInternet, truth) -> None
     assert scanner.n_probes == 65536 - 256
 
 
+def test_a_skipping_scanner_leaves_known_hosts_out(internet: SimInternet, truth) -> None:
+    ip, port = int(truth.ip[0]), int(truth.port[0])
+    known = np.array([ip, ip, ip ^ 1], np.uint32)  # repeats count once
+    scanner = SimScanner(internet, truth=truth)
+    skipping = scanner.skipping(known)
+    assert skipping.blocklist.contains(known).all() and not scanner.blocklist.contains(known).any()
+    found = skipping.scan([port], [ip], 24)
+    assert skipping.n_probes == 254 and scanner.n_probes == 0
+    assert ip not in np.asarray(found.ip).tolist()
+    assert ip in np.asarray(scanner.scan([port], [ip], 24).ip).tolist()
+    # Predictions still reach the known hosts: only the skipping scanner leaves them out.
+    assert np.asarray(scanner.probe([ip], [port])).all()
+
+
 def test_seed_scan_counts_all_ports_of_each_sampled_address(internet: SimInternet) -> None:
     scanner = SimScanner(internet)
     seed, n_sampled = scanner.seed_scan(0.01)

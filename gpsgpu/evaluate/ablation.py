@@ -29,7 +29,7 @@ checking the simulated Internet) and becomes a coverage-vs-probes :class:`Curve`
 The last configuration's schedule runs from the CLI (``plan --stage head|tail --part K/N``,
 ``predict --min-score/--after/--scanned``, see :mod:`gpsgpu.pipelines.improved`) through the same
 functions (:func:`gpsgpu.plan.budget.split_head`, :func:`~gpsgpu.plan.budget.live_tail`,
-:func:`~gpsgpu.plan.budget.tail_parts`, :func:`gpsgpu.predict.ranked.hold_back`, ``merge_held``);
+:func:`~gpsgpu.plan.budget.next_tail_part`, :func:`gpsgpu.predict.ranked.hold_back`, ``merge_held``);
 ``tests/test_improved_cli.py`` checks that both find the same services with the same probes.
 
 An improved run's events are, in order: the seed (free), plan rows, then prediction chunks, each
@@ -83,13 +83,14 @@ from gpsgpu.plan.budget import (
     DEFAULT_TAIL_PARTS,
     TAIL_LENGTH,
     cut_budget,
+    found_per_row,
     head_part,
     live_rows,
     live_tail,
+    next_tail_part,
     rank_plan_rows,
     row_probes,
     split_head,
-    tail_parts,
 )
 from gpsgpu.predict import predict_services
 from gpsgpu.predict.ranked import (
@@ -283,14 +284,18 @@ class _Probing:
         self.live = _union(self.live, (found_keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
         return services_at(self.internet, found_keys)
 
-    def scan_rows(self, rows: pd.DataFrame, source: np.ndarray) -> pd.DataFrame:
+    def scan_rows(
+        self, rows: pd.DataFrame, source: np.ndarray, scanner: SimScanner | None = None
+    ) -> pd.DataFrame:
         """Scan rows of one length in order, one event per source row (``source``: ascending, one per
-        row, e.g. the head row a narrowed row came from); the services found."""
+        row, e.g. the head row a narrowed row came from), with ``scanner`` (default: the run's; the
+        tail's skips known hosts); the services found."""
+        scanner = scanner or self.scanner
         length = int(rows[schema.LENGTH].iloc[0]) if len(rows) else TAIL_LENGTH
-        found = self.scanner.scan(rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy(), length)
+        found = scanner.scan(rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy(), length)
         keys = _keys(found)
         event = np.unique(source, return_inverse=True)[1] if source.size else source
-        costs = np.bincount(event, weights=self.scanner.row_probes(rows[schema.PREFIX].to_numpy(), length))
+        costs = np.bincount(event, weights=scanner.row_probes(rows[schema.PREFIX].to_numpy(), length))
         costs = costs.astype(np.int64)
         self.run.add_many(keys, event[_row_of(rows, keys, length)] if keys.size else event[:0], costs)
         self.known = _union(self.known, keys)
@@ -299,12 +304,6 @@ class _Probing:
         for size, done in scanned_keys(ports, prefixes, rows[schema.LENGTH].to_numpy()).items():
             self.scanned[size] = _union(self.scanned.get(size, np.zeros(0, np.uint64)), done)
         return self.internet.to_frame(found)
-
-    def scan_ranked(self, narrow: pd.DataFrame) -> pd.DataFrame:
-        """Scan narrowed rows (:func:`live_tail`) in rank order, in PREDICTION_CHUNKS events; the
-        services found."""
-        narrow = narrow.sort_values("rank", kind="stable").reset_index(drop=True)
-        return self.scan_rows(narrow, chunk_ids(len(narrow), PREDICTION_CHUNKS))
 
 
 def run_improved(
@@ -388,15 +387,20 @@ def run_improved(
             # The tail: the remaining rows, only in /24s found live so far, by value; in parts, each
             # followed by the predictions (new and held back) expected to beat the part's yield.
             narrow = live_tail(tail, state.live, length=TAIL_LENGTH)
+            # The tail looks for hosts not found yet: the known ones are skipped, as the blocklist
+            # of ``plan --stage tail`` has them skipped.
+            tail_scanner = scanner.skipping(state.live)
             parts = options.tail_parts
-            part = tail_parts(narrow, parts=parts)
+            scanned, found = np.zeros(len(narrow), bool), np.zeros(len(narrow))
             tail_found = 0
             for k in range(parts):
-                rows = narrow[part == k]
-                if len(rows) == 0:
+                take = next_tail_part(narrow, scanned, found, part=k, parts=parts)
+                if take.size == 0:
                     continue
+                rows = narrow.iloc[take].reset_index(drop=True)
                 known_before = state.known
-                t_found = state.scan_ranked(rows)
+                t_found = state.scan_rows(rows, chunk_ids(len(rows), PREDICTION_CHUNKS), tail_scanner)
+                scanned[take], found[take] = True, found_per_row(rows, _keys(t_found))
                 tail_found += len(t_found)
                 observed = pd.concat([observed, t_found], ignore_index=True)
                 if k < parts - 1:

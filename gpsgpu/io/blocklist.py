@@ -12,22 +12,23 @@ from gpsgpu.errors import UsageError
 log = logging.getLogger(__name__)
 
 
-def read_blocklist(path: str | os.PathLike[str]) -> Blocklist:
-    """Parse a ZMap blocklist file: one IPv4 address or CIDR per line, ``#`` comments."""
+def read_blocklist(path: str | os.PathLike[str], *, what: str = "--blocklist") -> Blocklist:
+    """Parse a ZMap blocklist file: one IPv4 address or CIDR per line, ``#`` comments (``what``
+    names the file in errors)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"--blocklist {path}: no such file") from None
+        raise UsageError(f"{what} {path}: no such file") from None
     except (UnicodeDecodeError, OSError) as exc:
-        raise UsageError(f"--blocklist {path}: cannot read it ({exc})") from None
+        raise UsageError(f"{what} {path}: cannot read it ({exc})") from None
     try:
         blocklist = Blocklist.from_lines(text.splitlines())
     except BlocklistSyntaxError as exc:
-        raise UsageError(f"--blocklist {path}: {exc}") from None
+        raise UsageError(f"{what} {path}: {exc}") from None
     if blocklist.n_ipv6_skipped:
         log.warning(
-            "--blocklist %s: skipped %d IPv6 entries (gpsgpu plans IPv4 only)", path, blocklist.n_ipv6_skipped
+            "%s %s: skipped %d IPv6 entries (gpsgpu plans IPv4 only)", what, path, blocklist.n_ipv6_skipped
         )
     return blocklist
 

@@ -5,8 +5,8 @@
   leave the blocklisted part out);
 - ``zmap/<port>.txt``: ZMap allowlist (``-w``) of each port: the CIDRs of its plan rows minus
   blocklisted space;
-- ``blocklist.txt``: the effective blocklist (built-in IANA ranges + ``--blocklist`` files), for
-  ``zmap -b``;
+- ``blocklist.txt``: the effective blocklist (built-in IANA ranges + ``--blocklist`` files; a tail
+  plan, ``skips_known``, adds the addresses already known live in its /24s), for ``zmap -b``;
 - ``commands.sh``: one ZMap command line per port, in plan order (nothing is executed);
 - ``metadata.json`` (written by the pipeline).
 """
@@ -37,6 +37,7 @@ def write_plan(
     blocklist: Blocklist,
     rate: int,
     zmap: str = "zmap",
+    skips_known: bool = False,
 ) -> dict[str, str]:
     """Write the plan files into ``directory``; returns their names by role.
 
@@ -55,7 +56,10 @@ def write_plan(
             f"{int(port)},{prefix}/{step}\n" for port, prefix in zip(ports, prefixes, strict=True)
         )
     with atomic_open(directory / "blocklist.txt", "w", encoding="ascii", newline="\n") as handle:
-        handle.write("# gpsgpu: built-in IANA special-purpose ranges plus --blocklist files\n")
+        handle.write(
+            "# gpsgpu: built-in IANA special-purpose ranges plus --blocklist files"
+            + (" plus the hosts already known live in the plan's /24s\n" if skips_known else "\n")
+        )
         handle.writelines(f"{line}\n" for line in blocklist.to_lines())
     order: list[int] = list(dict.fromkeys(int(p) for p in ports))  # ports in plan order
     by_port: dict[int, list[str]] = {port: [] for port in order}

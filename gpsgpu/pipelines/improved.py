@@ -32,8 +32,10 @@
      (``HEAD``: ``plan --stage head`` without ``--part``; predictions inside head rows are never
      made); probe PRED1;
   3. for K in 1..N (N = 16): ``plan MODEL -o TAILK --stage tail --part K/N --live HEAD1.parquet ..
-     --live FOUND1.parquet``: the other rows (and those the host rules suggest), narrowed to the
-     /24s where the seed or those scans found a host, by value per probe, the K-th of N parts of
+     --live FOUND1.parquet --scanned TAIL1 .. --found TAIL1.parquet ..`` (the K-1 earlier parts and
+     what their scans found): the other rows (and those the host rules suggest), narrowed to the
+     /24s where the seed or those scans found a host, skipping the hosts found (in the plan's
+     ``blocklist.txt``), by value re-ranked by what the earlier parts found, the next of N parts of
      equal probes; scan it; unless K = N, ``predict MODEL PREV.parquet --found TAILK.parquet -o
      PREDK' --plan HEAD --scanned TAIL1 .. --scanned TAILK --after PRED1 .. --min-score yield``
      (PREV: what the previous predictions found) and probe it;
@@ -80,13 +82,14 @@ from gpsgpu.plan.budget import (
     DEFAULT_HEAD_PATTERNS,
     TAIL_LENGTH,
     cut_budget,
+    found_per_row,
     head_part,
     live_rows,
     live_tail,
+    next_tail_part,
     rank_plan_rows,
     row_probes,
     split_head,
-    tail_parts,
 )
 from gpsgpu.predict.ranked import (
     add_calibration,
@@ -180,9 +183,10 @@ def staged_plan(
     plan: pd.DataFrame,
     stage: str,
     *,
-    model: Model,
-    live: tuple[str, ...],
+    live_ips: np.ndarray,
     part: tuple[int, int] | None = None,
+    scanned: tuple[str, ...] = (),
+    found: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """``plan --stage head|head-live|tail``: head rows (of one part: to scan whole, or narrowed to the
     live /24s), or the tail rows narrowed to the live /24s.
@@ -190,17 +194,12 @@ def staged_plan(
     The schedule of the ablation's "+ rounds" (:mod:`gpsgpu.plan.budget`): scan the head part by
     part, each part's rows only in the /24s found live where earlier parts scanned their network on
     two ports (``head-live``), the others whole (``head``); probe the predictions scoring at least 0.003
-    (``predict --min-score``); then the tail, where the seed's hosts and the ``live`` services (what
-    the head scan and those predictions found) are live.
+    (``predict --min-score``); then the tail, where ``live_ips`` (:func:`read_live`: the seed's hosts
+    and what the head scan and those predictions found) are live, skipping those addresses.
     """
     head, tail = split_head(plan, head_patterns=DEFAULT_HEAD_PATTERNS)
     if stage == "head":
         return head if part is None else head_part(head, part=part[0] - 1, parts=part[1])[0]
-    ips = [np.asarray(model.seed[schema.IP], np.uint32)]
-    for path in live:
-        found, _ = read_scan([path], backend=Backend.CPU, what="--live", allow_empty=True)
-        ips.append(np.asarray(to_numpy(found[schema.IP]), np.uint32))
-    live_ips = np.unique(np.concatenate(ips))
     if stage == "head-live":
         assert part is not None  # PlanConfig checks it
         swept = head_part(head, part=part[0] - 1, parts=part[1])[1]
@@ -208,8 +207,33 @@ def staged_plan(
     narrow = live_tail(tail, live_ips, length=TAIL_LENGTH)
     if part is None:
         return narrow
-    k, n = part
-    return narrow[tail_parts(narrow, parts=n) == k - 1].reset_index(drop=True)
+    # What the earlier parts scanned and found there re-ranks the rows left.
+    done = [read_table(Path(d) / PLAN_ROWS_FILE).to_pandas() for d in _plan_rows_dirs(scanned)]
+    # A scanned row is a row of the tail holding its own first address.
+    firsts = [
+        schema.pack_service(d[schema.PREFIX].to_numpy(np.uint32), d[schema.NEEDED_P].to_numpy(np.uint16))
+        for d in done
+    ]
+    was_scanned = found_per_row(narrow, np.concatenate([np.zeros(0, np.uint64), *firsts])) > 0
+    frames = [read_scan([path], backend=Backend.CPU, what="--found", allow_empty=True)[0] for path in found]
+    found_there = np.where(was_scanned, found_per_row(narrow, known_keys(*frames)), 0.0)
+    take = next_tail_part(narrow, was_scanned, found_there, part=part[0] - 1, parts=part[1])
+    return narrow.iloc[take].reset_index(drop=True)
+
+
+def read_live(model: Model, live: tuple[str, ...]) -> np.ndarray:
+    """The addresses known live (sorted uint32): the seed's hosts and every ``--live`` scan's."""
+    ips = [np.asarray(model.seed[schema.IP], np.uint32)]
+    for path in live:
+        found, _ = read_scan([path], backend=Backend.CPU, what="--live", allow_empty=True)
+        ips.append(np.asarray(to_numpy(found[schema.IP]), np.uint32))
+    return np.unique(np.concatenate(ips))
+
+
+def hosts_in_rows(ips: np.ndarray, rows: pd.DataFrame, /, *, length: int) -> np.ndarray:
+    """The addresses of ``ips`` (sorted uint32) inside the ``/length`` rows' networks."""
+    nets = np.unique(rows[schema.PREFIX].to_numpy(np.uint32))
+    return ips[cpu.sorted_isin(schema.prefix_of(ips, length), nets)]
 
 
 def cut_plan(plan: pd.DataFrame, budget: int | None) -> pd.DataFrame:
@@ -428,6 +452,7 @@ def write_plan_rows(plan: pd.DataFrame, directory: Path) -> str:
             schema.VALUE,
             schema.SCORE,
             schema.LENGTH,
+            schema.PROBES,
         )
         if c in plan.columns
     ]
@@ -439,10 +464,12 @@ __all__ = [
     "IMPROVED",
     "check_compatible_flags",
     "cut_plan",
+    "hosts_in_rows",
     "improve_rules",
     "improved_params",
     "improved_plan",
     "model_mode",
+    "read_live",
     "run_predict_improved",
     "staged_plan",
     "write_plan_rows",

@@ -8,19 +8,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gpsgpu import schema
+from gpsgpu.blocklist import Blocklist
 from gpsgpu.config import PlanConfig, as_dict
 from gpsgpu.errors import UsageError
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.model import read_model
 from gpsgpu.io.plan import write_plan
+from gpsgpu.ops import cpu
 from gpsgpu.pipelines.engine_io import blocklist_for
 from gpsgpu.pipelines.improved import (
     IMPROVED,
     cut_plan,
+    hosts_in_rows,
     improved_plan,
     model_mode,
+    read_live,
     staged_plan,
     write_plan_rows,
 )
@@ -29,6 +35,15 @@ from gpsgpu.plan.budget import TAIL_LENGTH
 from gpsgpu.plan.priors import N_ALLOWED
 
 log = logging.getLogger(__name__)
+
+
+def _skipped_probes(rows: Any, skipped: np.ndarray, length: int) -> int:
+    """Probes the rows do not spend on the ``skipped`` addresses (a /24 of k rows skips each k times)."""
+    if skipped.size == 0:
+        return 0
+    nets, rows_per_net = np.unique(rows[schema.PREFIX].to_numpy(np.uint32), return_counts=True)
+    at = cpu.lookup(nets.astype(np.uint64), schema.prefix_of(skipped, length).astype(np.uint64))
+    return int(rows_per_net[at[at >= 0]].sum())
 
 
 def run_plan(
@@ -54,11 +69,22 @@ def run_plan(
             plan = improved_plan(model_dir, model, step=step, hitrate=hitrate)
         else:
             plan = plan_priors(model.patterns, step=step, hitrate=hitrate)
+        live_ips = read_live(model, config.live) if config.stage in ("tail", "head-live") else None
         if config.stage != "all":
-            plan = staged_plan(plan, config.stage, model=model, live=config.live, part=config.stage_part)
+            plan = staged_plan(
+                plan, config.stage, live_ips=live_ips, part=config.stage_part, scanned=config.scanned,
+                found=config.found,
+            )  # fmt: skip
         row_step = TAIL_LENGTH if config.stage in ("tail", "head-live") else step
         plan = cut_plan(plan, config.budget)
         cut = cut_blocklisted(plan, step=row_step, blocklist=blocklist)
+        skipped = np.zeros(0, np.uint32)
+        if config.stage == "tail":
+            # The tail skips the hosts known live in its /24s (their ports are predicted): they go
+            # into the plan's blocklist.txt, which ZMap (-b) and sim-scan honour.
+            skipped = hosts_in_rows(live_ips, cut, length=TAIL_LENGTH)
+            skipped = skipped[~np.asarray(blocklist.contains(skipped), bool)]
+            blocklist = blocklist.union(Blocklist.from_addresses(skipped))
     size = probes_per_row(row_step)
     counts = {
         "n_patterns": len(model.patterns),
@@ -67,7 +93,8 @@ def run_plan(
         "n_ports": int(cut[schema.NEEDED_P].nunique()),
         "probes_per_row": size,
         "probes": len(cut) * size,
-        "probes_after_blocklist": int(cut[N_ALLOWED].sum()),
+        "probes_after_blocklist": int(cut[N_ALLOWED].sum()) - _skipped_probes(cut, skipped, row_step),
+        **({"known_hosts_skipped": int(skipped.size)} if config.stage == "tail" else {}),
     }
     metadata = build_metadata(
         command="plan",
@@ -86,7 +113,10 @@ def run_plan(
         },
     )
     with timings.step("write"), atomic_dir(output) as tmp:
-        files = write_plan(cut, tmp, step=row_step, blocklist=blocklist, rate=config.rate, zmap=config.zmap)
+        files = write_plan(
+            cut, tmp, step=row_step, blocklist=blocklist, rate=config.rate, zmap=config.zmap,
+            skips_known=config.stage == "tail",
+        )  # fmt: skip
         if mode == IMPROVED:
             files["plan_rows"] = write_plan_rows(cut, tmp)
         write_metadata(tmp / "metadata.json", {**metadata, "outputs": files})

@@ -31,6 +31,7 @@ from gpsgpu.config import SimulateConfig, as_dict
 from gpsgpu.distributed import SERIAL, Mapper, check_cluster, open_cluster
 from gpsgpu.errors import InputError, UsageError
 from gpsgpu.io.atomic import atomic_dir, atomic_open
+from gpsgpu.io.blocklist import read_blocklist
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.parquet import read_table, write_services, write_table
 from gpsgpu.io.predictions import SHARDS_DIR, read_targets
@@ -307,12 +308,16 @@ def run_sim_scan(
     targets = (Path(plan) / SHARDS_DIR).is_dir()  # a PRED/ folder: probe its targets
     with timings.step("read"):
         internet, _ = open_net(net, chosen)
+        blocklist = None  # a PRED/ folder's targets: the built-in blocklist
         if targets:
             ips, ports = read_targets(plan)
         else:
             ports, networks, step = read_plan_rows(plan)
+            if (Path(plan) / "blocklist.txt").is_file():
+                # What ZMap would skip running the plan (a tail plan adds the hosts known live).
+                blocklist = read_blocklist(Path(plan) / "blocklist.txt", what="plan blocklist")
     with timings.step("scan"), open_cluster(cluster, workers=workers) as mapper:
-        scanner = SimScanner(internet)
+        scanner = SimScanner(internet, blocklist)
         if targets:
             from gpsgpu.evaluate.ablation import services_at
 
@@ -322,6 +327,7 @@ def run_sim_scan(
         else:
             scanner.n_probes += int(scanner.row_probes(networks, step).sum())
             found = scan_rows(internet, ports, networks, step, mapper=mapper)
+            found = found.take(internet.xp.flatnonzero(~scanner.blocklist.contains(found.ip)))
             frame = internet.to_frame(found)
             n_found = len(found)
     with timings.step("write"):

@@ -37,10 +37,11 @@ of the probes. This is a second planning round fed by the first round's findings
 patterns (the **head**, scanned first, in GPS's order, in parts: :func:`head_part` scans a row
 whole until earlier parts have scanned its network on two ports, and only in its live /24s after
 that); after the head and the first predictions have been probed, :func:`live_tail` narrows every
-other row (the **tail**) to the /24s found live, values each /24 by its share of the row's live
-addresses and orders them by that value, and :func:`tail_parts` cuts it into parts of equal probes.
-After each part, the predictions (of what it found, and those held back so far) expected to hit at least as
-often as the part's yield, the new services per probe it brought
+other row (the **tail**) to the /24s found live (skipping the hosts found there), values each /24
+by its share of the row's live addresses and orders them by that value, and :func:`next_tail_part`
+takes parts of equal probes from it, re-ranking what is left by what the parts before found. After
+each part, the predictions (of what it found, and those held back so far) expected to hit at least
+as often as the part's yield, the new services per probe it brought
 (:func:`gpsgpu.predict.ranked.part_yield`; the expected hit rate of a score from what probing found,
 :func:`~gpsgpu.predict.ranked.release_score`; ``predict --min-score yield``), are probed before the
 next part: the parts bring less and less per probe, and the services a part finds are worth most on
@@ -73,6 +74,9 @@ DEFAULT_HEAD_PATTERNS = 3
 #: The live tail is scanned in this many parts of equal probes, each followed by the predictions of
 #: what it found (``plan --stage tail --part K/N``).
 DEFAULT_TAIL_PARTS = 16
+#: Services of pseudo-count with which :func:`next_tail_part` re-ranks a plan row's live /24s by
+#: what its scanned ones found against what their value promised.
+DEFAULT_TAIL_PRIOR = 1.0
 #: The head is scanned in this many parts of equal rows; from the second on, a row whose network
 #: earlier parts scanned on at least DEFAULT_HEAD_SWEEPS ports is narrowed to the /24s found live
 #: (``plan --stage head|head-live --part K/N``).
@@ -172,7 +176,10 @@ def rank_plan_rows(
 
 
 def row_probes(plan: pd.DataFrame) -> np.ndarray:
-    """Probes of each plan row (its prefix's addresses; int64)."""
+    """Probes of each plan row (int64): its ``probes`` column where it has one (:func:`live_tail`'s
+    rows skip their known live addresses), else its prefix's addresses."""
+    if schema.PROBES in plan.columns:
+        return plan[schema.PROBES].to_numpy(np.int64)
     return np.left_shift(np.int64(1), 32 - plan[schema.LENGTH].to_numpy(np.int64))
 
 
@@ -266,11 +273,19 @@ def live_tail(tail: pd.DataFrame, live_ips: np.ndarray, /, *, length: int = TAIL
     ordering whole rows by value over their live networks' probes (8,439 against 4,896), and 17% more
     by its half.
 
+    A narrowed row does not probe the addresses already known live in its /24 (``probes``: the /24's
+    addresses minus those; ``plan --stage tail`` adds them to the plan's ``blocklist.txt``): every
+    host found so far has had its AS's ports and its services' predictions ranked, and the tail is
+    there to find the hosts no scan has reached. On a development run on the default simulated
+    Internet, of the 172,051 services the tail's /24 rows held that were not known when it started,
+    739 were on known hosts, while those hosts took 9.4% of the tail's probes.
+
     Returns
     -------
     pandas.DataFrame
         :func:`live_rows`'s columns with ``value`` and ``score`` those of the narrowed row (``score``
-        stays expected services per probe), plus ``rank`` (int64: the row's place in that order, from 0).
+        stays expected services per probe), ``probes`` (int64) and ``rank`` (int64: the row's place in
+        that order, from 0).
     """
     narrow = live_rows(tail, live_ips, length=length)
     nets, live_per_net = np.unique(
@@ -281,28 +296,77 @@ def live_tail(tail: pd.DataFrame, live_ips: np.ndarray, /, *, length: int = TAIL
     share = live / np.bincount(source, weights=live, minlength=len(tail))[source]
     value = tail[schema.VALUE].to_numpy(np.float64)[source] * share
     narrow[schema.VALUE] = value
+    probes = (1 << (32 - length)) - live.astype(np.int64)
+    narrow[schema.PROBES] = probes
     if schema.SCORE in narrow.columns:
         # Expected services per probe of the narrowed row: the row's, times its share of the value,
         # over its share of the probes.
         widths = np.left_shift(np.int64(1), 32 - tail[schema.LENGTH].to_numpy(np.int64))[source]
-        narrow[schema.SCORE] = (
-            tail[schema.SCORE].to_numpy(np.float64)[source] * share * widths / (1 << (32 - length))
-        )
-    order = np.argsort(-value, kind="stable")  # live_rows gives plan order, then network
+        narrow[schema.SCORE] = tail[schema.SCORE].to_numpy(np.float64)[source] * share * widths / probes
+    # live_rows gives plan order, then network; a /24 that is all known hosts has nothing to scan.
+    order = np.argsort(-value, kind="stable")
+    order = order[probes[order] > 0]
     narrow = narrow.iloc[order].reset_index(drop=True)
     narrow["rank"] = np.arange(len(narrow), dtype=np.int64)
     return narrow
 
 
-def tail_parts(narrow: pd.DataFrame, /, *, parts: int = DEFAULT_TAIL_PARTS) -> np.ndarray:
-    """The part (0..parts-1, int64) of each row of a live tail (:func:`live_tail`): parts of equal
-    probes in rank order."""
-    rank = narrow["rank"].to_numpy(np.int64)
-    if rank.size == 0:
-        return rank.copy()
-    spent = np.cumsum(np.bincount(rank, weights=row_probes(narrow)))
-    part_of_rank = (parts * (spent - 1) // max(spent[-1], 1)).astype(np.int64)
-    return np.minimum(part_of_rank, parts - 1)[rank]
+def next_tail_part(
+    narrow: pd.DataFrame,
+    scanned: np.ndarray,
+    found: np.ndarray,
+    /,
+    *,
+    part: int,
+    parts: int = DEFAULT_TAIL_PARTS,
+    prior: float = DEFAULT_TAIL_PRIOR,
+) -> np.ndarray:
+    """The rows of a live tail (:func:`live_tail`) that part ``part`` (0-based) of ``parts`` scans,
+    as indices into ``narrow`` in scan order, given what earlier parts scanned (``scanned``: bool per
+    row) and found there (``found``: services per row).
+
+    Parts cost equal probes. The first is the best rows by value. A row's value comes from a few
+    seed services, so it is noisy; what earlier parts found in a plan row's other /24s says how
+    noisy. Each later part re-ranks the rows left by ``value * (f + prior) / (e + prior)``, with
+    ``f`` the services the plan row's scanned /24s found and ``e`` what their value promised (their
+    value times the services found per unit of value over every row scanned). On a development run
+    on the default simulated Internet (offline, the tail's cells with what ground truth put in
+    them), this found 159.0k of the tail's services in its first 102M probes against 139.5k in
+    the fixed order, and 170.8k against 166.6k by 190M probes.
+    """
+    probes = row_probes(narrow).astype(np.float64)
+    value = narrow[schema.VALUE].to_numpy(np.float64)
+    priority = value
+    if scanned.any():
+        source = narrow["row"].to_numpy(np.int64)
+        n_rows = int(source.max()) + 1
+        per_value = found[scanned].sum() / max(value[scanned].sum(), 1e-300)
+        seen = np.bincount(source[scanned], weights=found[scanned], minlength=n_rows)
+        promised = np.bincount(source[scanned], weights=per_value * value[scanned], minlength=n_rows)
+        priority = value * (seen[source] + prior) / (promised[source] + prior)
+    left = np.flatnonzero(~scanned)
+    order = left[np.lexsort((narrow["rank"].to_numpy(np.int64)[left], -priority[left]))]
+    if part >= parts - 1:
+        return order
+    # As if the whole tail were cut into parts of equal probes: the part ends where the probes of
+    # the parts so far reach (part + 1) / parts of the tail's.
+    total, done = probes.sum(), probes[scanned].sum()
+    part_of = (parts * (done + np.cumsum(probes[order]) - 1) // max(total, 1)).astype(np.int64)
+    return order[part_of <= part]
+
+
+def found_per_row(rows: pd.DataFrame, keys: np.ndarray, /) -> np.ndarray:
+    """Services (``ip << 16 | port`` keys, distinct) in each row of ``rows`` (one length; keys in no
+    row are ignored), as float64 counts."""
+    length = int(rows[schema.LENGTH].iloc[0]) if len(rows) else TAIL_LENGTH
+    row_key = (rows[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | schema.prefix_of(
+        rows[schema.PREFIX].to_numpy(np.uint32), length
+    ).astype(np.uint64)
+    ip, port = schema.unpack_service(np.asarray(keys, np.uint64))
+    at = cpu.lookup(
+        row_key, (port.astype(np.uint64) << np.uint64(32)) | schema.prefix_of(ip, length).astype(np.uint64)
+    )
+    return np.bincount(at[at >= 0], minlength=len(rows)).astype(np.float64)
 
 
 def network_rows(

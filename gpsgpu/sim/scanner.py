@@ -100,6 +100,10 @@ class SimScanner:
         first = networks & ~(size - 1)
         return size - blocked_in_ranges(self.blocklist, first, first + size - 1)
 
+    def skipping(self, ips: Any) -> SimScanner:
+        """This scanner with the addresses ``ips`` blocklisted too (same truth, its own probe count)."""
+        return SimScanner(self.internet, self.blocklist.union(Blocklist.from_addresses(ips)), self.truth)
+
     def scan(self, ports: Any, networks: Any, length: int) -> ServiceArrays:
         """What exhaustive scans of the rows ``(ports[i], networks[i]/length)`` find (and count them).
 
