@@ -399,6 +399,12 @@ def test_cli_improved_rounds_and_compatible_guard(small_net: Path) -> None:
     assert (root / "plan" / "plan_rows.parquet").is_file()
     priors = str(root / "priors.parquet")
     assert _gpsgpu("sim-scan", str(net), str(root / "plan"), "-o", priors).returncode == 0
+    # Without host rules nothing else probes a found host's other ports: the tail skips no host.
+    bare_tail = root / "bare_tail"
+    done = _gpsgpu("plan", str(root / "bare"), "-o", str(bare_tail), "--stage", "tail", "--live", priors)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((bare_tail / "metadata.json").read_text())["counts"]["known_hosts_skipped"] == 0
+    assert (pd.read_parquet(bare_tail / "plan_rows.parquet")[schema.PROBES] == 256).all()
     one = _gpsgpu("predict", str(root / "model"), priors, "-o", str(root / "p1"), "--sim", str(net))
     assert one.returncode == 0, one.stderr
     three = _gpsgpu(
@@ -475,6 +481,7 @@ def test_live_tail_values_each_24_by_its_share_of_live_addresses() -> None:
     assert row_probes(narrow).tolist() == [253, 255, 255]
     # Still expected services per probe: the value over the row's probes at the seed fraction.
     np.testing.assert_allclose(narrow[schema.SCORE], narrow[schema.VALUE] / (0.01 * narrow[schema.PROBES]))
+    assert (live_tail(plan, live, skip_live=False)[schema.PROBES] == 256).all()
     # A /24 whose every address is known live has nothing left to scan.
     full = np.arange(0x0A000300, 0x0A000400, dtype=np.uint32)
     assert 0x0A000300 not in live_tail(plan, np.concatenate([live, full]))[schema.PREFIX].tolist()

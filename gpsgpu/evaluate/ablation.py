@@ -386,10 +386,11 @@ def run_improved(
         if tiered and r == 1 and len(tail):
             # The tail: the remaining rows, only in /24s found live so far, by value; in parts, each
             # followed by the predictions (new and held back) expected to beat the part's yield.
-            narrow = live_tail(tail, state.live, length=TAIL_LENGTH)
-            # The tail looks for hosts not found yet: the known ones are skipped, as the blocklist
-            # of ``plan --stage tail`` has them skipped.
-            tail_scanner = scanner.skipping(state.live)
+            # With host rules the tail looks for hosts not found yet: the known ones are skipped, as
+            # the blocklist of ``plan --stage tail`` has them skipped.
+            skip_live = host_rules is not None
+            narrow = live_tail(tail, state.live, length=TAIL_LENGTH, skip_live=skip_live)
+            tail_scanner = scanner.skipping(state.live) if skip_live else scanner
             parts = options.tail_parts
             scanned, found = np.zeros(len(narrow), bool), np.zeros(len(narrow))
             tail_found = 0

@@ -160,6 +160,11 @@ def improve_rules(seed: list[str], result: Any, config: LearnConfig, backend: Ba
     return counts
 
 
+def has_host_rules(model_dir: str | os.PathLike[str]) -> bool:
+    """Whether the model in ``model_dir`` has host rules (``learn --no-host-rules`` writes none)."""
+    return (Path(model_dir) / HOST_RULES_FILE).is_file()
+
+
 def improved_plan(
     model_dir: str | os.PathLike[str], model: Model, *, step: int, hitrate: float
 ) -> pd.DataFrame:
@@ -168,7 +173,7 @@ def improved_plan(
     path = Path(model_dir) / "seed_real.parquet"
     seed = read_table(path).to_pandas() if path.is_file() else model.seed
     rules_path = Path(model_dir) / HOST_RULES_FILE
-    host_rules = read_table(rules_path).to_pandas() if rules_path.is_file() else None
+    host_rules = read_table(rules_path).to_pandas() if has_host_rules(model_dir) else None
     return rank_plan_rows(
         seed,
         model.patterns,
@@ -187,6 +192,7 @@ def staged_plan(
     part: tuple[int, int] | None = None,
     scanned: tuple[str, ...] = (),
     found: tuple[str, ...] = (),
+    skip_live: bool = True,
 ) -> pd.DataFrame:
     """``plan --stage head|head-live|tail``: head rows (of one part: to scan whole, or narrowed to the
     live /24s), or the tail rows narrowed to the live /24s.
@@ -195,7 +201,8 @@ def staged_plan(
     part, each part's rows only in the /24s found live where earlier parts scanned their network on
     two ports (``head-live``), the others whole (``head``); probe the predictions scoring at least 0.003
     (``predict --min-score``); then the tail, where ``live_ips`` (:func:`read_live`: the seed's hosts
-    and what the head scan and those predictions found) are live, skipping those addresses.
+    and what the head scan and those predictions found) are live, skipping those addresses when
+    ``skip_live`` (the model has host rules: :func:`gpsgpu.plan.budget.live_tail`).
     """
     head, tail = split_head(plan, head_patterns=DEFAULT_HEAD_PATTERNS)
     if stage == "head":
@@ -204,7 +211,7 @@ def staged_plan(
         assert part is not None  # PlanConfig checks it
         swept = head_part(head, part=part[0] - 1, parts=part[1])[1]
         return live_rows(swept, live_ips, length=TAIL_LENGTH).drop(columns="row")
-    narrow = live_tail(tail, live_ips, length=TAIL_LENGTH)
+    narrow = live_tail(tail, live_ips, length=TAIL_LENGTH, skip_live=skip_live)
     if part is None:
         return narrow
     # What the earlier parts scanned and found there re-ranks the rows left.
@@ -464,6 +471,7 @@ __all__ = [
     "IMPROVED",
     "check_compatible_flags",
     "cut_plan",
+    "has_host_rules",
     "hosts_in_rows",
     "improve_rules",
     "improved_params",

@@ -23,6 +23,7 @@ from gpsgpu.pipelines.engine_io import blocklist_for
 from gpsgpu.pipelines.improved import (
     IMPROVED,
     cut_plan,
+    has_host_rules,
     hosts_in_rows,
     improved_plan,
     model_mode,
@@ -70,18 +71,20 @@ def run_plan(
         else:
             plan = plan_priors(model.patterns, step=step, hitrate=hitrate)
         live_ips = read_live(model, config.live) if config.stage in ("tail", "head-live") else None
+        # The tail skips the hosts known live where host rules rank their ports (live_tail).
+        skip_live = config.stage == "tail" and has_host_rules(model_dir)
         if config.stage != "all":
             plan = staged_plan(
                 plan, config.stage, live_ips=live_ips, part=config.stage_part, scanned=config.scanned,
-                found=config.found,
+                found=config.found, skip_live=skip_live,
             )  # fmt: skip
         row_step = TAIL_LENGTH if config.stage in ("tail", "head-live") else step
         plan = cut_plan(plan, config.budget)
         cut = cut_blocklisted(plan, step=row_step, blocklist=blocklist)
         skipped = np.zeros(0, np.uint32)
-        if config.stage == "tail":
-            # The tail skips the hosts known live in its /24s (their ports are predicted): they go
-            # into the plan's blocklist.txt, which ZMap (-b) and sim-scan honour.
+        if skip_live:
+            # The hosts known live in the tail's /24s go into the plan's blocklist.txt, which ZMap
+            # (-b) and sim-scan honour.
             skipped = hosts_in_rows(live_ips, cut, length=TAIL_LENGTH)
             skipped = skipped[~np.asarray(blocklist.contains(skipped), bool)]
             blocklist = blocklist.union(Blocklist.from_addresses(skipped))
@@ -115,7 +118,7 @@ def run_plan(
     with timings.step("write"), atomic_dir(output) as tmp:
         files = write_plan(
             cut, tmp, step=row_step, blocklist=blocklist, rate=config.rate, zmap=config.zmap,
-            skips_known=config.stage == "tail",
+            skips_known=skip_live,
         )  # fmt: skip
         if mode == IMPROVED:
             files["plan_rows"] = write_plan_rows(cut, tmp)
