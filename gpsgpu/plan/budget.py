@@ -307,7 +307,10 @@ def live_tail(
         # Expected services per probe of the narrowed row: the row's, times its share of the value,
         # over its share of the probes.
         widths = np.left_shift(np.int64(1), 32 - tail[schema.LENGTH].to_numpy(np.int64))[source]
-        narrow[schema.SCORE] = tail[schema.SCORE].to_numpy(np.float64)[source] * share * widths / probes
+        # (rows with no probe left are dropped below)
+        narrow[schema.SCORE] = (
+            tail[schema.SCORE].to_numpy(np.float64)[source] * share * widths / np.maximum(probes, 1)
+        )
     # live_rows gives plan order, then network; a /24 that is all known hosts has nothing to scan.
     order = np.argsort(-value, kind="stable")
     order = order[probes[order] > 0]
