@@ -216,7 +216,7 @@ def staged_plan(
         return narrow
     # What the earlier parts scanned and found there re-ranks the rows left.
     done = [read_table(Path(d) / PLAN_ROWS_FILE).to_pandas() for d in _plan_rows_dirs(scanned)]
-    # A scanned row is a row of the tail holding its own first address.
+    # The tail rows scanned: those holding an earlier part's row (its /24's first address).
     firsts = [
         schema.pack_service(d[schema.PREFIX].to_numpy(np.uint32), d[schema.NEEDED_P].to_numpy(np.uint16))
         for d in done
