@@ -89,6 +89,7 @@ from gpsgpu.plan.budget import (
     live_tail,
     next_tail_part,
     rank_plan_rows,
+    row_of,
     row_probes,
     split_head,
 )
@@ -200,18 +201,6 @@ def _keys(arrays: Any) -> np.ndarray:
     )
 
 
-def _row_of(rows: pd.DataFrame, keys: np.ndarray, length: int) -> np.ndarray:
-    """The index of the row ``(neededP, prefix)`` of ``rows`` (prefixes of ``/length``) holding each
-    service key (every key lies in one)."""
-    row_key = (rows[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | schema.prefix_of(
-        rows[schema.PREFIX].to_numpy(np.uint32), length
-    ).astype(np.uint64)
-    ip, port = schema.unpack_service(keys)
-    key_row = (port.astype(np.uint64) << np.uint64(32)) | schema.prefix_of(ip, length).astype(np.uint64)
-    order = np.argsort(row_key, kind="stable")
-    return order[np.searchsorted(row_key[order], key_row)]
-
-
 def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Sorted distinct values of both (``np.union1d`` hashes on NumPy 2.3+, several times slower)."""
     return cpu.unique_sorted(np.concatenate([a, b]))
@@ -297,7 +286,7 @@ class _Probing:
         event = np.unique(source, return_inverse=True)[1] if source.size else source
         costs = np.bincount(event, weights=scanner.row_probes(rows[schema.PREFIX].to_numpy(), length))
         costs = costs.astype(np.int64)
-        self.run.add_many(keys, event[_row_of(rows, keys, length)] if keys.size else event[:0], costs)
+        self.run.add_many(keys, event[row_of(rows, keys)] if keys.size else event[:0], costs)
         self.known = _union(self.known, keys)
         self.live = _union(self.live, (keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
         ports, prefixes = rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy()

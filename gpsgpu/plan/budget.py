@@ -363,17 +363,22 @@ def next_tail_part(
     return order[part_of <= part]
 
 
-def found_per_row(rows: pd.DataFrame, keys: np.ndarray, /) -> np.ndarray:
-    """Services (``ip << 16 | port`` keys, distinct) in each row of ``rows`` (one length; keys in no
-    row are ignored), as float64 counts."""
+def row_of(rows: pd.DataFrame, keys: np.ndarray, /) -> np.ndarray:
+    """The index (int64) of the row ``(neededP, prefix)`` of ``rows`` (distinct rows of one length)
+    holding each service key (``ip << 16 | port``), -1 for keys in no row."""
     length = int(rows[schema.LENGTH].iloc[0]) if len(rows) else TAIL_LENGTH
     row_key = (rows[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | schema.prefix_of(
         rows[schema.PREFIX].to_numpy(np.uint32), length
     ).astype(np.uint64)
     ip, port = schema.unpack_service(np.asarray(keys, np.uint64))
-    at = cpu.lookup(
+    return cpu.lookup(
         row_key, (port.astype(np.uint64) << np.uint64(32)) | schema.prefix_of(ip, length).astype(np.uint64)
     )
+
+
+def found_per_row(rows: pd.DataFrame, keys: np.ndarray, /) -> np.ndarray:
+    """Services (distinct keys) in each row of ``rows`` (:func:`row_of`), as float64 counts."""
+    at = row_of(rows, keys)
     return np.bincount(at[at >= 0], minlength=len(rows)).astype(np.float64)
 
 
