@@ -203,8 +203,11 @@ def _local_cuda_cluster(workers: int) -> Any:
     visible = ",".join(str(i) for i in range(min(workers or n_devices, n_devices)))
     return LocalCUDACluster(
         CUDA_VISIBLE_DEVICES=visible,
-        rmm_pool_size="80%",
-        device_memory_limit="85%",
+        # Fractions of the device's memory as floats: dask-cuda 26.10 rejects "80%" strings.
+        rmm_pool_size=0.8,
+        device_memory_limit=0.85,
+        # CuPy's allocations (the pair kernels) come from the same RMM pool, not beside it.
+        rmm_allocator_external_lib_list=["cupy"],
         enable_cudf_spill=True,
         dashboard_address=None,
     )

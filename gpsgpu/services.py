@@ -13,9 +13,10 @@ _ORDER = "__row__"
 
 def _is_empty(series: Any) -> Any:
     """Null, or the column's "unknown" value: 0 for numbers (asn, window), "" for text."""
+    # fillna: cuDF compares a null to a value as null (pandas as False), and null | False is null.
     if series.dtype.kind in "iuf":
-        return series.isna() | (series == 0)
-    return series.isna() | (series == "")
+        return series.isna() | (series == 0).fillna(False)
+    return series.isna() | (series == "").fillna(False)
 
 
 def merge_duplicate_services(services: Any, /, *, order: Any = None) -> Any:
@@ -51,7 +52,11 @@ def merge_duplicate_services(services: Any, /, *, order: Any = None) -> Any:
         return frame
     group = xp.cumsum(first) - 1
     repeated = xp.bincount(group)[group] > 1
-    merged = frame[first].reset_index(drop=True)
+    # Each output row gathers each column from one input row: its group's first row, or the
+    # first non-empty one of a repeated group. A gather works for every dtype on pandas and cuDF
+    # (assigning a cuDF string column's ``.values`` does not exist).
+    first_rows = xp.flatnonzero(first)
+    columns = {schema.IP: frame[schema.IP].iloc[first_rows], schema.PORT: frame[schema.PORT].iloc[first_rows]}
     rows = xp.flatnonzero(repeated)
     groups = group[rows]
     for column in frame.columns:
@@ -62,12 +67,11 @@ def merge_duplicate_services(services: Any, /, *, order: Any = None) -> Any:
         ranked = xp.lexsort(xp.stack([rows, empty, groups]))
         winner = xp.ones(ranked.size, dtype=bool)
         winner[1:] = groups[ranked][1:] != groups[ranked][:-1]
-        source_rows = rows[ranked[winner]]
-        target_rows = groups[ranked[winner]]
-        # Copy, assign by position, put back: the same on pandas (copy-on-write) and cuDF.
-        updated = merged[column].copy()
-        updated.iloc[target_rows] = values_of(frame[column].iloc[source_rows])
-        merged[column] = updated
+        take = first_rows.copy()
+        take[groups[ranked[winner]]] = rows[ranked[winner]]
+        columns[column] = frame[column].iloc[take]
+    xdf = backend_of(services).xdf
+    merged = xdf.DataFrame({name: columns[name].reset_index(drop=True) for name in frame.columns})
     return merged
 
 
