@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 import oracle_gps  # noqa: E402  (tests/ holds the oracle and the data generator)
 from gps_data import make_priors, make_services  # noqa: E402
 
-from gpsgpu.backend import Backend, gpu_available, to_backend  # noqa: E402
+from gpsgpu.backend import Backend, device_memory_used, gpu_available, to_backend, use_device_pool  # noqa: E402
 from gpsgpu.blocklist import Blocklist  # noqa: E402
 from gpsgpu.learn import learn_patterns  # noqa: E402
 from gpsgpu.partition import split_by_host  # noqa: E402
 from gpsgpu.plan import cut_blocklisted, plan_priors  # noqa: E402
-from gpsgpu.predict import predict_services  # noqa: E402
+from gpsgpu.predict import predict_services, prepare_predict  # noqa: E402
 
 SERVICES_PER_HOST = 3.1  # what make_services gives on average (1 to 14 ports per host)
 
@@ -91,38 +91,47 @@ def _versions() -> dict[str, str]:
 def run_engine(
     backend: Backend, seed: pd.DataFrame, priors: pd.DataFrame, *, step: int, hitrate: float, repeat: int
 ) -> tuple[list[tuple[str, int, float]], dict[str, Any]]:
-    """Time learn, plan and predict on ``backend``; returns (stage, rows, best seconds) and outputs."""
+    """Time learn, plan and predict on ``backend`` (device synchronized before each timer stops).
+
+    Returns ``(stage, rows, seconds)`` of each run (``repeat`` runs) and the last run's outputs, with
+    the learn step's own breakdown (``learn.<step>``) and, on the GPU, the peak device bytes.
+    """
     seed_b, priors_b = to_backend(seed, backend), to_backend(priors, backend)
     blocklist = Blocklist.default()
-    best: dict[str, float] = {}
+    timed: list[tuple[str, int, float]] = []
     out: dict[str, Any] = {}
     for _ in range(repeat):
         start = time.perf_counter()
         result = learn_patterns(seed_b, hitrate=hitrate)
         _sync(backend)
-        best["learn"] = min(best.get("learn", np.inf), time.perf_counter() - start)
+        timed.append(("learn", len(seed), time.perf_counter() - start))
+        timed += [(f"learn.{name}", len(seed), seconds) for name, seconds in result.timings.items()]
         start = time.perf_counter()
         plan = plan_priors(result.patterns, step=step, hitrate=hitrate)
-        best["plan"] = min(best.get("plan", np.inf), time.perf_counter() - start)
+        timed.append(("plan", len(result.patterns), time.perf_counter() - start))
         # The blocklist cut has no counterpart in the reference's queries: timed on its own.
         start = time.perf_counter()
         cut = cut_blocklisted(plan, step=step, blocklist=blocklist)
-        best["plan_blocklist"] = min(best.get("plan_blocklist", np.inf), time.perf_counter() - start)
+        timed.append(("plan_blocklist", len(plan), time.perf_counter() - start))
         start = time.perf_counter()
-        parts = [
-            predict_services(p, result.rules, plan=plan, seed=result.seed, step=step, blocklist=blocklist)
-            for p in split_by_host(priors_b, n_partitions=1)
-        ]
+        # As `gpsgpu predict` does: the rules, seed and plan keyed once (and moved to the device
+        # once), then every priors partition predicted against them.
+        tables = prepare_predict(result.rules, plan=plan, seed=result.seed, step=step, blocklist=blocklist)
+        tables = tables.on(backend)
+        parts = [predict_services(p, tables) for p in split_by_host(priors_b, n_partitions=1)]
         _sync(backend)
-        best["predict"] = min(best.get("predict", np.inf), time.perf_counter() - start)
-        out = {"patterns": result.patterns, "plan": plan, "cut": cut, "predictions": pd.concat(parts)}
-    rows = {
-        "learn": len(seed),
-        "plan": len(out["patterns"]),
-        "plan_blocklist": len(out["plan"]),
-        "predict": len(priors),
-    }
-    return [(stage, n, best[stage]) for stage, n in rows.items()], out
+        timed.append(("predict", len(priors), time.perf_counter() - start))
+        out = {
+            "patterns": result.patterns,
+            "plan": plan,
+            "cut": cut,
+            "predictions": pd.concat(parts),
+            "learn_counts": result.counts,
+        }
+    used = device_memory_used() if backend is Backend.GPU else None
+    if used is not None:
+        out["peak_device_bytes"] = used[1]
+    return timed, out
 
 
 def run_duckdb(
@@ -187,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--services", type=int, default=1_000_000, help="seed size, in services")
     parser.add_argument("--priors", type=int, default=None, help="priors scan size (default: seed size / 2)")
     parser.add_argument("--backend", action="append", choices=["cpu", "gpu"], help="repeatable; default cpu")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per stage and side (the best is kept)")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs per side (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed GPU runs first (compiles, pools)")
     parser.add_argument("--step", type=int, default=16)
     parser.add_argument("--hitrate", type=float, default=0.00001)
     parser.add_argument("--duckdb-threads", type=int, default=os.cpu_count())
@@ -199,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if "gpu" in backends and not gpu_available():
         print("bench: no GPU (cuDF/CuPy and a device): skipping the gpu backend", file=sys.stderr)
         backends = [b for b in backends if b != "gpu"]
+    if "gpu" in backends:
+        use_device_pool(statistics=True)
 
     start = time.perf_counter()
     n_hosts = max(10, round(args.services / SERVICES_PER_HOST))
@@ -223,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes: dict[tuple[str, str], int] = {}
     outputs: dict[str, dict[str, Any]] = {}
     sides = backends + ([] if args.no_duckdb else ["duckdb"])
+    if "gpu" in backends:
+        for _ in range(args.warmup):
+            run_engine(Backend.GPU, seed, priors, step=args.step, hitrate=args.hitrate, repeat=1)
     for run in range(args.repeat):
         for side in sides:
             if side == "duckdb":
@@ -251,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             "backend": side,
             "stage": stage,
             "rows": sizes[(side, stage)],
-            "seconds": round(min(times), 4),
+            "seconds": round(float(np.median(times)), 4),
+            "best": round(min(times), 4),
             "samples": [round(t, 4) for t in times],
             "device": _device("cpu") + (f", {args.duckdb_threads} DuckDB threads" if side == "duckdb" else "")
             if side != "gpu"
@@ -259,7 +275,24 @@ def main(argv: list[str] | None = None) -> int:
         }
         for (side, stage), times in samples.items()
     ]
-    checks = {} if args.no_duckdb else {name: agree(outputs[name], outputs["duckdb"]) for name in backends}
+    reference = "duckdb" if not args.no_duckdb else None
+    if reference is None and "cpu" in backends and len(backends) > 1:
+        reference = "cpu"
+    checks = {
+        f"{name} vs {reference}": agree(outputs[name], outputs[reference])
+        for name in backends
+        if reference is not None and name != reference
+    }
+    for side in backends:
+        peak = outputs[side].get("peak_device_bytes")
+        for row in rows:
+            if row["backend"] == side and peak is not None:
+                row["peak_device_bytes"] = peak
+        counts = outputs[side].get("learn_counts", {})
+        if "bytes_device_to_host" in counts:
+            for row in rows:
+                if row["backend"] == side and row["stage"] == "learn":
+                    row["bytes_device_to_host"] = counts["bytes_device_to_host"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     for row in rows:
         row.update(versions=versions, date=date, load_avg_1min_after=load)
@@ -292,28 +325,42 @@ def _append_results(
     date: str,
 ) -> None:
     duck = {r["stage"]: r["seconds"] for r in rows if r["backend"] == "duckdb"}
+    cpu = {r["stage"]: r["seconds"] for r in rows if r["backend"] == "cpu"}
+    devices = sorted({f"{r['backend']}: {r['device']}" for r in rows})
     lines = [
         "",
         f"## GPS engine (compatible mode) vs DuckDB SQL, {n_seed:,} seed services, {date}",
         "",
         f"Seed {n_seed:,} services, priors scan {n_priors:,} services (tests/gps_data.py, 400 device "
         f"families), Step {args.step}, Hitrate {args.hitrate}. In-memory stage functions vs the reference's "
-        f"queries in DuckDB (tests/oracle_gps.py, {args.duckdb_threads} threads); best of {args.repeat} "
-        "alternating run(s) on each side. "
-        f"Device: {rows[0]['device']}.",
+        f"queries in DuckDB (tests/oracle_gps.py, {args.duckdb_threads} threads); median of {args.repeat} "
+        f"alternating run(s) on each side ({args.warmup} untimed GPU warm-up run first). "
+        f"Devices: {'; '.join(devices)}. Command: `python3 bench/bench_engine.py "
+        f"{' '.join(sys.argv[1:])}`.",
         "",
-        "| backend | stage | rows in | seconds | DuckDB seconds | speed-up |",
-        "|---|---|---:|---:|---:|---:|",
+        "| backend | stage | rows in | median s | DuckDB s | vs DuckDB | vs CPU backend |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r["backend"] == "duckdb":
             continue
-        d = duck.get(r["stage"])
+        d, c = duck.get(r["stage"]), cpu.get(r["stage"])
         ratio = f"{d / r['seconds']:.1f}x" if d and r["seconds"] > 0 else "n/a"
+        vs_cpu = f"{c / r['seconds']:.1f}x" if c and r["backend"] != "cpu" and r["seconds"] > 0 else ""
         lines.append(
             f"| {r['backend']} | {r['stage']} | {r['rows']:,} | {r['seconds']:.3f} | "
-            f"{f'{d:.3f}' if d is not None else 'n/a'} | {ratio} |"
+            f"{f'{d:.3f}' if d is not None else 'n/a'} | {ratio} | {vs_cpu} |"
         )
+    for r in rows:
+        if r["stage"] == "learn" and r.get("peak_device_bytes"):
+            lines += [
+                "",
+                f"Peak device memory ({r['backend']}, RMM statistics over the whole run): "
+                f"{r['peak_device_bytes'] / 2**20:,.0f} MiB, "
+                f"{r['peak_device_bytes'] / n_seed:,.0f} bytes per seed service or "
+                f"{r['peak_device_bytes'] / n_priors:,.0f} per priors service; learn copied "
+                f"{r.get('bytes_device_to_host', 0) / 2**20:,.1f} MiB back to the host.",
+            ]
     load = rows[0].get("load_avg_1min_after") if rows else None
     if load is not None:
         lines += [
@@ -324,7 +371,7 @@ def _append_results(
     for name, check in checks.items():
         lines.append("")
         lines.append(
-            f"Outputs of {name} equal DuckDB's: "
+            f"Outputs equal ({name}): "
             + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in check.items())
             + "."
         )

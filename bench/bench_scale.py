@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import append_section, environment, write_rows
 
 from gpsgpu import schema
-from gpsgpu.backend import Backend, resolve
+from gpsgpu.backend import Backend, device_memory_used, resolve, use_device_pool
 from gpsgpu.blocklist import Blocklist
 from gpsgpu.distributed import Mapper, open_cluster
 from gpsgpu.io.parquet import write_services
@@ -43,6 +43,7 @@ from gpsgpu.learn import learn_patterns
 from gpsgpu.partition import split_by_host
 from gpsgpu.pipelines.predict import _predict_partition
 from gpsgpu.plan import plan_priors
+from gpsgpu.predict import prepare_predict
 from gpsgpu.sim import ServiceArrays, SimInternet, SimParams
 from gpsgpu.sim.partitioned import generate_universe
 
@@ -57,12 +58,13 @@ def _sync(backend: Backend) -> None:
 
 
 def _device_peak(backend: Backend) -> int | None:
-    """Bytes CuPy's memory pool holds (its high-water mark while nothing is freed), GPU only."""
+    """Peak bytes allocated on the device so far through this process's RMM pool, which cuDF and
+    CuPy share (:func:`gpsgpu.backend.use_device_pool` with statistics); GPU only. Workers of a
+    cluster are other processes and are not counted."""
     if backend is not Backend.GPU:
         return None
-    import cupy  # pragma: no cover - GPU only
-
-    return int(cupy.get_default_memory_pool().total_bytes())  # pragma: no cover
+    used = device_memory_used()  # pragma: no cover - GPU only
+    return None if used is None else used[1]  # pragma: no cover
 
 
 def _host_peak() -> int:
@@ -219,12 +221,10 @@ def run(
             plan_rows=len(plan))  # fmt: skip
 
         t0 = time.perf_counter()
+        tables = prepare_predict(result.rules, plan=plan, seed=result.seed, step=STEP, blocklist=None)
         shared = {
-            "rules": mapper.broadcast(result.rules),
-            "plan": mapper.broadcast(plan),
-            "seed": mapper.broadcast(result.seed),
-            "step": STEP,
-            "blocklist": None,
+            "tables": mapper.broadcast(tables if mapper.distributed else tables.on(backend)),
+            "preset": "gps2022",
             "workers": 1 if mapper.distributed else None,
         }
         broadcast = time.perf_counter() - t0
@@ -306,8 +306,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--append", action="store_true", help="append the table to bench/RESULTS.md")
     args = parser.parse_args(argv)
     backend = resolve(args.backend)
+    clusters = args.cluster or ["none"]
+    if backend is Backend.GPU and clusters == ["none"]:
+        # One RMM pool with statistics: the peak device bytes of each stage. Not beside a
+        # local-cuda cluster, whose worker takes its own pool on the same device.
+        use_device_pool(statistics=True)
     rows: list[dict[str, Any]] = []
-    for cluster in args.cluster or ["none"]:
+    for cluster in clusters:
         rows += run(
             backend=backend,
             hosts=int(args.hosts),

@@ -26,19 +26,25 @@ step() { # NAME LIMIT CMD...
   echo "### $name: exit $rc after $(($(date +%s) - t0))s"
 }
 
-# 1. The headline: GPU learn + plan + predict vs the reference SQL in DuckDB on every core, and vs
-#    gpsgpu's own CPU backend on the same host, same data.
-step engine 200 python3 bench/bench_engine.py --backend gpu --backend cpu --services 1000000 \
-  --priors 4000000 --repeat 2 --duckdb-threads "$CORES"
-# 2. Peak device memory per seed and priors service, the byte floor, local-cuda vs one process.
-step scale 170 python3 bench/bench_scale.py --backend gpu --hosts 4e6 --seed-fraction 0.05 \
+# 1. The headline: GPU learn + plan + predict on 1M seed / 4M priors services (the CPU backend and
+#    DuckDB on the same data are the next step's, and the first device check's, figures).
+step engine-gpu 90 python3 bench/bench_engine.py --backend gpu --no-duckdb --services 1000000 \
+  --priors 4000000 --repeat 3 --warmup 1
+# 2. Peak device memory per seed and priors service (RMM statistics), the byte floor per stage.
+step scale 120 python3 bench/bench_scale.py --backend gpu --hosts 4e6 --seed-fraction 0.05 \
+  --priors-fraction 0.3 --priors-per-partition 4000000 --cluster none --append
+# 3. Same data, same host: the CPU backend and DuckDB on all cores beside the GPU.
+step engine-all 200 python3 bench/bench_engine.py --backend gpu --backend cpu --services 1000000 \
+  --priors 4000000 --repeat 2 --warmup 1 --duckdb-threads "$CORES"
+# 4. dask-cuda on one GPU against one process.
+step scale-local-cuda 170 python3 bench/bench_scale.py --backend gpu --hosts 4e6 --seed-fraction 0.05 \
   --priors-fraction 0.3 --priors-per-partition 2000000 --cluster none --cluster local-cuda --workers 1 --append
-# 3. port2dist: build and the min-plus APSP kernel against SciPy.
+# 5. port2dist: build and the min-plus APSP kernel against SciPy.
 step portdist 120 python3 bench/bench_portdist.py --backend gpu --probes 5000000 --repeat 2 \
   --ports 1000,4000 --engines gpu,scipy --apsp-budget-s 30 --record
-# 4. A second, larger size of the scale run (the 1%-IPv4 extrapolation needs two).
-step scale-large 200 python3 bench/bench_scale.py --backend gpu --hosts 1.6e7 --seed-fraction 0.05 \
+# 6. A second, larger size of the scale run (the 1%-IPv4 extrapolation needs two).
+step scale-large 300 python3 bench/bench_scale.py --backend gpu --hosts 1.6e7 --seed-fraction 0.05 \
   --priors-fraction 0.3 --priors-per-partition 10000000 --cluster none --append
-# 5. The pair kernel alone, as a share of the measured copy bandwidth.
+# 7. The pair kernel alone, as a share of the measured copy bandwidth.
 step kernel 60 python3 bench/bench_kernel.py --backend gpu --hosts 2e6 --features 8 --repeat 10 --append
 exit 0

@@ -144,3 +144,49 @@ def to_numpy(array: Any) -> Any:
             array = array.to_cupy()
         return array.get()
     return array
+
+
+_DEVICE_POOL = False
+#: The RMM pool's first reservation; it grows by what the work needs.
+INITIAL_POOL_BYTES = 1 << 28
+
+
+def use_device_pool(*, statistics: bool = False) -> bool:
+    """Give this process one RMM memory pool that cuDF and CuPy both allocate from.
+
+    Called once by a command that runs on the GPU in its own process (dask-cuda workers get their
+    pool from ``--cluster local-cuda``), before the first device allocation: without it CuPy keeps a
+    pool of its own beside RMM's and the two starve each other. The pool starts at half of the
+    device's memory and grows to all of it. ``statistics`` also counts allocations (peak bytes),
+    which the benchmarks report. Returns False, after one warning, when RMM cannot be set up.
+    """
+    global _DEVICE_POOL
+    if _DEVICE_POOL:
+        return True
+    try:
+        import cupy
+        import rmm
+        from rmm.allocators.cupy import rmm_cupy_allocator
+
+        rmm.reinitialize(pool_allocator=True, initial_pool_size=INITIAL_POOL_BYTES)
+        cupy.cuda.set_allocator(rmm_cupy_allocator)
+        if statistics:
+            import rmm.statistics
+
+            rmm.statistics.enable_statistics()
+    except Exception as exc:
+        log.warning("GPU: no RMM memory pool (%s: %s); cuDF and CuPy allocate apart", type(exc).__name__, exc)
+        return False
+    _DEVICE_POOL = True
+    return True
+
+
+def device_memory_used() -> tuple[int, int] | None:
+    """``(current, peak)`` bytes allocated through RMM since :func:`use_device_pool` with
+    ``statistics``; ``None`` when not counted."""
+    if not _DEVICE_POOL:
+        return None
+    import rmm.statistics
+
+    stats = rmm.statistics.get_statistics()
+    return None if stats is None else (int(stats.current_bytes), int(stats.peak_bytes))

@@ -13,14 +13,17 @@ or :func:`extract_features`; :func:`feature_columns` says which columns a preset
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-import pyarrow as pa
-
 from gpsgpu import schema
+from gpsgpu.backend import Backend, backend_of
 from gpsgpu.errors import UsageError
 from gpsgpu.features import extended, gps2022
 from gpsgpu.features.gps2022 import FeatureArrays, FeatureTable, feature_arrays
+from gpsgpu.ops import ops_for
+
+log = logging.getLogger(__name__)
 
 PRESETS: tuple[str, ...] = ("gps2022", "extended")
 DEFAULT_PRESET = "gps2022"
@@ -42,7 +45,7 @@ def feature_columns(columns: Any, preset: str = DEFAULT_PRESET) -> list[str]:
 
 
 def feature_arrays_of_table(
-    table: pa.Table,
+    table: Any,
     *,
     use_asn: bool = True,
     preset: str = DEFAULT_PRESET,
@@ -53,7 +56,7 @@ def feature_arrays_of_table(
 
     Parameters
     ----------
-    table : pyarrow.Table
+    table : pyarrow.Table, or cuDF frame (device)
         ``ip uint32, asn uint32, protocol str, window int32, banner str`` (``port uint16`` too for
         ``extended``), plus the optional columns :func:`feature_columns` names, where present.
     use_asn : bool
@@ -65,17 +68,40 @@ def feature_arrays_of_table(
     """
     _check(preset)
     if preset == "extended":
+        if backend_of(table) is Backend.GPU:
+            return _extended_on_host(table, use_asn=use_asn)
         return extended.feature_arrays(table, use_asn=use_asn, chunk_rows=chunk_rows, workers=workers)
     return gps2022.feature_arrays_of_table(table, use_asn=use_asn, chunk_rows=chunk_rows, workers=workers)
+
+
+def _extended_on_host(table: Any, *, use_asn: bool) -> FeatureArrays:
+    """``extended`` features of a cuDF table: its protocol parsers are Arrow and Python code, so the
+    table goes to the host and the features come back to the device (said once per process)."""
+    global _WARNED_EXTENDED_HOST
+    if not _WARNED_EXTENDED_HOST:
+        log.warning("extended features are computed on the host: their parsers are not GPU code yet")
+        _WARNED_EXTENDED_HOST = True
+    from gpsgpu.ops import gpu
+
+    arrays = extended.feature_arrays(gpu.table_to_arrow(table), use_asn=use_asn)
+    return FeatureArrays(
+        row=gpu.asarray(arrays.row),
+        fid=gpu.asarray(arrays.fid),
+        strings=gpu.text_from_arrow(arrays.strings),
+        fkeys=gpu.asarray(arrays.fkeys),
+    )
+
+
+_WARNED_EXTENDED_HOST = False
 
 
 def feature_arrays_of_frame(
     services: Any, *, use_asn: bool = True, preset: str = DEFAULT_PRESET
 ) -> FeatureArrays:
-    """:func:`feature_arrays_of_table` of a services frame (pandas or cuDF; strings built on the host)."""
+    """:func:`feature_arrays_of_table` of a services frame (pandas, or cuDF: built on the device)."""
     if preset == "gps2022":
         return gps2022.feature_arrays_of_frame(services, use_asn=use_asn)
-    table = schema.frame_to_arrow(services[feature_columns(services.columns, preset)])
+    table = ops_for(backend_of(services)).table_of(services, feature_columns(services.columns, preset))
     return feature_arrays_of_table(table, use_asn=use_asn, preset=preset)
 
 

@@ -26,6 +26,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from gpsgpu import schema
 from gpsgpu.backend import Backend, backend_of
 from gpsgpu.errors import InputError
 from gpsgpu.features.tls import certificate_hex
-from gpsgpu.ops import cpu
+from gpsgpu.ops import cpu, ops_for
 
 PRESET = "gps2022"
 
@@ -94,79 +95,64 @@ class FeatureTable:
     dictionary: Any
 
 
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_NIBBLE_SHIFTS = np.arange(28, -1, -4, dtype=np.uint32)
-
-
 def _hex8(values: np.ndarray) -> pa.Array:
-    """8-digit lower-case hex of uint32 values (large_string), built as one byte buffer."""
-    values = np.asarray(values).astype(np.uint32, copy=False)
-    chars = _HEX_DIGITS[(values[:, None] >> _NIBBLE_SHIFTS[None, :]) & np.uint32(0xF)]
-    offsets = np.arange(0, 8 * values.size + 1, 8, dtype=np.int64)
-    return pa.LargeStringArray.from_buffers(
-        values.size, pa.py_buffer(offsets.tobytes()), pa.py_buffer(np.ascontiguousarray(chars).tobytes())
-    )
-
-
-def _decimal(values: np.ndarray) -> pa.Array:
-    return pc.cast(pa.array(values), pa.large_string())
+    """8-digit lower-case hex of uint32 values (large_string)."""
+    return cpu.text_hex8(values)
 
 
 def _prepend(prefix: str, strings: pa.Array) -> pa.Array:
-    return _join(prefix, strings)
+    return cpu.text_join(prefix, strings)
 
 
 def _join(*parts: str | pa.Array) -> pa.Array:
     """Concatenate strings and string arrays element-wise (all as large_string)."""
-    typed = [pa.scalar(p, pa.large_string()) if isinstance(p, str) else _as_large(p) for p in parts]
-    return pc.binary_join_element_wise(*typed, pa.scalar("", pa.large_string()))
+    return cpu.text_join(*parts)
 
 
 def _as_large(strings: Any) -> pa.Array:
-    if isinstance(strings, pa.ChunkedArray):
-        strings = strings.combine_chunks()
-    return strings.cast(pa.large_string()) if strings.type != pa.large_string() else strings
+    return cpu.text(strings)
 
 
-def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense codes (int64) and distinct values in order of first appearance (hash based, O(n))."""
-    if keys.size == 0:
-        return np.zeros(0, dtype=np.int64), keys
-    codes, uniques = pd.factorize(keys, sort=False)
-    return codes.astype(np.int64, copy=False), np.asarray(uniques)
+def _tls_hex(ops: ModuleType, protocol: Any, banner: Any, tls_cert: Any | None) -> tuple[Any, Any]:
+    """Rows of protocol ``tls`` that have a certificate, and its hex per such row.
 
-
-def _tls_hex(protocol: pa.Array, banner: pa.Array, tls_cert: pa.Array | None) -> tuple[np.ndarray, pa.Array]:
-    """Rows of protocol ``tls`` that have a certificate, and its hex (large_string) per such row."""
-    is_tls = np.asarray(pc.fill_null(pc.equal(protocol, "tls"), False))
-    rows = np.flatnonzero(is_tls)
+    The ``tls_cert`` column gives it where present; the others parse their banner once per distinct
+    banner (devices of one vendor share their certificate). The parser is Python, so on the device
+    those banners (and only those) make a round trip to the host.
+    """
+    xp = ops.namespace()
+    rows = xp.flatnonzero(ops.text_equal(protocol, "tls"))
     if rows.size == 0:
-        return rows, pa.array([], type=pa.large_string())
-    given = tls_cert.take(pa.array(rows)) if tls_cert is not None else pa.nulls(rows.size, pa.large_string())
-    given = _as_large(given)
-    missing = np.flatnonzero(~np.asarray(given.is_valid()))
+        return rows, ops.text([])
+    given = ops.text_take(tls_cert, rows) if tls_cert is not None else None
+    valid = ops.text_valid(given) if given is not None else xp.zeros(rows.size, dtype=bool)
+    missing = xp.flatnonzero(~valid)
     hexes = given
     if missing.size:
-        # Parse each distinct banner once: devices of one vendor share their certificate.
-        banners = _as_large(banner.take(pa.array(rows[missing])))
+        banners = ops.text_to_arrow(ops.text_take(banner, rows[missing]))
         encoded = banners.dictionary_encode()
         parsed = pa.array(
             [certificate_hex(b) for b in encoded.dictionary.to_pylist()], type=pa.large_string()
         ).take(encoded.indices)
-        filled = np.asarray(given.to_pylist(), dtype=object)
-        filled[missing] = np.asarray(parsed.to_pylist(), dtype=object)
-        hexes = pa.array(filled, type=pa.large_string())
-    keep = np.asarray(hexes.is_valid())
-    return rows[keep], hexes.filter(pa.array(keep))
+        parsed = ops.text_from_arrow(parsed)
+        if given is None:
+            hexes = parsed
+        else:
+            present = xp.flatnonzero(valid)
+            # Given and parsed side by side, then put back in row order.
+            both = ops.text_concat([ops.text_take(given, present), parsed])
+            hexes = ops.text_take(both, ops.argsort_stable(xp.concatenate([present, missing])))
+    keep = xp.flatnonzero(ops.text_valid(hexes))
+    return rows[keep], ops.text_take(hexes, keep)
 
 
 def feature_arrays(
-    ip: np.ndarray,
-    protocol: pa.Array,
-    window: np.ndarray,
-    banner: pa.Array,
-    asn: np.ndarray,
-    tls_cert: pa.Array | None = None,
+    ip: Any,
+    protocol: Any,
+    window: Any,
+    banner: Any,
+    asn: Any,
+    tls_cert: Any | None = None,
     *,
     use_asn: bool = True,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -174,26 +160,28 @@ def feature_arrays(
 ) -> FeatureArrays:
     """The ``gps2022`` features of every row (array level; :func:`extract_features` wraps it).
 
-    Rows are cut into chunks of ``chunk_rows``, featurized on up to ``workers`` threads (Arrow and
-    NumPy release the GIL) and merged by key, each merged key's strings compared to be sure.
+    On the host, rows are cut into chunks of ``chunk_rows``, featurized on up to ``workers``
+    threads (Arrow and NumPy release the GIL) and merged by key, each merged key's strings compared
+    to be sure. On the device the rows are featurized in one pass (the caller's partitions bound
+    the memory).
 
     Parameters
     ----------
-    ip : uint32[n]
-    protocol, banner : pyarrow string arrays of length n
+    ip : uint32[n] (NumPy, or CuPy: the device path)
+    protocol, banner : string arrays of length n (Arrow on the host, cuDF Series on the device)
     window : int32[n]
     asn : uint32[n]
-    tls_cert : pyarrow string array of length n, optional
+    tls_cert : string array of length n, optional
         Leaf certificate DER as lower-case hex (null: parse the banner).
     use_asn : bool
         Whether to emit ``asn: <asn>`` and the ASN crosses.
     chunk_rows : int
-        Rows per chunk.
+        Rows per chunk (host).
     workers : int, optional
-        Threads (default: every core).
+        Threads (host; default: every core).
     """
     n = int(ip.size)
-    if n <= chunk_rows:
+    if n <= chunk_rows or backend_of(ip) is Backend.GPU:
         return _chunk_features(ip, protocol, window, banner, asn, tls_cert, use_asn=use_asn)
     starts = list(range(0, n, chunk_rows))
 
@@ -214,7 +202,7 @@ def feature_arrays(
 
 def map_chunks(one: Callable[[int], FeatureArrays], starts: list[int], workers: int | None) -> FeatureArrays:
     """``one(start)`` for each chunk start, on up to ``workers`` threads (Arrow compute and the
-    hashing release the GIL), merged in chunk order."""
+    hashing release the GIL), merged in chunk order (host arrays)."""
     workers = workers or os.cpu_count() or 1
     if workers > 1:
         with ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
@@ -227,11 +215,8 @@ def map_chunks(one: Callable[[int], FeatureArrays], starts: list[int], workers: 
 def _merge_chunks(chunks: list[FeatureArrays], starts: list[int]) -> FeatureArrays:
     """One dictionary for the chunks' features, merged by key (and checked string by string)."""
     keys = np.concatenate([c.fkeys for c in chunks])
-    codes, uniques = pd.factorize(keys, sort=False)
-    codes = codes.astype(np.int64, copy=False)
-    first = np.empty(len(uniques), dtype=np.int64)
-    first[codes[::-1]] = np.arange(codes.size - 1, -1, -1)  # reversed writes leave first occurrences
-    every = _as_large(pa.chunked_array([c.strings for c in chunks], type=pa.large_string()))
+    codes, uniques, first = cpu.factorize_with_positions(keys)
+    every = cpu.text_concat([c.strings for c in chunks])
     if not pc.all(pc.equal(every, every.take(pa.array(first[codes])))).as_py():
         raise InputError("two different feature strings have the same XXH64 key; cannot proceed exactly")
     offsets = np.cumsum([0] + [c.n_features for c in chunks])
@@ -246,153 +231,165 @@ def _merge_chunks(chunks: list[FeatureArrays], starts: list[int]) -> FeatureArra
 
 
 def _chunk_features(
-    ip: np.ndarray,
-    protocol: pa.Array,
-    window: np.ndarray,
-    banner: pa.Array,
-    asn: np.ndarray,
-    tls_cert: pa.Array | None,
+    ip: Any,
+    protocol: Any,
+    window: Any,
+    banner: Any,
+    asn: Any,
+    tls_cert: Any | None,
     *,
     use_asn: bool,
 ) -> FeatureArrays:
-    """:func:`feature_arrays` of one chunk of rows."""
+    """:func:`feature_arrays` of one chunk of rows, on the backend of ``ip``."""
+    ops = ops_for(backend_of(ip))
+    xp = ops.namespace()
     n = int(ip.size)
-    ip = np.asarray(ip, dtype=np.uint32)
-    asn = np.asarray(asn, dtype=np.uint32)
-    protocol, banner = _as_large(protocol), _as_large(banner)
-    all_rows = np.arange(n, dtype=np.int64)
+    ip = ip.astype(xp.uint32, copy=False)
+    asn = asn.astype(xp.uint32, copy=False)
+    protocol, banner = ops.text(protocol), ops.text(banner)
+    all_rows = xp.arange(n, dtype=xp.int64)
 
-    # --- data features: one Arrow array of strings with the row each came from -----------------
-    data_strings: list[pa.Array] = []
-    data_rows: list[np.ndarray] = []
-    lines = pc.split_pattern(banner, "\n")
-    data_strings.append(_prepend("http line: ", pc.list_flatten(lines)))
-    data_rows.append(np.asarray(pc.list_parent_indices(lines)).astype(np.int64))
-    data_strings.append(_prepend("fingerprint: ", protocol))
+    # --- data features: one array of strings with the row each came from ------------------------
+    data_strings: list[Any] = []
+    data_rows: list[Any] = []
+    lines, line_rows = ops.text_split(banner, "\n")
+    data_strings.append(ops.text_join("http line: ", lines))
+    data_rows.append(line_rows)
+    data_strings.append(ops.text_join("fingerprint: ", protocol))
     data_rows.append(all_rows)
-    data_strings.append(_prepend("window: ", _decimal(np.asarray(window, dtype=np.int32))))
+    data_strings.append(ops.text_join("window: ", ops.text_decimal(window.astype(xp.int32, copy=False))))
     data_rows.append(all_rows)
-    ssh_rows = np.flatnonzero(np.asarray(pc.fill_null(pc.equal(protocol, "ssh"), False)))
-    data_strings.append(_prepend("ssh banner: ", banner.take(pa.array(ssh_rows))))
+    ssh_rows = xp.flatnonzero(ops.text_equal(protocol, "ssh"))
+    data_strings.append(ops.text_join("ssh banner: ", ops.text_take(banner, ssh_rows)))
     data_rows.append(ssh_rows)
-    tls_rows, tls_hex = _tls_hex(protocol, banner, tls_cert)
-    data_strings.append(_prepend("tls cert: ", tls_hex))
+    tls_rows, tls_hex = _tls_hex(ops, protocol, banner, tls_cert)
+    data_strings.append(ops.text_join("tls cert: ", tls_hex))
     data_rows.append(tls_rows)
-    pieces = pc.split_pattern(tls_hex, TLS_OID_SEPARATOR)
-    flat_pieces = pc.list_flatten(pieces)
-    long_enough = np.asarray(pc.greater_equal(pc.utf8_length(flat_pieces), TLS_OID_MIN_LENGTH))
-    data_strings.append(_prepend("tls oid: ", flat_pieces.filter(pa.array(long_enough))))
-    data_rows.append(tls_rows[np.asarray(pc.list_parent_indices(pieces))[long_enough]])
+    pieces, piece_rows = ops.text_split(tls_hex, TLS_OID_SEPARATOR)
+    long_enough = xp.flatnonzero(ops.text_length(pieces) >= TLS_OID_MIN_LENGTH)
+    data_strings.append(ops.text_join("tls oid: ", ops.text_take(pieces, long_enough)))
+    data_rows.append(tls_rows[piece_rows[long_enough]])
 
-    encoded = _as_large(pa.chunked_array(data_strings, type=pa.large_string())).dictionary_encode()
-    d_strings = _as_large(encoded.dictionary)
-    d_code = np.asarray(encoded.indices).astype(np.int64)
-    d_row = np.concatenate(data_rows)
+    d_code, d_strings = ops.text_encode(ops.text_concat(data_strings))
+    d_row = xp.concatenate(data_rows)
     # A banner may repeat a line and a certificate a piece: keep each (row, feature) once.
     d_row, d_code = unique_row_features(d_row, d_code)
-    kinds: list[pa.Array] = [d_strings]
-    rows: list[np.ndarray] = [d_row]
-    codes: list[np.ndarray] = [d_code]
+    kinds: list[Any] = [d_strings]
+    rows: list[Any] = [d_row]
+    codes: list[Any] = [d_code]
     cross_features(kinds, rows, codes, d_row, d_code, d_strings, ip, asn, use_asn=use_asn)
-    known_asn = asn != 0
 
     # --- network features --------------------------------------------------------------------------
     prefix_features(kinds, rows, codes, ip, PREFIX_LENGTHS)
-    kinds.append(pa.array([L4_FEATURE] if n else [], type=pa.large_string()))
+    kinds.append(ops.text([L4_FEATURE] if n else []))
     rows.append(all_rows)
-    codes.append(np.zeros(n, dtype=np.int64))
+    codes.append(xp.zeros(n, dtype=xp.int64))
     if use_asn:
-        asn_rows = np.flatnonzero(known_asn)
-        code, unique = _factorize(asn[asn_rows])
-        kinds.append(_prepend("asn: ", _decimal(unique.astype(np.uint32))))
+        asn_rows = xp.flatnonzero(asn != 0)
+        code, unique = ops.factorize(asn[asn_rows])
+        kinds.append(ops.text_join("asn: ", ops.text_decimal(unique.astype(xp.uint32))))
         rows.append(asn_rows)
         codes.append(code)
 
     return assemble_features(kinds, rows, codes)
 
 
-def unique_row_features(d_row: np.ndarray, d_code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unique_row_features(d_row: Any, d_code: Any) -> tuple[Any, Any]:
     """``(row, feature code)`` pairs kept once each, sorted by row then code."""
     if not d_row.size:
         return d_row, d_code
-    pair = cpu.unique_sorted((d_row.astype(np.uint64) << np.uint64(32)) | d_code.astype(np.uint64))
-    return (pair >> np.uint64(32)).astype(np.int64), (pair & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    ops = ops_for(backend_of(d_row))
+    xp = ops.namespace()
+    pair = ops.unique_sorted((d_row.astype(xp.uint64) << xp.uint64(32)) | d_code.astype(xp.uint64))
+    return (pair >> xp.uint64(32)).astype(xp.int64), (pair & xp.uint64(0xFFFFFFFF)).astype(xp.int64)
 
 
 def cross_features(
-    kinds: list[pa.Array],
-    rows: list[np.ndarray],
-    codes: list[np.ndarray],
-    d_row: np.ndarray,
-    d_code: np.ndarray,
-    d_strings: pa.Array,
-    ip: np.ndarray,
-    asn: np.ndarray,
+    kinds: list[Any],
+    rows: list[Any],
+    codes: list[Any],
+    d_row: Any,
+    d_code: Any,
+    d_strings: Any,
+    ip: Any,
+    asn: Any,
     *,
     use_asn: bool,
 ) -> None:
     """Append each data feature crossed with its row's /16 (``16:<f>-<hex8>``) and, with
-    ``use_asn``, its known ASN (``asn:<f>-asn: <n>``) to ``kinds``/``rows``/``codes``."""
-    empty = pa.array([], pa.large_string())
-    x16 = (ip >> np.uint32(16)).astype(np.uint64)
-    c16_code, c16_unique = _factorize((d_code.astype(np.uint64) << np.uint64(16)) | x16[d_row])
-    c16_d = (c16_unique >> np.uint64(16)).astype(np.int64)
-    c16_hex = _hex8((c16_unique & np.uint64(0xFFFF)) << np.uint64(16))
-    kinds.append(_join("16:", d_strings.take(pa.array(c16_d)), "-", c16_hex) if c16_d.size else empty)
+    ``use_asn``, its known ASN (``asn:<f>-asn: <n>``) to ``kinds``/``rows``/``codes``.
+
+    Strings are built only for the distinct (feature, /16) and (feature, ASN) values."""
+    ops = ops_for(backend_of(ip))
+    xp = ops.namespace()
+    x16 = (ip >> xp.uint32(16)).astype(xp.uint64)
+    c16_code, c16_unique = ops.factorize((d_code.astype(xp.uint64) << xp.uint64(16)) | x16[d_row])
+    c16_d = (c16_unique >> xp.uint64(16)).astype(xp.int64)
+    if c16_d.size:
+        c16_hex = ops.text_hex8(((c16_unique & xp.uint64(0xFFFF)) << xp.uint64(16)).astype(xp.uint32))
+        kinds.append(ops.text_join("16:", ops.text_take(d_strings, c16_d), "-", c16_hex))
+    else:
+        kinds.append(ops.text([]))
     rows.append(d_row)
     codes.append(c16_code)
     if not use_asn:
         return
     with_asn = (asn != 0)[d_row]
     ca_row = d_row[with_asn]
-    ca_code, ca_unique = _factorize((d_code[with_asn].astype(np.uint64) << np.uint64(32)) | asn[ca_row])
-    ca_d = (ca_unique >> np.uint64(32)).astype(np.int64)
-    ca_asn = _decimal((ca_unique & np.uint64(0xFFFFFFFF)).astype(np.uint32))
-    kinds.append(_join("asn:", d_strings.take(pa.array(ca_d)), "-asn: ", ca_asn) if ca_d.size else empty)
+    ca_code, ca_unique = ops.factorize(
+        (d_code[with_asn].astype(xp.uint64) << xp.uint64(32)) | asn[ca_row].astype(xp.uint64)
+    )
+    ca_d = (ca_unique >> xp.uint64(32)).astype(xp.int64)
+    if ca_d.size:
+        ca_asn = ops.text_decimal((ca_unique & xp.uint64(0xFFFFFFFF)).astype(xp.uint32))
+        kinds.append(ops.text_join("asn:", ops.text_take(d_strings, ca_d), "-asn: ", ca_asn))
+    else:
+        kinds.append(ops.text([]))
     rows.append(ca_row)
     codes.append(ca_code)
 
 
-def prefix_features(
-    kinds: list[pa.Array], rows: list[np.ndarray], codes: list[np.ndarray], ip: np.ndarray, lengths: Any
-) -> None:
+def prefix_features(kinds: list[Any], rows: list[Any], codes: list[Any], ip: Any, lengths: Any) -> None:
     """Append the ``sNN: <hex8>`` network feature of every row for each prefix length."""
-    all_rows = np.arange(ip.size, dtype=np.int64)
+    ops = ops_for(backend_of(ip))
+    xp = ops.namespace()
+    all_rows = xp.arange(ip.size, dtype=xp.int64)
     for length in lengths:
-        code, unique = _factorize(schema.prefix_of(ip, length))
-        kinds.append(_prepend(f"s{length}: ", _hex8(unique)))
+        code, unique = ops.factorize(schema.prefix_of(ip, length))
+        kinds.append(ops.text_join(f"s{length}: ", ops.text_hex8(unique)))
         rows.append(all_rows)
         codes.append(code)
 
 
-def assemble_features(
-    kinds: list[pa.Array], rows: list[np.ndarray], codes: list[np.ndarray]
-) -> FeatureArrays:
+def assemble_features(kinds: list[Any], rows: list[Any], codes: list[Any]) -> FeatureArrays:
     """One :class:`FeatureArrays` from per-kind dictionaries, each kind's codes offset past the last's."""
-    offsets = np.cumsum([0] + [len(k) for k in kinds])
-    strings = _as_large(pa.chunked_array([_as_large(k) for k in kinds], type=pa.large_string()))
-    fid = np.concatenate([c + off for c, off in zip(codes, offsets[:-1].tolist(), strict=True)])
+    ops = ops_for(backend_of(rows[0]))
+    xp = ops.namespace()
+    offsets = np.cumsum([0] + [ops.text_size(k) for k in kinds])
+    strings = ops.text_concat(kinds)
+    fid = xp.concatenate([c + off for c, off in zip(codes, offsets[:-1].tolist(), strict=True)])
     return FeatureArrays(
-        row=np.concatenate(rows),
-        fid=fid.astype(np.uint32),
+        row=xp.concatenate(rows),
+        fid=fid.astype(xp.uint32),
         strings=strings,
-        fkeys=cpu.xxh64_strings(strings, schema.FKEY_SEED),
+        fkeys=ops.xxh64_strings(strings, schema.FKEY_SEED),
     )
 
 
 def feature_arrays_of_table(
-    table: pa.Table, *, use_asn: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS, workers: int | None = None
+    table: Any, *, use_asn: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS, workers: int | None = None
 ) -> FeatureArrays:
-    """:func:`feature_arrays` of an Arrow services table (``ip, protocol, window, banner, asn``
-    and optionally ``tls_cert``)."""
-    has_cert = "tls_cert" in table.column_names
+    """:func:`feature_arrays` of a services table (``ip, protocol, window, banner, asn`` and
+    optionally ``tls_cert``): an Arrow table on the host, a cuDF frame on the device."""
+    ops = ops_for(backend_of(table))
+    has_cert = "tls_cert" in ops.table_columns(table)
     return feature_arrays(
-        np.asarray(table[schema.IP]).astype(np.uint32, copy=False),
-        table[schema.PROTOCOL].combine_chunks(),
-        np.asarray(table[schema.WINDOW]).astype(np.int32, copy=False),
-        table[schema.BANNER].combine_chunks(),
-        np.asarray(table[schema.ASN]).astype(np.uint32, copy=False),
-        table["tls_cert"].combine_chunks() if has_cert else None,
+        ops.table_column(table, schema.IP, np.uint32),
+        ops.table_text(table, schema.PROTOCOL),
+        ops.table_column(table, schema.WINDOW, np.int32),
+        ops.table_text(table, schema.BANNER),
+        ops.table_column(table, schema.ASN, np.uint32),
+        ops.table_text(table, "tls_cert") if has_cert else None,
         use_asn=use_asn,
         chunk_rows=chunk_rows,
         workers=workers,
@@ -400,10 +397,12 @@ def feature_arrays_of_table(
 
 
 def feature_arrays_of_frame(services: Any, *, use_asn: bool = True) -> FeatureArrays:
-    """:func:`feature_arrays` of a services frame (pandas or cuDF; strings are built on the host)."""
+    """:func:`feature_arrays` of a services frame: pandas on the host, cuDF on the device (the
+    strings are built there too)."""
     columns = [schema.IP, schema.PROTOCOL, schema.WINDOW, schema.BANNER, schema.ASN]
     has_cert = "tls_cert" in services.columns
-    table = schema.frame_to_arrow(services[columns + (["tls_cert"] if has_cert else [])])
+    ops = ops_for(backend_of(services))
+    table = ops.table_of(services, columns + (["tls_cert"] if has_cert else []))
     return feature_arrays_of_table(table, use_asn=use_asn)
 
 
@@ -432,33 +431,39 @@ def feature_table(services: Any, arrays: FeatureArrays) -> FeatureTable:
     Parameters
     ----------
     services : frame
-        ``ip uint32, port uint16`` (pandas or cuDF); the output is on its backend.
+        ``ip uint32, port uint16`` (pandas or cuDF, on the backend of ``arrays``); the output is on
+        that backend.
     arrays : FeatureArrays
         Features of its rows (of any preset).
     """
-    table = schema.frame_to_arrow(services[[schema.IP, schema.PORT]])
-    ip = np.asarray(table[schema.IP]).astype(np.uint32)[arrays.row]
-    port = np.asarray(table[schema.PORT]).astype(np.uint16)[arrays.row]
+    backend = backend_of(services)
+    ops = ops_for(backend)
+    xp = ops.namespace()
+    table = ops.table_of(services, [schema.IP, schema.PORT])
+    ip = ops.table_column(table, schema.IP, np.uint32)[arrays.row]
+    port = ops.table_column(table, schema.PORT, np.uint16)[arrays.row]
     # Merge repeated services: one row per distinct (ip, port, fid).
     service = schema.pack_service(ip, port)
-    order = np.lexsort((arrays.fid, service))
+    order = xp.lexsort(xp.stack([arrays.fid.astype(xp.uint64), service]))
     service, fid = service[order], arrays.fid[order]
-    keep = np.ones(service.size, dtype=bool)
+    keep = xp.ones(service.size, dtype=bool)
     keep[1:] = (service[1:] != service[:-1]) | (fid[1:] != fid[:-1])
     service, fid = service[keep], fid[keep]
     ip, port = schema.unpack_service(service)
-    long = pd.DataFrame(
-        {schema.IP: ip, schema.PORT: port, schema.FID: fid, schema.FKEY: arrays.fkeys[fid]}, copy=False
-    )
-    dictionary = pa.table(
+    xdf = backend.xdf
+    long = xdf.DataFrame({schema.IP: ip, schema.PORT: port, schema.FID: fid, schema.FKEY: arrays.fkeys[fid]})
+    dictionary = xdf.DataFrame(
         {
-            schema.FID: pa.array(np.arange(arrays.n_features, dtype=np.uint32)),
-            schema.FKEY: pa.array(arrays.fkeys),
-            schema.FEATURE: arrays.strings.cast(pa.string()),
+            schema.FID: xp.arange(arrays.n_features, dtype=xp.uint32),
+            schema.FKEY: arrays.fkeys,
+            schema.FEATURE: _frame_strings(arrays.strings, backend),
         }
-    ).to_pandas()
-    if backend_of(services) is Backend.GPU:
-        from gpsgpu.backend import to_backend
-
-        return FeatureTable(to_backend(long, Backend.GPU), to_backend(dictionary, Backend.GPU))
+    )
     return FeatureTable(long, dictionary)
+
+
+def _frame_strings(strings: Any, backend: Backend) -> Any:
+    """A string array as a column of the backend's frames."""
+    if backend is Backend.GPU:
+        return strings
+    return pd.arrays.ArrowStringArray(strings.cast(pa.string()))

@@ -54,6 +54,8 @@ class ParquetHostPartitions(HostPartitions):
         except ValueError as exc:
             raise InputError(f"{self.path}: {exc}") from None
         self._rows = int(self._file.metadata.num_rows)
+        #: Bytes of the columns copied to the device so far (GPU backend).
+        self.bytes_to_device = 0
 
     def __len__(self) -> int:
         return self._rows
@@ -62,6 +64,8 @@ class ParquetHostPartitions(HostPartitions):
         return f"ParquetHostPartitions({str(self.path)!r}, rows={self._rows:,}, backend={self.backend.value})"
 
     def _frame(self, table: pa.Table) -> Any:
+        if self.backend is Backend.GPU:
+            self.bytes_to_device += int(table.nbytes)
         try:
             return schema.services_from_arrow(table, self.backend.xdf)
         except (ValueError, pa.ArrowInvalid) as exc:

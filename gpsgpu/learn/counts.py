@@ -27,17 +27,21 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
+from gpsgpu.backend import backend_of
 from gpsgpu.learn.seed import SeedPartition
-from gpsgpu.ops import cpu
+from gpsgpu.ops import cpu, ops_for
 
 #: Default upper bound on the pairs one chunk expands (about 16 bytes each while counting).
 DEFAULT_CHUNK_PAIRS = 1 << 24
 
 _SERVER_SHIFT = np.uint64(16)
 _PAIR_SHIFT = np.uint64(32)
+
+
+def _ops(part: SeedPartition) -> ModuleType:
+    """The ops module of the backend a partition's arrays live on."""
+    return ops_for(backend_of(part.slot_port))
 
 
 @dataclass(frozen=True)
@@ -48,50 +52,39 @@ class GlobalFeatures:
     ----------
     fkeys : uint64[n_global]
         Key of every global id.
-    home : int64[n_global, 2]
-        ``(partition, local fid)`` of one place each global id occurs, to fetch its string.
+    home : int64[n_global]
+        One position of each global id in the partitions' feature dictionaries laid end to end
+        (partition 0's, then partition 1's...), to fetch its string.
     """
 
-    fkeys: np.ndarray
-    home: np.ndarray
+    fkeys: Any
+    home: Any
 
-    def strings(self, gids: np.ndarray, parts: list[SeedPartition]) -> pa.Array:
-        """The canonical strings of ``gids`` (large_string, in the order given)."""
-        out = np.empty(gids.size, dtype=object)
-        where = self.home[gids]
-        for k, part in enumerate(parts):
-            sel = np.flatnonzero(where[:, 0] == k)
-            if sel.size:
-                out[sel] = np.asarray(part.strings.take(pa.array(where[sel, 1])).to_pylist(), dtype=object)
-        return pa.array(out, type=pa.large_string())
+    def strings(self, gids: Any, parts: list[SeedPartition]) -> Any:
+        """The canonical strings of ``gids`` (in the order given), on the partitions' backend."""
+        ops = _ops(parts[0]) if parts else cpu
+        every = ops.text_concat([p.strings for p in parts]) if parts else ops.text([])
+        return ops.text_take(every, self.home[gids])
 
 
 def assign_global_ids(parts: list[SeedPartition]) -> GlobalFeatures:
     """Give every feature of every partition a global id (sets ``part.row_gid`` in place)."""
-    sizes = [p.fkeys.size for p in parts]
-    all_keys = np.concatenate([p.fkeys for p in parts]) if parts else np.zeros(0, np.uint64)
-    if all_keys.size:
-        codes, uniques = pd.factorize(all_keys, sort=False)
-        uniques = np.asarray(uniques, dtype=np.uint64)
-    else:
-        codes, uniques = np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    ops = _ops(parts[0]) if parts else cpu
+    xp = ops.namespace()
+    sizes = [int(p.fkeys.size) for p in parts]
+    all_keys = xp.concatenate([p.fkeys for p in parts]) if parts else xp.zeros(0, xp.uint64)
+    codes, uniques, home = ops.factorize_with_positions(all_keys.astype(xp.uint64, copy=False))
     if uniques.size >= 1 << 32:
         raise ValueError("more than 2**32 distinct features: partition the seed into separate models")
-    owner = np.repeat(np.arange(len(parts)), sizes)
-    local = np.concatenate([np.arange(s) for s in sizes]) if parts else np.zeros(0, np.int64)
-    home = np.zeros((uniques.size, 2), dtype=np.int64)
-    # Writing in reverse order leaves, for each global id, its first occurrence.
-    home[codes[::-1], 0] = owner[::-1]
-    home[codes[::-1], 1] = local[::-1]
     start = 0
     for part, size in zip(parts, sizes, strict=True):
-        local_to_gid = codes[start : start + size].astype(np.uint32)
+        local_to_gid = codes[start : start + size].astype(xp.uint32)
         _order_rows(part, local_to_gid[part.row_fid])
         start += size
     return GlobalFeatures(fkeys=uniques, home=home)
 
 
-def _order_rows(part: SeedPartition, row_gid: np.ndarray) -> None:
+def _order_rows(part: SeedPartition, row_gid: Any) -> None:
     """Set ``row_gid`` and sort the rows by ``(host's port count, gid, slot)`` (``row_fid``, local
     ids that nothing reads past this point, is emptied).
 
@@ -100,125 +93,131 @@ def _order_rows(part: SeedPartition, row_gid: np.ndarray) -> None:
     sorted hitrate table walks it in order instead of missing the cache at every probe. The three
     fields are packed into one uint64 and sorted by value (much faster than an argsort).
     """
-    n_slots, n_gids = part.slot_ip.size, int(row_gid.max(initial=0)) + 1
+    xp = _ops(part).namespace()
+    n_slots = int(part.slot_ip.size)
+    n_gids = int(row_gid.max()) + 1 if row_gid.size else 1
     if n_slots >= 1 << 32 or n_gids >= 1 << 28:
-        order = np.lexsort((part.row_slot, row_gid, part.slot_count[part.row_slot]))
+        keys = xp.stack([part.row_slot, row_gid.astype(xp.int64), part.slot_count[part.row_slot]])
+        order = xp.lexsort(keys.astype(xp.int64))
         part.row_slot, part.row_gid = part.row_slot[order], row_gid[order]
-        part.row_fid = np.zeros(0, dtype=np.uint32)
+        part.row_fid = xp.zeros(0, dtype=xp.uint32)
         return
     packed = (
-        (part.slot_count[part.row_slot].astype(np.uint64) << np.uint64(60))
-        | (row_gid.astype(np.uint64) << np.uint64(32))
-        | part.row_slot.astype(np.uint64)
+        (part.slot_count[part.row_slot].astype(xp.uint64) << xp.uint64(60))
+        | (row_gid.astype(xp.uint64) << xp.uint64(32))
+        | part.row_slot.astype(xp.uint64)
     )
     packed.sort()
-    part.row_slot = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    part.row_gid = ((packed >> np.uint64(32)) & np.uint64(0x0FFFFFFF)).astype(np.uint32)
-    part.row_fid = np.zeros(0, dtype=np.uint32)  # local ids are not needed past this point
+    part.row_slot = (packed & xp.uint64(0xFFFFFFFF)).astype(xp.int64)
+    part.row_gid = ((packed >> xp.uint64(32)) & xp.uint64(0x0FFFFFFF)).astype(xp.uint32)
+    part.row_fid = xp.zeros(0, dtype=xp.uint32)  # local ids are not needed past this point
 
 
-def server_keys(part: SeedPartition) -> np.ndarray:
+def server_keys(part: SeedPartition) -> Any:
     """``gid << 16 | p1`` of every feature row (uint64)."""
-    port = part.slot_port[part.row_slot].astype(np.uint64)
-    return (part.row_gid.astype(np.uint64) << _SERVER_SHIFT) | port
+    xp = _ops(part).namespace()
+    port = part.slot_port[part.row_slot].astype(xp.uint64)
+    return (part.row_gid.astype(xp.uint64) << xp.uint64(16)) | port
 
 
-def count_servers(part: SeedPartition) -> tuple[np.ndarray, np.ndarray]:
+def count_servers(part: SeedPartition) -> tuple[Any, Any]:
     """``cp_server`` of one partition: server keys (sorted) and counts."""
-    return cpu.count_keys(server_keys(part))
+    return _ops(part).count_keys(server_keys(part))
 
 
-def count_features(part: SeedPartition, n_global: int) -> np.ndarray:
+def count_features(part: SeedPartition, n_global: int) -> Any:
     """Services of the partition carrying each global feature id (int64[n_global]).
 
     A feature on at most 2 services of the whole seed has ``cp_server <= 2`` on every port, so
     no hitrate: summed over partitions, this prunes the rows pass 1 expands (unique banner lines
     above all) with one ``bincount`` instead of a per-row lookup of ``cp_server``.
     """
-    return np.bincount(part.row_gid, minlength=n_global).astype(np.int64, copy=False)
+    xp = _ops(part).namespace()
+    return xp.bincount(part.row_gid, minlength=n_global).astype(xp.int64, copy=False)
 
 
-def sum_by_key(tables: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def sum_by_key(tables: list[tuple[Any, Any]]) -> tuple[Any, Any]:
     """Sum ``(keys, counts)`` tables (each with distinct keys): sorted distinct keys and totals."""
-    tables = [t for t in tables if t[0].size]
-    if not tables:
-        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    if len(tables) == 1:
-        return tables[0]
-    keys = np.concatenate([t[0] for t in tables])
-    counts = np.concatenate([t[1] for t in tables]).astype(np.int64)
-    codes, uniques = pd.factorize(keys, sort=True)
-    return np.asarray(uniques, dtype=np.uint64), np.bincount(
-        codes, weights=counts, minlength=len(uniques)
-    ).astype(np.int64)
+    nonempty = [t for t in tables if t[0].size]
+    ops = ops_for(backend_of(nonempty[0][0])) if nonempty else cpu
+    return ops.sum_tables(tables)
 
 
-def _chunks_by_gid(row_gid: np.ndarray, row_pairs: np.ndarray, chunk_pairs: int) -> list[np.ndarray]:
+def _chunks_by_gid(ops: ModuleType, row_gid: Any, row_pairs: Any, chunk_pairs: int) -> list[Any]:
     """Rows grouped into chunks of whole global-id ranges, each of at most ``chunk_pairs`` pairs
     (a single id with more pairs than that forms its own chunk); a chunk's rows keep their order.
 
     Rows sorted by ``(port count, gid)`` (what :func:`assign_global_ids` leaves) are cut without a
     gather or a sort: in each port-count block a gid range is a contiguous run of rows.
     """
+    xp = ops.namespace()
     total = int(row_pairs.sum())
     if total <= chunk_pairs:
-        return [np.arange(row_gid.size)]
+        return [xp.arange(row_gid.size)]
     n_gid = int(row_gid.max()) + 1
     next_block = row_pairs[1:] != row_pairs[:-1]
-    in_order = bool(np.all(row_pairs[1:] >= row_pairs[:-1])) and bool(
-        np.all((row_gid[1:] >= row_gid[:-1]) | next_block)
+    in_order = bool(xp.all(row_pairs[1:] >= row_pairs[:-1])) and bool(
+        xp.all((row_gid[1:] >= row_gid[:-1]) | next_block)
     )
     if not in_order:
-        return _chunks_by_gid_unsorted(row_gid, row_pairs, chunk_pairs)
-    blocks = cpu.runs(row_pairs)  # (pairs per row, first row, rows) of each port-count block
-    per_gid = np.zeros(n_gid, dtype=np.int64)
-    for k1, lo, size in zip(*(b.tolist() for b in blocks), strict=True):
-        per_gid += k1 * np.bincount(row_gid[lo : lo + size], minlength=n_gid)
+        return _chunks_by_gid_unsorted(ops, row_gid, row_pairs, chunk_pairs)
+    blocks = [b.tolist() for b in ops.runs(row_pairs)]  # (pairs per row, first row, rows) per block
+    per_gid = xp.zeros(n_gid, dtype=xp.int64)
+    for k1, lo, size in zip(*blocks, strict=True):
+        per_gid += k1 * xp.bincount(row_gid[lo : lo + size], minlength=n_gid)
     # A chunk starts at every gid whose earlier pairs pass a multiple of chunk_pairs.
-    before = np.cumsum(per_gid) - per_gid
+    before = xp.cumsum(per_gid) - per_gid
     chunk = before // chunk_pairs
-    edges = np.flatnonzero(np.concatenate(([True], chunk[1:] != chunk[:-1])))  # first gid of each
+    edges = xp.flatnonzero(xp.concatenate((xp.ones(1, dtype=bool), chunk[1:] != chunk[:-1])))
     cuts = [
-        lo + np.searchsorted(row_gid[lo : lo + size], edges)
-        for _, lo, size in zip(*(b.tolist() for b in blocks), strict=True)
+        (lo + xp.searchsorted(row_gid[lo : lo + size], edges)).tolist()
+        for _, lo, size in zip(*blocks, strict=True)
     ]
-    ends = [lo + size for _, lo, size in zip(*(b.tolist() for b in blocks), strict=True)]
+    ends = [lo + size for _, lo, size in zip(*blocks, strict=True)]
+    n_edges = int(edges.size)
     chunks = []
-    for c in range(edges.size):
-        parts = [
-            np.arange(cut[c], cut[c + 1] if c + 1 < edges.size else end)
+    for c in range(n_edges):
+        pieces = [
+            xp.arange(cut[c], cut[c + 1] if c + 1 < n_edges else end)
             for cut, end in zip(cuts, ends, strict=True)
         ]
-        rows = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        rows = xp.concatenate(pieces) if pieces else xp.zeros(0, xp.int64)
         if rows.size:
             chunks.append(rows)
     return chunks
 
 
-def _chunks_by_gid_unsorted(row_gid: np.ndarray, row_pairs: np.ndarray, chunk_pairs: int) -> list[np.ndarray]:
-    """:func:`_chunks_by_gid` for rows in any order: a stable radix sort on the chunk number."""
+def _chunks_by_gid_unsorted(ops: ModuleType, row_gid: Any, row_pairs: Any, chunk_pairs: int) -> list[Any]:
+    """:func:`_chunks_by_gid` for rows in any order: a stable sort on the chunk number."""
+    xp = ops.namespace()
     n_gid = int(row_gid.max()) + 1
-    per_gid = np.zeros(n_gid, dtype=np.int64)
-    for k1 in np.flatnonzero(np.bincount(row_pairs)).tolist():
-        per_gid += k1 * np.bincount(row_gid[row_pairs == k1], minlength=n_gid)
-    chunk_of_gid = (np.cumsum(per_gid) - per_gid) // chunk_pairs
-    _, chunk_of_gid = cpu.unique_inverse(chunk_of_gid)
+    per_gid = xp.zeros(n_gid, dtype=xp.int64)
+    for k1 in xp.flatnonzero(xp.bincount(row_pairs)).tolist():
+        per_gid += k1 * xp.bincount(row_gid[row_pairs == k1], minlength=n_gid)
+    chunk_of_gid = (xp.cumsum(per_gid) - per_gid) // chunk_pairs
+    _, chunk_of_gid = ops.unique_inverse(chunk_of_gid)
     n_chunks = int(chunk_of_gid.max()) + 1
-    bucket = chunk_of_gid[row_gid].astype(np.uint16 if n_chunks < 1 << 16 else np.int64)
-    order = np.argsort(bucket, kind="stable")
-    bounds = np.zeros(n_chunks + 1, dtype=np.int64)
-    np.cumsum(np.bincount(bucket, minlength=n_chunks), out=bounds[1:])
+    bucket = chunk_of_gid[row_gid]
+    order = ops.argsort_stable(bucket)
+    bounds = [0, *xp.cumsum(xp.bincount(bucket, minlength=n_chunks)).tolist()]
     return [order[bounds[c] : bounds[c + 1]] for c in range(n_chunks)]
 
 
 #: Pairs per chunk the CPU works best with (a chunk's sort and searches stay mostly in cache);
 #: ``chunk_pairs`` only caps it.
 CACHE_CHUNK_PAIRS = 1 << 22
+#: Device bytes one expanded pair needs while its chunk is counted (the key, the sort's copy and
+#: scratch, the counted table): a chunk takes at most a quarter of the free device memory.
+DEVICE_BYTES_PER_PAIR = 32
 
 
-def _balanced(chunk_pairs: int, total: int, workers: int) -> int:
-    """Pairs per chunk: at most ``chunk_pairs`` and :data:`CACHE_CHUNK_PAIRS`, and small enough to
-    give every worker two chunks."""
+def _balanced(ops: ModuleType, chunk_pairs: int, total: int, workers: int) -> int:
+    """Pairs per chunk. Host: at most ``chunk_pairs`` and :data:`CACHE_CHUNK_PAIRS`, and small enough
+    to give every worker two chunks. Device: what a quarter of its free memory holds (``chunk_pairs``
+    is a host bound; the device works best on one large chunk)."""
+    free = ops.device_bytes_free()
+    if free is not None:
+        return max(1 << 20, free // (4 * DEVICE_BYTES_PER_PAIR))
     return max(1 << 16, min(chunk_pairs, CACHE_CHUNK_PAIRS, -(-total // (2 * max(workers, 1)))))
 
 
@@ -237,13 +236,13 @@ def _map_chunks(function: Callable[[Any], Any], chunks: list[Any], workers: int)
 
 def count_pairs(
     part: SeedPartition,
-    rows: np.ndarray,
+    rows: Any,
     *,
-    ops: ModuleType,
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
     workers: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``count_p2`` of one partition over the feature rows ``rows``: sorted pair keys and counts.
+) -> tuple[Any, Any]:
+    """``count_p2`` of one partition over the feature rows ``rows``: sorted pair keys and counts,
+    on the partition's backend (the ``expand_pairs`` kernel on the device, its NumPy twin here).
 
     Chunks hold whole global-id ranges, so the chunks' sorted keys concatenate into sorted keys.
 
@@ -253,90 +252,79 @@ def count_pairs(
         With global ids assigned.
     rows : int64 array
         The feature rows to expand (at least those of servers with ``cp_server > 2``), in order.
-    ops : module
-        :mod:`gpsgpu.ops.cpu` or :mod:`gpsgpu.ops.gpu`.
     chunk_pairs : int
-        Upper bound on the pairs one worker holds at once.
+        Upper bound on the pairs one host worker holds at once.
     workers : int
-        Threads expanding chunks side by side (CPU only).
+        Threads expanding chunks side by side (host only).
     """
+    ops = _ops(part)
+    xp = ops.namespace()
     row_slot = part.row_slot[rows]
     row_gid = part.row_gid[rows]
     if row_slot.size == 0:
-        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        return xp.zeros(0, xp.uint64), xp.zeros(0, xp.int64)
     row_pairs = part.slot_count[row_slot] - 1
-    slot_port = ops.asarray(part.slot_port)
-    slot_first = ops.asarray(part.slot_first)
-    slot_count = ops.asarray(part.slot_count)
-    host = ops.host_table(slot_port, slot_first, slot_count)
+    host = ops.host_table(part.slot_port, part.slot_first, part.slot_count)
 
-    def count_chunk(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def count_chunk(chunk: Any) -> tuple[Any, Any]:
         keys = ops.expand_pairs(
-            ops.asarray(row_slot[chunk]),
-            ops.asarray(row_gid[chunk]),
-            slot_port,
-            slot_first,
-            slot_count,
-            host=host,
+            row_slot[chunk], row_gid[chunk], part.slot_port, part.slot_first, part.slot_count, host=host
         )
-        unique, counts = ops.count_keys(keys)
-        return ops.to_host(unique), ops.to_host(counts)
+        return ops.count_keys(keys)
 
-    chunks = _chunks_by_gid(row_gid, row_pairs, _balanced(chunk_pairs, int(row_pairs.sum()), workers))
-    tables = _map_chunks(count_chunk, chunks, workers)
-    return np.concatenate([t[0] for t in tables]), np.concatenate([t[1] for t in tables])
+    chunk_size = _balanced(ops, chunk_pairs, int(row_pairs.sum()), workers)
+    tables = _map_chunks(count_chunk, _chunks_by_gid(ops, row_gid, row_pairs, chunk_size), workers)
+    return xp.concatenate([t[0] for t in tables]), xp.concatenate([t[1] for t in tables])
 
 
 def best_slots(
     part: SeedPartition,
-    rows: np.ndarray,
-    table_keys: np.ndarray,
-    table_rank: np.ndarray,
+    rows: Any,
+    table_keys: Any,
+    table_rank: Any,
     *,
-    ops: ModuleType,
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
     workers: int = 1,
-) -> np.ndarray:
+) -> Any:
     """The best predictor's rank for every slot of the partition (uint32, ``NO_RANK`` for none).
 
-    With several workers each keeps its own ``best`` and the element-wise minimum of them is the
-    answer (min is commutative: the result does not depend on the split).
+    With several host workers each keeps its own ``best`` and the element-wise minimum of them is
+    the answer (min is commutative: the result does not depend on the split).
 
     Parameters
     ----------
     rows : int64 array
         Feature rows that can be candidates (their server has a hitrate toward some port).
     table_keys, table_rank : uint64 / uint32 arrays
-        Sorted pair keys with a hitrate and their preference rank (smaller is better).
+        Sorted pair keys with a hitrate and their preference rank (smaller is better), on the
+        partition's backend.
     """
-    best = ops.asarray(np.full(part.slot_ip.size, 0xFFFFFFFF, dtype=np.uint32))
+    ops = _ops(part)
+    xp = ops.namespace()
+    best = xp.full(part.slot_ip.size, 0xFFFFFFFF, dtype=xp.uint32)
     row_slot = part.row_slot[rows]
     row_gid = part.row_gid[rows]
     if row_slot.size == 0 or table_keys.size == 0:
-        return ops.to_host(best)
+        return best
     row_pairs = part.slot_count[row_slot] - 1
-    slot_port = ops.asarray(part.slot_port)
-    slot_first = ops.asarray(part.slot_first)
-    slot_count = ops.asarray(part.slot_count)
-    host = ops.host_table(slot_port, slot_first, slot_count)
+    host = ops.host_table(part.slot_port, part.slot_first, part.slot_count)
     total = int(row_pairs.sum())
-    chunks = _chunks_by_gid(row_gid, row_pairs, _balanced(chunk_pairs, total, workers))
+    chunks = _chunks_by_gid(ops, row_gid, row_pairs, _balanced(ops, chunk_pairs, total, workers))
 
-    def best_of(own: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+    def best_of(own: Any, chunk: Any) -> Any:
         # A chunk holds a global-id range, so only that slice of the (key-sorted) table can match:
         # searching the slice keeps the binary searches in cache.
         gids = row_gid[chunk]
-        lo, hi = np.searchsorted(
-            table_keys, np.array([int(gids.min()) << 32, (int(gids.max()) + 1) << 32], dtype=np.uint64)
-        )
+        bounds = xp.asarray([int(gids.min()) << 32, (int(gids.max()) + 1) << 32], dtype=xp.uint64)
+        lo, hi = xp.searchsorted(table_keys, bounds).tolist()
         return ops.best_predictor(
-            ops.asarray(row_slot[chunk]),
-            ops.asarray(gids),
-            slot_port,
-            slot_first,
-            slot_count,
-            ops.asarray(table_keys[lo:hi]),
-            ops.asarray(table_rank[lo:hi]),
+            row_slot[chunk],
+            gids,
+            part.slot_port,
+            part.slot_first,
+            part.slot_count,
+            table_keys[lo:hi],
+            table_rank[lo:hi],
             own,
             host=host,
         )
@@ -344,13 +332,13 @@ def best_slots(
     if workers <= 1 or len(chunks) <= 1:
         for chunk in chunks:
             best = best_of(best, chunk)
-        return ops.to_host(best)
+        return best
 
     # Each worker takes every `workers`-th chunk into its own `best`, one chunk at a time.
-    def worker(first: int) -> np.ndarray:
+    def worker(first: int) -> Any:
         own = best.copy()
         for chunk in chunks[first::workers]:
             own = best_of(own, chunk)
         return own
 
-    return np.minimum.reduce(_map_chunks(worker, list(range(min(workers, len(chunks)))), workers))
+    return xp.minimum.reduce(_map_chunks(worker, list(range(min(workers, len(chunks)))), workers))

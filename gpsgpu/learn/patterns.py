@@ -14,15 +14,17 @@ have a hitrate are sorted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from gpsgpu import schema
 from gpsgpu.backend import Backend, backend_of
@@ -89,14 +91,6 @@ class LearnResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _rank_strings(strings: pa.Array) -> np.ndarray:
-    """Rank (int64) of each string in byte order (Arrow compares strings as bytes)."""
-    order = np.asarray(pc.sort_indices(strings))
-    rank = np.empty(order.size, dtype=np.int64)
-    rank[order] = np.arange(order.size)
-    return rank
-
-
 def learn_patterns(
     services: Any,
     /,
@@ -108,15 +102,20 @@ def learn_patterns(
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
     workers: int | None = None,
     mapper: Mapper = SERIAL,
+    keep_counts: bool = False,
 ) -> LearnResult:
     """Phase 1a on a services frame: counts, hitrates, best predictors, patterns and rules.
+
+    Every step runs on the backend of ``services``: on a cuDF frame the partitions, features,
+    counts, hitrates, best predictors, patterns and rules stay in device memory, and only the
+    finished tables come to the host (the frames of :class:`LearnResult`, which are written next).
 
     Parameters
     ----------
     services : frame or HostPartitions
         ``ip uint32, port uint16, asn uint32, protocol str, window int32, banner str``
-        (+ optional ``tls_cert``), pandas or cuDF; the pair counting runs on its backend. A
-        :class:`~gpsgpu.partition.HostPartitions` (a Parquet file) is read a partition at a time.
+        (+ optional ``tls_cert``), pandas or cuDF. A :class:`~gpsgpu.partition.HostPartitions`
+        (a Parquet file) is read a partition at a time.
     hitrate : float
         Keep a service's best predictor only if its hitrate exceeds this (``Hitrate``).
     use_asn : bool
@@ -126,7 +125,7 @@ def learn_patterns(
     n_partitions : int
         Partitions of hosts counted independently and summed (the results do not depend on it).
     chunk_pairs : int
-        At most this many pairs are expanded at once by one worker.
+        At most this many pairs are expanded at once by one host worker.
     workers : int, optional
         Threads counting chunks of pairs side by side on the CPU (default: every core; the GPU
         backend uses one, the device runs the chunks).
@@ -134,14 +133,26 @@ def learn_patterns(
         Runs the per-partition steps (indexing, counting, best predictors): in this process by
         default, or on the workers of a Dask cluster (:func:`gpsgpu.distributed.open_cluster`).
         Counts are summed by key here, so the result does not depend on it.
+    keep_counts : bool
+        Also return the ``count_p2`` and ``cp_server`` tables (``learn --save-counts``).
     """
     backend = services.backend if isinstance(services, HostPartitions) else backend_of(services)
     if backend is Backend.GPU or (workers is not None and workers < 1):
         workers = 1
     elif workers is None:
         workers = os.cpu_count() or 1
+    ops = ops_for(backend)
+    xp = ops.namespace()
     timings = Timings()
-    with timings.step("features"):
+
+    @contextlib.contextmanager
+    def step(name: str) -> Iterator[None]:
+        # The device runs behind the host: wait for it, so each step's time is its own.
+        with timings.step(name):
+            yield
+            ops.synchronize()
+
+    with step("features"):
         parts = mapper.map(
             index_seed,
             # A generator: partitions of a HostPartitions source are read one at a time.
@@ -152,45 +163,35 @@ def learn_patterns(
         glob = assign_global_ids(parts)
 
     # cp_server and the services of each feature: counted per partition, summed.
-    with timings.step("count_servers"):
+    with step("count_servers"):
         srv_keys, srv_counts = sum_by_key(mapper.map(count_servers, parts))
-        on_services = np.zeros(glob.fkeys.size, dtype=np.int64)
+        on_services = xp.zeros(glob.fkeys.size, dtype=xp.int64)
         for part in parts:
             on_services += count_features(part, glob.fkeys.size)
 
     # count_p2, over the rows of features that can have a hitrate.
-    with timings.step("count_pairs"):
-        jobs = [(part, np.flatnonzero(on_services[part.row_gid] > MIN_COUNT_P2)) for part in parts]
-        pair_tables = mapper.map(
-            _count_pairs_job, jobs, backend=backend.value, chunk_pairs=chunk_pairs, workers=workers
-        )
+    with step("count_pairs"):
+        jobs = [(part, xp.flatnonzero(on_services[part.row_gid] > MIN_COUNT_P2)) for part in parts]
+        pair_tables = mapper.map(_count_pairs_job, jobs, chunk_pairs=chunk_pairs, workers=workers)
         pair_keys, pair_counts = sum_by_key(pair_tables)
 
-    with timings.step("hitrates"):
-        table = _hitrate_table(pair_keys, pair_counts, srv_keys, srv_counts, glob, parts)
+    with step("hitrates"):
+        table = _hitrate_table(ops, pair_keys, pair_counts, srv_keys, srv_counts, glob, parts)
 
     # Best predictor of every counted service; only rows of a feature with some hitrate can be one.
-    with timings.step("best_predictors"):
-        rated = np.zeros(glob.fkeys.size, dtype=bool)
-        rated[table.gids.astype(np.int64)] = True
+    with step("best_predictors"):
+        rated = xp.zeros(glob.fkeys.size, dtype=bool)
+        rated[table.gids.astype(xp.int64)] = True
         shared_table = mapper.broadcast(table)
-        jobs = [(part, np.flatnonzero(rated[part.row_gid])) for part in parts]
-        frames = []
-        for part_frames in mapper.map(
-            _best_job,
-            jobs,
-            table=shared_table,
-            hitrate=hitrate,
-            backend=backend.value,
-            chunk_pairs=chunk_pairs,
-            workers=workers,
-        ):
-            frames += part_frames
+        jobs = [(part, xp.flatnonzero(rated[part.row_gid])) for part in parts]
+        found = mapper.map(
+            _best_job, jobs, table=shared_table, hitrate=hitrate, chunk_pairs=chunk_pairs, workers=workers
+        )
 
-    with timings.step("assemble"):
-        patterns = _assemble_patterns(frames, table.gids, table.strings, glob.fkeys)
-        rules = rules_of(patterns)
-        seed = cpu.unique_sorted(np.concatenate([p.services for p in parts]))
+    with step("assemble"):
+        moved = _Moved(ops)
+        patterns, rules = _assemble(ops, found, table, glob.fkeys, moved)
+        seed = moved(ops.unique_sorted(xp.concatenate([p.services for p in parts])))
         seed_ip, seed_port = schema.unpack_service(seed)
         counts = _sum_counts(parts)
         counts.update(
@@ -202,8 +203,12 @@ def learn_patterns(
             n_rules=len(rules),
             n_features=int(glob.fkeys.size),
         )
-        count_p2 = _pairs_frame(pair_keys, pair_counts, glob.fkeys)
-        cp_server = _servers_frame(srv_keys, srv_counts, glob.fkeys)
+        count_p2 = cp_server = None
+        if keep_counts:
+            count_p2 = _pairs_frame(moved(pair_keys), moved(pair_counts), moved(glob.fkeys))
+            cp_server = _servers_frame(moved(srv_keys), moved(srv_counts), moved(glob.fkeys))
+        if backend is Backend.GPU:
+            counts["bytes_device_to_host"] = moved.bytes
     return LearnResult(
         patterns=patterns,
         rules=rules,
@@ -215,112 +220,107 @@ def learn_patterns(
     )
 
 
-def _count_pairs_job(
-    job: tuple[SeedPartition, np.ndarray], *, backend: str, chunk_pairs: int, workers: int
-) -> tuple[np.ndarray, np.ndarray]:
+class _Moved:
+    """Copies device arrays to the host and counts the bytes (NumPy arrays pass through)."""
+
+    def __init__(self, ops: ModuleType) -> None:
+        self.ops = ops
+        self.bytes = 0
+
+    def __call__(self, array: Any) -> np.ndarray:
+        if isinstance(array, np.ndarray):
+            return array
+        self.bytes += int(array.nbytes)
+        return self.ops.to_host(array)
+
+    def text(self, strings: Any) -> pa.Array:
+        out = self.ops.text_to_arrow(strings)
+        if self.ops is not cpu:
+            self.bytes += int(out.nbytes)
+        return out
+
+
+def _count_pairs_job(job: tuple[SeedPartition, Any], *, chunk_pairs: int, workers: int) -> tuple[Any, Any]:
     """``count_p2`` of one partition over its rows (a task of :class:`Mapper`)."""
     part, rows = job
-    return count_pairs(part, rows, ops=ops_for(Backend(backend)), chunk_pairs=chunk_pairs, workers=workers)
+    return count_pairs(part, rows, chunk_pairs=chunk_pairs, workers=workers)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """One partition's patterns rows, as arrays on its backend."""
+
+    ip: Any  # uint32 counted services whose best predictor beats the hitrate
+    p: Any  # uint16 their port
+    entry: Any  # int64 their best predictor's entry in the hitrate table
+    single_ip: Any  # uint32 single-port hosts
+    single_port: Any  # uint16 their port
 
 
 def _best_job(
-    job: tuple[SeedPartition, np.ndarray],
+    job: tuple[SeedPartition, Any],
     *,
     table: _HitrateTable,
     hitrate: float,
-    backend: str,
     chunk_pairs: int,
     workers: int,
-) -> list[pd.DataFrame]:
+) -> _Found:
     """Patterns rows of one partition: best predictors and single-port hosts (a :class:`Mapper` task)."""
     part, rows = job
-    best = best_slots(
-        part,
-        rows,
-        table.keys,
-        table.rank,
-        ops=ops_for(Backend(backend)),
-        chunk_pairs=chunk_pairs,
-        workers=workers,
-    )
-    return [_best_frame(part, best, table, hitrate), _single_frame(part)]
+    xp = backend_of(part.slot_port).xp
+    best = best_slots(part, rows, table.keys, table.rank, chunk_pairs=chunk_pairs, workers=workers)
+    found = xp.flatnonzero(best != _NO_RANK)
+    entry = table.preference[best[found].astype(xp.int64)]
+    keep = table.rate[entry] > hitrate
+    found, entry = found[keep], entry[keep]
+    return _Found(part.slot_ip[found], part.slot_port[found], entry, part.single_ip, part.single_port)
 
 
 @dataclass(frozen=True)
 class _HitrateTable:
-    """Pairs with a hitrate, sorted by pair key, with what the best-predictor step needs."""
+    """Pairs with a hitrate, sorted by pair key, with what the best-predictor step needs (arrays
+    on the backend of the counts)."""
 
-    keys: np.ndarray  # uint64 pair keys gid << 32 | p1 << 16 | p2, sorted
-    count: np.ndarray  # int64 count_p2
-    cp: np.ndarray  # int64 cp_server
-    rate: np.ndarray  # float64 hitrate
-    p1: np.ndarray  # uint16
-    server: np.ndarray  # uint64 gid << 16 | p1
-    rank: np.ndarray  # uint32 preference rank (0 = best)
-    preference: np.ndarray  # int64: entry of each rank
-    gids: np.ndarray  # uint64 sorted distinct gids of the entries
-    gid_index: np.ndarray  # int64 index of each entry's gid in ``gids``
-    strings: pa.Array  # feature string of each of ``gids``
+    keys: Any  # uint64 pair keys gid << 32 | p1 << 16 | p2, sorted
+    count: Any  # int64 count_p2
+    cp: Any  # int64 cp_server
+    rate: Any  # float64 hitrate
+    p1: Any  # uint16
+    rank: Any  # uint32 preference rank (0 = best)
+    preference: Any  # int64: entry of each rank
+    gids: Any  # uint64 sorted distinct gids of the entries
+    gid_index: Any  # int64 index of each entry's gid in ``gids``
+    strings: Any  # feature string of each of ``gids``
 
 
 def _hitrate_table(
-    pair_keys: np.ndarray,
-    pair_counts: np.ndarray,
-    srv_keys: np.ndarray,
-    srv_counts: np.ndarray,
+    ops: ModuleType,
+    pair_keys: Any,
+    pair_counts: Any,
+    srv_keys: Any,
+    srv_counts: Any,
     glob: Any,
     parts: list[SeedPartition],
 ) -> _HitrateTable:
-    """Hitrates where ``count_p2 > 2``, and every entry's preference rank."""
+    """Hitrates where ``count_p2 > 2``, and every entry's preference rank.
+
+    The preference orders entries by ``(-hitrate, p1, feature string in byte order)``; the three
+    keys go to one lexsort as float64 (ranks and ports are exact there)."""
+    xp = ops.namespace()
     has_rate = pair_counts > MIN_COUNT_P2
     keys, count = pair_keys[has_rate], pair_counts[has_rate]
-    gid = keys >> np.uint64(32)
-    p1 = ((keys >> np.uint64(16)) & np.uint64(0xFFFF)).astype(np.uint16)
-    server = (gid << np.uint64(16)) | p1.astype(np.uint64)
-    cp = srv_counts[np.searchsorted(srv_keys, server)] if keys.size else srv_counts[:0]
+    gid = keys >> xp.uint64(32)
+    p1 = ((keys >> xp.uint64(16)) & xp.uint64(0xFFFF)).astype(xp.uint16)
+    server = (gid << xp.uint64(16)) | p1.astype(xp.uint64)
+    cp = srv_counts[xp.searchsorted(srv_keys, server)] if keys.size else srv_counts[:0]
     rate = count / cp
-    gids, gid_index = cpu.unique_inverse(gid)
+    gids, gid_index = ops.unique_inverse(gid)
     strings = glob.strings(gids, parts)
-    frank = _rank_strings(strings)[gid_index]
-    preference = np.lexsort((frank, p1, -rate))
-    rank = np.empty(preference.size, dtype=np.uint32)
-    rank[preference] = np.arange(preference.size, dtype=np.uint32)
-    return _HitrateTable(keys, count, cp, rate, p1, server, rank, preference, gids, gid_index, strings)
-
-
-def _best_frame(part: SeedPartition, best: np.ndarray, table: _HitrateTable, hitrate: float) -> pd.DataFrame:
-    """Patterns rows of a partition's counted services whose best predictor beats ``hitrate``."""
-    found = np.flatnonzero(best != _NO_RANK)
-    entry = table.preference[best[found].astype(np.int64)]
-    keep = table.rate[entry] > hitrate
-    found, entry = found[keep], entry[keep]
-    return pd.DataFrame(
-        {
-            schema.IP: part.slot_ip[found],
-            schema.P: pd.array(part.slot_port[found], dtype="UInt16"),
-            schema.NEEDED_P: table.p1[entry],
-            schema.COUNT_P2: pd.array(table.count[entry], dtype="Int64"),
-            schema.HITRATE: pd.array(table.rate[entry], dtype="Float64"),
-            schema.CP_SERVER: pd.array(table.cp[entry], dtype="Int64"),
-            "_rated": table.gid_index[entry],
-        }
-    )
-
-
-def _single_frame(part: SeedPartition) -> pd.DataFrame:
-    """Patterns rows of a partition's single-port hosts: ``p`` null, ``neededP`` their port."""
-    n = part.single_ip.size
-    return pd.DataFrame(
-        {
-            schema.IP: part.single_ip,
-            schema.P: pd.array([pd.NA] * n, dtype="UInt16"),
-            schema.NEEDED_P: part.single_port,
-            schema.COUNT_P2: pd.array([pd.NA] * n, dtype="Int64"),
-            schema.HITRATE: pd.array([pd.NA] * n, dtype="Float64"),
-            schema.CP_SERVER: pd.array([pd.NA] * n, dtype="Int64"),
-            "_rated": np.full(n, -1, dtype=np.int64),
-        }
-    )
+    frank = ops.text_rank(strings)[gid_index]
+    preference = xp.lexsort(xp.stack([frank.astype(xp.float64), p1.astype(xp.float64), -rate]))
+    rank = xp.empty(preference.size, dtype=xp.uint32)
+    rank[preference] = xp.arange(preference.size, dtype=xp.uint32)
+    return _HitrateTable(keys, count, cp, rate, p1, rank, preference, gids, gid_index, strings)
 
 
 def _sum_counts(parts: list[SeedPartition]) -> dict[str, int]:
@@ -331,29 +331,89 @@ def _sum_counts(parts: list[SeedPartition]) -> dict[str, int]:
     return total
 
 
-def _assemble_patterns(
-    frames: list[pd.DataFrame], rated_gids: np.ndarray, rated_strings: pa.Array, fkeys: np.ndarray
-) -> pd.DataFrame:
-    patterns = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    rated = patterns.pop("_rated").to_numpy()
-    has = rated >= 0
-    # Strings stay in Arrow (a null index takes a null): no Python string objects.
-    server = rated_strings.take(pa.array(np.where(has, rated, 0), mask=~has)).cast(pa.string())
-    patterns[schema.SERVER] = pd.arrays.ArrowStringArray(server)
-    patterns[schema.FKEY] = pd.arrays.IntegerArray(
-        fkeys[rated_gids[np.where(has, rated, 0)].astype(np.int64)]
-        if len(rated_gids)
-        else np.zeros(len(has), np.uint64),
-        ~has,
+def _assemble(
+    ops: ModuleType, found: list[_Found], table: _HitrateTable, fkeys: Any, moved: _Moved
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The patterns and rules frames (host) from the partitions' rows: ordered, joined with the
+    hitrate table and the rules reduced on the backend, then copied to the host once."""
+    xp = ops.namespace()
+    n_found = [int(f.ip.size) for f in found]
+    n_single = [int(f.single_ip.size) for f in found]
+    ip = xp.concatenate([f.ip for f in found] + [f.single_ip for f in found]).astype(xp.uint32)
+    p = xp.concatenate([*(f.p for f in found), xp.zeros(sum(n_single), xp.uint16)]).astype(xp.uint16)
+    entry = xp.concatenate([f.entry for f in found] + [xp.full(sum(n_single), -1, dtype=xp.int64)])
+    has_p = xp.arange(ip.size) < sum(n_found)
+    needed = xp.concatenate([table.p1[entry[: sum(n_found)]], *(f.single_port for f in found)]).astype(
+        xp.uint16
     )
-    patterns[schema.IP] = patterns[schema.IP].astype(np.uint32)
-    patterns[schema.NEEDED_P] = patterns[schema.NEEDED_P].astype(np.uint16)
     # Sort by (ip, p): p < 2**16 and a null p (single-port host) is alone on its ip.
-    key = (patterns[schema.IP].to_numpy(np.uint64) << np.uint64(17)) | patterns[schema.P].fillna(0).to_numpy(
-        np.uint64
+    order = xp.argsort((ip.astype(xp.uint64) << xp.uint64(17)) | p.astype(xp.uint64))
+    ip, p, entry, has_p, needed = ip[order], p[order], entry[order], has_p[order], needed[order]
+    at = xp.maximum(entry, 0)
+    rated = xp.where(has_p, table.gid_index[at], -1) if table.gid_index.size else xp.full(ip.size, -1)
+    patterns = pd.DataFrame(
+        {
+            schema.IP: moved(ip),
+            schema.P: pd.arrays.IntegerArray(moved(p), ~moved(has_p)),
+            schema.NEEDED_P: moved(needed),
+            schema.COUNT_P2: _nullable(moved, table.count, at, has_p, "Int64"),
+            schema.HITRATE: _nullable(moved, table.rate, at, has_p, "Float64"),
+            schema.CP_SERVER: _nullable(moved, table.cp, at, has_p, "Int64"),
+        }
     )
-    order = np.argsort(key, kind="stable")
-    return patterns.iloc[order].reset_index(drop=True)
+    strings = moved.text(table.strings)
+    rated_host = moved(rated)
+    has = rated_host >= 0
+    server = strings.take(pa.array(np.where(has, rated_host, 0), mask=~has)).cast(pa.string())
+    patterns[schema.SERVER] = pd.arrays.ArrowStringArray(server)
+    gid_fkeys = fkeys[table.gids.astype(xp.int64)] if table.gids.size else xp.zeros(0, xp.uint64)
+    patterns[schema.FKEY] = pd.arrays.IntegerArray(
+        moved(gid_fkeys[xp.maximum(rated, 0)]) if table.gids.size else np.zeros(ip.size, np.uint64), ~has
+    )
+
+    # Rules: distinct (neededP, feature, p) of the rows with p, scored by their best hitrate.
+    with_p = xp.flatnonzero(has_p)
+    rule_feature = rated[with_p]
+    key = (
+        (rule_feature.astype(xp.uint64) << xp.uint64(32))
+        | (needed[with_p].astype(xp.uint64) << xp.uint64(16))
+        | p[with_p].astype(xp.uint64)
+    )
+    rule_key, score, _ = ops.max_by_key(key, table.rate[entry[with_p]])
+    rule_feature = (rule_key >> xp.uint64(32)).astype(xp.int64)
+    rule_needed = ((rule_key >> xp.uint64(16)) & xp.uint64(0xFFFF)).astype(xp.uint16)
+    rule_p = (rule_key & xp.uint64(0xFFFF)).astype(xp.uint16)
+    rule_fkey = gid_fkeys[rule_feature] if rule_feature.size else xp.zeros(0, xp.uint64)
+    by = (
+        xp.lexsort(xp.stack([rule_p.astype(xp.uint64), rule_fkey, rule_needed.astype(xp.uint64)]))
+        if rule_key.size
+        else xp.zeros(0, dtype=xp.int64)
+    )
+    rule_feature_host = moved(rule_feature[by])
+    rules = pd.DataFrame(
+        {
+            schema.NEEDED_P: moved(rule_needed[by]),
+            schema.FKEY: moved(rule_fkey[by]),
+            schema.P: moved(rule_p[by]),
+            schema.SCORE: moved(score[by]).astype(np.float64),
+            schema.SERVER: pd.arrays.ArrowStringArray(
+                strings.take(pa.array(rule_feature_host)).cast(pa.string())
+            ).astype("string"),
+        }
+    )
+    return patterns, rules
+
+
+def _nullable(moved: _Moved, values: Any, at: Any, valid: Any, dtype: str) -> Any:
+    """``values[at]`` where ``valid``, null elsewhere, as a pandas nullable array of ``dtype``."""
+    taken = moved(values[at]) if values.size else np.zeros(at.size, dtype=np.int64)
+    return pd.array(taken, dtype=dtype) if bool(valid.all()) else _masked(taken, ~moved(valid), dtype)
+
+
+def _masked(values: np.ndarray, mask: np.ndarray, dtype: str) -> Any:
+    if dtype == "Float64":
+        return pd.arrays.FloatingArray(values.astype(np.float64), mask)
+    return pd.arrays.IntegerArray(values.astype(np.int64), mask)
 
 
 def rules_of(patterns: pd.DataFrame, /) -> pd.DataFrame:
@@ -367,7 +427,8 @@ def rules_of(patterns: pd.DataFrame, /) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``neededP uint16, fkey uint64, p uint16, score float64, server string``.
+        ``neededP uint16, fkey uint64, p uint16, score float64, server string``: ``score`` is the
+        best hitrate among the patterns rows of the rule. Sorted by ``(neededP, fkey, p)``.
     """
     with_p = patterns[patterns[schema.P].notna()]
     rules = (

@@ -343,3 +343,239 @@ def asarray(values: Any, dtype: Any = None) -> np.ndarray:
 def to_host(values: Any) -> np.ndarray:
     """A NumPy array (identity here; the GPU twin copies to the host)."""
     return np.asarray(values)
+
+
+# --- generic array primitives (one name per operation; the GPU twin differs inside) --------------
+
+
+def namespace() -> Any:
+    """The array namespace these primitives take and return: NumPy."""
+    return np
+
+
+def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes (int64) of ``values`` and their distinct values (hash based, O(n); the order of
+    the distinct values is an implementation detail that no result may depend on)."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64), values
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values, sort=False)
+    return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=values.dtype)
+
+
+def factorize_with_positions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`factorize`, plus one position in ``values`` of each distinct value (int64)."""
+    codes, uniques = factorize(values)
+    position = np.empty(uniques.size, dtype=np.int64)
+    # Reversed writes leave each value's first position (NumPy keeps the last of repeated writes).
+    position[codes[::-1]] = np.arange(codes.size - 1, -1, -1, dtype=np.int64)
+    return codes, uniques, position
+
+
+def all_distinct(values: np.ndarray) -> bool:
+    """Whether no value repeats."""
+    import pandas as pd
+
+    return bool(pd.Index(values).is_unique)
+
+
+def repeat(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``values[i]`` repeated ``counts[i]`` times, in order."""
+    return np.repeat(values, counts)
+
+
+def argsort_stable(values: np.ndarray) -> np.ndarray:
+    """Indices that sort ``values``, equal values in input order."""
+    return np.argsort(values, kind="stable")
+
+
+def max_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted distinct ``keys``, the largest of ``values`` under each, and the position (int64) in
+    the input of one row holding that largest value."""
+    if keys.size == 0:
+        return keys.copy(), values.copy(), np.zeros(0, dtype=np.int64)
+    order = np.lexsort((values, keys))
+    ordered = keys[order]
+    last = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
+    return ordered[last], values[order[last]], order[last]
+
+
+def sum_tables(tables: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``(keys, counts)`` tables (each with distinct keys): sorted distinct keys and totals."""
+    tables = [t for t in tables if t[0].size]
+    if not tables:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    if len(tables) == 1:
+        return tables[0]
+    import pandas as pd
+
+    keys = np.concatenate([t[0] for t in tables])
+    counts = np.concatenate([t[1] for t in tables]).astype(np.int64)
+    codes, uniques = pd.factorize(keys, sort=True)
+    return np.asarray(uniques, dtype=np.uint64), np.bincount(
+        codes, weights=counts, minlength=len(uniques)
+    ).astype(np.int64)
+
+
+def device_bytes_free() -> int | None:
+    """Free memory of the device the arrays live on (``None``: host memory, not managed here)."""
+    return None
+
+
+def synchronize() -> None:
+    """Wait for queued device work (nothing to wait for on the host)."""
+
+
+# --- strings (Arrow on the host; cuDF on the device) ----------------------------------------------
+# A string array here is a ``pyarrow.LargeStringArray``; nulls are kept as nulls (an operation
+# with a null operand gives null), and no Python string object is made per row.
+
+
+def text(strings: Any) -> pa.Array:
+    """A string array (large_string, one chunk) from an Arrow array or chunked array, or a list."""
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    if not isinstance(strings, pa.Array):
+        strings = pa.array(strings, type=pa.large_string())
+    return strings.cast(pa.large_string()) if strings.type != pa.large_string() else strings
+
+
+def text_join(*parts: str | pa.Array) -> pa.Array:
+    """Element-wise concatenation of string arrays and literal strings."""
+    import pyarrow.compute as pc
+
+    typed = [pa.scalar(p, pa.large_string()) if isinstance(p, str) else text(p) for p in parts]
+    return pc.binary_join_element_wise(*typed, pa.scalar("", pa.large_string()))
+
+
+def text_take(strings: pa.Array, index: np.ndarray) -> pa.Array:
+    """``strings[index]``."""
+    return text(strings.take(pa.array(np.asarray(index, dtype=np.int64))))
+
+
+def text_split(strings: pa.Array, separator: str) -> tuple[pa.Array, np.ndarray]:
+    """Every string cut on ``separator`` (BigQuery's ``SPLIT``: ``""`` gives one empty piece, a
+    trailing separator an empty last piece; a null gives none): the pieces and the index (int64) of
+    the string each came from."""
+    import pyarrow.compute as pc
+
+    lists = pc.split_pattern(text(strings), separator)
+    return text(pc.list_flatten(lists)), np.asarray(pc.list_parent_indices(lists)).astype(np.int64)
+
+
+def text_equal(strings: pa.Array, value: str) -> np.ndarray:
+    """Which strings equal ``value`` (a null does not)."""
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.fill_null(pc.equal(strings, value), False))
+
+
+def text_length(strings: pa.Array) -> np.ndarray:
+    """Length of each string in characters (int64; a null counts 0)."""
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.fill_null(pc.utf8_length(strings), 0)).astype(np.int64)
+
+
+def text_valid(strings: pa.Array) -> np.ndarray:
+    """Which strings are not null."""
+    return np.asarray(strings.is_valid())
+
+
+def text_decimal(values: np.ndarray) -> pa.Array:
+    """Decimal strings of integers."""
+    import pyarrow.compute as pc
+
+    return text(pc.cast(pa.array(values), pa.large_string()))
+
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_NIBBLE_SHIFTS = np.arange(28, -1, -4, dtype=np.uint32)
+
+
+def text_hex8(values: np.ndarray) -> pa.Array:
+    """8-digit lower-case hex of uint32 values, built as one byte buffer."""
+    values = np.asarray(values).astype(np.uint32, copy=False)
+    chars = _HEX_DIGITS[(values[:, None] >> _NIBBLE_SHIFTS[None, :]) & np.uint32(0xF)]
+    offsets = np.arange(0, 8 * values.size + 1, 8, dtype=np.int64)
+    return pa.LargeStringArray.from_buffers(
+        values.size, pa.py_buffer(offsets.tobytes()), pa.py_buffer(np.ascontiguousarray(chars).tobytes())
+    )
+
+
+def text_concat(arrays: list[pa.Array]) -> pa.Array:
+    """The string arrays one after the other."""
+    return text(pa.chunked_array([text(a) for a in arrays], type=pa.large_string()))
+
+
+def text_encode(strings: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Dictionary encoding: the code (int64) of each string and the distinct strings."""
+    encoded = text(strings).dictionary_encode()
+    return np.asarray(encoded.indices).astype(np.int64), text(encoded.dictionary)
+
+
+def text_rank(strings: pa.Array) -> np.ndarray:
+    """Rank (int64) of each string in byte order (distinct strings get distinct ranks)."""
+    import pyarrow.compute as pc
+
+    order = np.asarray(pc.sort_indices(strings))
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    return rank
+
+
+def text_to_arrow(strings: pa.Array) -> pa.Array:
+    """The strings as a host Arrow array (they are one already)."""
+    return strings
+
+
+def text_from_arrow(strings: pa.Array) -> pa.Array:
+    """A host Arrow string array in this backend's representation."""
+    return text(strings)
+
+
+def text_size(strings: pa.Array) -> int:
+    return len(strings)
+
+
+# --- tables (the engine's inputs: an Arrow table on the host, a cuDF frame on the device) ----------
+
+
+def table_of(frame: Any, columns: list[str]) -> pa.Table:
+    """The columns of a pandas frame (or an Arrow table) as an Arrow table."""
+    if isinstance(frame, pa.Table):
+        return frame.select(columns)
+    from gpsgpu import schema
+
+    return schema.frame_to_arrow(frame[columns])
+
+
+def table_take(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    return table.take(pa.array(np.asarray(rows, dtype=np.int64)))
+
+
+def table_slice(table: pa.Table, start: int, length: int) -> pa.Table:
+    return table.slice(start, length)
+
+
+def table_column(table: pa.Table, name: str, dtype: Any) -> np.ndarray:
+    """A numeric column as a NumPy array of ``dtype``."""
+    return np.asarray(table[name]).astype(dtype, copy=False)
+
+
+def table_text(table: pa.Table, name: str) -> pa.Array:
+    """A string column."""
+    return text(table[name])
+
+
+def table_rows(table: pa.Table) -> int:
+    return int(table.num_rows)
+
+
+def table_columns(table: pa.Table) -> list[str]:
+    return list(table.column_names)
+
+
+def table_to_arrow(table: pa.Table) -> pa.Table:
+    return table

@@ -6,13 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gpsgpu.backend import Backend
+from gpsgpu.backend import Backend, backend_of, resolve, use_device_pool
 from gpsgpu.blocklist import Blocklist
 from gpsgpu.config import IngestConfig
 from gpsgpu.errors import InputError
 from gpsgpu.io.blocklist import effective_blocklist
 from gpsgpu.io.parquet import read_services
 from gpsgpu.io.sources import PARQUET_MAGIC
+from gpsgpu.partition import HostPartitions
 
 
 def _is_parquet(path: str | os.PathLike[str]) -> bool:
@@ -81,6 +82,24 @@ def open_scan(
             raise InputError(f"{what} {inputs[0]}: no services in it")
         return source, [{"path": str(inputs[0]), "format": "services"}]
     return read_scan(inputs, backend=backend, fmt=fmt, max_reject_rate=max_reject_rate, what=what)
+
+
+def engine_backend(requested: str, cluster: str) -> Backend:
+    """The backend of an engine command; on the GPU in this process, with one RMM pool for cuDF and
+    CuPy (a ``--cluster`` gives its workers their own)."""
+    backend = resolve(requested)
+    if backend is Backend.GPU and cluster == "none":
+        use_device_pool()
+    return backend
+
+
+def bytes_to_device(scan: Any) -> int:
+    """Bytes of a scan's columns the command copied to the device (0 on the CPU)."""
+    if isinstance(scan, HostPartitions):
+        return int(getattr(scan, "bytes_to_device", 0))
+    if backend_of(scan) is not Backend.GPU:
+        return 0
+    return int(scan.memory_usage(deep=True).sum())
 
 
 def blocklist_for(paths: tuple[str, ...] | list[str]) -> Blocklist:

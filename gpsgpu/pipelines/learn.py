@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gpsgpu import schema
-from gpsgpu.backend import resolve
+from gpsgpu.backend import Backend
 from gpsgpu.config import LearnConfig, as_dict
 from gpsgpu.distributed import free_device_pools, open_cluster, retry_on_oom
 from gpsgpu.io.atomic import atomic_dir
@@ -18,7 +18,7 @@ from gpsgpu.io.model import write_model
 from gpsgpu.io.parquet import write_table
 from gpsgpu.learn import learn_patterns
 from gpsgpu.learn.patterns import LearnResult
-from gpsgpu.pipelines.engine_io import open_scan
+from gpsgpu.pipelines.engine_io import bytes_to_device, engine_backend, open_scan
 from gpsgpu.pipelines.improved import improved_params
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConfig) -> dict[str, Any]:
     """Learn patterns and rules from ``seed`` (a services table or scan records) into ``output``."""
     output = Path(output)
-    backend = resolve(config.backend)
+    backend = engine_backend(config.backend, config.cluster)
     timings = Timings()
     with timings.step("read"):
         # One services Parquet file is read host partition by host partition (out of core).
@@ -44,10 +44,13 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
                 chunk_pairs=config.chunk_pairs,
                 workers=(config.threads or 1) if mapper.distributed else (config.threads or None),
                 mapper=mapper,
+                keep_counts=config.save_counts,
             )
 
         result = retry_on_oom(stage, config.partitions, what="learn", on_retry=free_device_pools)
     counts = result.counts
+    if backend is Backend.GPU:
+        counts["bytes_host_to_device"] = bytes_to_device(services)
     improved = config.mode == "improved"
     if improved:
         from gpsgpu.pipelines.improved import improve_rules

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gpsgpu.backend import resolve
+from gpsgpu.backend import Backend
 from gpsgpu.config import PredictConfig, as_dict
 from gpsgpu.distributed import free_device_pools, open_cluster, retry_on_oom
 from gpsgpu.io.atomic import atomic_dir
@@ -18,17 +18,17 @@ from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.model import read_model, read_plan_params
 from gpsgpu.io.predictions import EXPORT_FILE, PredictionWriter
 from gpsgpu.partition import split_by_host
-from gpsgpu.pipelines.engine_io import blocklist_for, open_scan
+from gpsgpu.pipelines.engine_io import blocklist_for, bytes_to_device, engine_backend, open_scan
 from gpsgpu.pipelines.improved import IMPROVED, check_compatible_flags, model_mode, run_predict_improved
 from gpsgpu.plan import plan_priors
-from gpsgpu.predict import predict_services
+from gpsgpu.predict import PredictTables, predict_services, prepare_predict
 
 log = logging.getLogger(__name__)
 
 
-def _predict_partition(part: Any, **shared: Any) -> Any:
+def _predict_partition(part: Any, *, tables: PredictTables, preset: str, workers: int | None) -> Any:
     """Predictions of one priors partition (a :class:`~gpsgpu.distributed.Mapper` task)."""
-    return predict_services(part, shared.pop("rules"), **shared)
+    return predict_services(part, tables, preset=preset, workers=workers)
 
 
 def _clear(folder: Path) -> None:
@@ -50,7 +50,7 @@ def run_predict(
     """Predict services from the priors scan ``priors`` with the model in ``model_dir``."""
     output = Path(output)
     timings = Timings()
-    backend = resolve(config.backend)
+    backend = engine_backend(config.backend, config.cluster)
     with timings.step("read"):
         model = read_model(model_dir)
         blocklist = blocklist_for(config.blocklist)
@@ -79,13 +79,11 @@ def run_predict(
         atomic_dir(output) as tmp,
     ):
         plan = plan_priors(model.patterns, step=step, hitrate=hitrate)
-        # The rules, plan, seed and blocklist go to every worker once; priors partitions are mapped.
+        tables = prepare_predict(model.rules, plan=plan, seed=model.seed, step=step, blocklist=blocklist)
+        # The keyed rules, plan, seed and blocklist go to every worker once (to the device once in
+        # this process); priors partitions are mapped.
         shared = {
-            "rules": mapper.broadcast(model.rules),
-            "plan": mapper.broadcast(plan),
-            "seed": mapper.broadcast(model.seed),
-            "step": step,
-            "blocklist": mapper.broadcast(blocklist),
+            "tables": mapper.broadcast(tables if mapper.distributed else tables.on(backend)),
             "workers": 1 if mapper.distributed else None,
             # Priors features are those the model was learned with (its recorded preset).
             "preset": str(model.params.get("preset", "gps2022")),
@@ -108,6 +106,10 @@ def run_predict(
             "n_partitions": n_partitions,
             "n_predictions": writer.n_predictions,
         }
+        if backend is Backend.GPU:
+            # The priors come to the device when read; only the predictions (ip, port, score) leave.
+            counts["bytes_host_to_device"] = bytes_to_device(scan)
+            counts["bytes_device_to_host"] = writer.n_predictions * 10
         metadata = build_metadata(
             command="predict",
             config=as_dict(config),

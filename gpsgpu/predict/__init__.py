@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from gpsgpu.predict.services import predict_services
+from gpsgpu.predict.services import PredictTables, predict_services, prepare_predict
 
-__all__ = ["predict_services"]
+__all__ = ["PredictTables", "predict_services", "prepare_predict"]

@@ -1,0 +1,171 @@
+"""The engine's generic primitives: the NumPy/Arrow ones against plain definitions (every machine),
+and the CuPy/cuDF twins against them on fresh random inputs of 200k elements (GPU machines).
+
+The device is compared with the host on values, never on the order of things the primitives leave
+unspecified (the codes of a factorization, the order of a dictionary).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import xxhash
+
+from gpsgpu.ops import cpu
+
+N = 200_000
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng()  # fresh inputs every run: the twins must agree on any input
+
+
+def _words(rng: np.random.Generator, n: int) -> list[str]:
+    """Strings with repeats, empty strings, newlines, the TLS separator and non-ASCII characters."""
+    alphabet = np.array(list("ab\n30xé\r"))
+    lengths = rng.integers(0, 12, size=n)
+    pool = ["".join(rng.choice(alphabet, size=k)) for k in rng.integers(0, 12, size=2000)]
+    return [pool[i] if k % 3 else "".join(rng.choice(alphabet, size=k)) for i, k in
+            zip(rng.integers(0, len(pool), size=n), lengths, strict=True)]  # fmt: skip
+
+
+# --- host primitives against their definitions ----------------------------------------------------
+
+
+def test_host_factorize_and_positions() -> None:
+    rng = _rng()
+    values = rng.integers(0, 5000, size=N).astype(np.uint64)
+    codes, uniques, position = cpu.factorize_with_positions(values)
+    assert np.array_equal(uniques[codes], values)
+    assert np.array_equal(values[position], uniques)
+    assert np.array_equal(np.sort(uniques), np.unique(values))
+
+
+def test_host_max_by_key() -> None:
+    rng = _rng()
+    keys = rng.integers(0, 3000, size=N).astype(np.uint64)
+    values = rng.random(N)
+    got_keys, got_max, at = cpu.max_by_key(keys, values)
+    assert np.array_equal(got_keys, np.unique(keys))
+    want: dict[int, float] = {}
+    for k, v in zip(keys.tolist(), values.tolist(), strict=True):
+        want[k] = max(want.get(k, -np.inf), v)
+    assert np.array_equal(got_max, np.array([want[k] for k in got_keys.tolist()]))
+    assert np.array_equal(keys[at], got_keys) and np.array_equal(values[at], got_max)
+
+
+def test_host_text_split_is_bigquery_split() -> None:
+    words = ["", "a", "a\n", "\n", "a\nb\n\nc", None, "x\r\ny"]
+    pieces, parent = cpu.text_split(pa.array(words, type=pa.large_string()), "\n")
+    want = [(i, p) for i, w in enumerate(words) if w is not None for p in w.split("\n")]
+    assert list(zip(parent.tolist(), pieces.to_pylist(), strict=True)) == want
+
+
+def test_host_text_hex8_and_rank() -> None:
+    rng = _rng()
+    values = rng.integers(0, 2**32, size=1000, dtype=np.uint64).astype(np.uint32)
+    assert cpu.text_hex8(values).to_pylist() == [f"{v:08x}" for v in values.tolist()]
+    words = _words(rng, 2000)
+    rank = cpu.text_rank(pa.array(words, type=pa.large_string()))
+    by_bytes = sorted(range(len(words)), key=lambda i: words[i].encode())
+    assert [words[i] for i in np.argsort(rank)] == [words[i] for i in by_bytes]
+
+
+def test_host_text_encode() -> None:
+    words = _words(_rng(), 5000)
+    codes, dictionary = cpu.text_encode(pa.array(words, type=pa.large_string()))
+    assert [dictionary.to_pylist()[c] for c in codes.tolist()] == words
+    assert len(set(dictionary.to_pylist())) == len(dictionary)
+
+
+# --- device twins -----------------------------------------------------------------------------------
+
+
+def _host(value: Any) -> Any:
+    from gpsgpu.backend import to_numpy
+
+    return to_numpy(value)
+
+
+@pytest.mark.gpu
+def test_device_array_primitives_equal_the_host() -> None:
+    import cupy as cp
+
+    from gpsgpu.ops import gpu
+
+    rng = _rng()
+    values = rng.integers(0, 50_000, size=N).astype(np.uint64)
+    d = cp.asarray(values)
+    assert np.array_equal(_host(gpu.unique_sorted(d)), cpu.unique_sorted(values))
+    u, inv = gpu.unique_inverse(d)
+    assert np.array_equal(_host(u)[_host(inv)], values)
+    codes, uniques, position = gpu.factorize_with_positions(d)
+    assert np.array_equal(_host(uniques)[_host(codes)], values)
+    assert np.array_equal(values[_host(position)], _host(uniques))
+    assert gpu.all_distinct(cp.arange(N)) and not gpu.all_distinct(d)
+    table = rng.permutation(np.unique(values))[:20_000]
+    assert np.array_equal(_host(gpu.lookup(cp.asarray(table), d)), cpu.lookup(table, values))
+    counts = rng.integers(0, 5, size=N)
+    assert np.array_equal(_host(gpu.repeat(d, cp.asarray(counts))), np.repeat(values, counts))
+    small = rng.integers(0, 10, size=N).astype(np.uint8)
+    assert np.array_equal(_host(gpu.argsort_stable(cp.asarray(small))), np.argsort(small, kind="stable"))
+    ordered = np.sort(values)
+    for got, want in zip(gpu.runs(cp.asarray(ordered)), cpu.runs(ordered), strict=True):
+        assert np.array_equal(_host(got), want)
+    keys = rng.integers(0, 3000, size=N).astype(np.uint64)
+    scores = rng.random(N) - 0.5
+    got = gpu.max_by_key(cp.asarray(keys), cp.asarray(scores))
+    want = cpu.max_by_key(keys, scores)
+    assert np.array_equal(_host(got[0]), want[0]) and np.array_equal(_host(got[1]), want[1])
+    tables = [(np.unique(rng.integers(0, 9000, size=5000)).astype(np.uint64), None) for _ in range(3)]
+    tables = [(k, rng.integers(1, 9, size=k.size)) for k, _ in tables]
+    got = gpu.sum_tables([(cp.asarray(k), cp.asarray(c)) for k, c in tables])
+    want = cpu.sum_tables(tables)
+    assert np.array_equal(_host(got[0]), want[0]) and np.array_equal(_host(got[1]), want[1])
+    slot_count = rng.integers(1, 11, size=5000)
+    row_slot = rng.integers(0, 5000, size=N)
+    assert np.array_equal(
+        _host(gpu.pair_offsets(cp.asarray(row_slot), cp.asarray(slot_count))),
+        cpu.pair_offsets(row_slot, slot_count),
+    )
+
+
+@pytest.mark.gpu
+def test_device_strings_equal_the_host() -> None:
+    import cupy as cp
+
+    from gpsgpu.ops import gpu
+
+    rng = _rng()
+    words = _words(rng, N)
+    host = pa.array(words, type=pa.large_string())
+    dev = gpu.text(host)
+    for separator in ("\n", "30"):
+        h_pieces, h_parent = cpu.text_split(host, separator)
+        d_pieces, d_parent = gpu.text_split(dev, separator)
+        # The device may list a row's lone empty piece apart: compare as sorted (row, piece) pairs.
+        want = sorted(zip(h_parent.tolist(), h_pieces.to_pylist(), strict=True))
+        got = sorted(zip(_host(d_parent).tolist(), gpu.text_to_arrow(d_pieces).to_pylist(), strict=True))
+        assert got == want, separator
+    joined = gpu.text_join("x: ", dev, "-", dev)
+    assert gpu.text_to_arrow(joined).to_pylist() == cpu.text_join("x: ", host, "-", host).to_pylist()
+    assert np.array_equal(_host(gpu.text_length(dev)), cpu.text_length(host))
+    assert np.array_equal(_host(gpu.text_equal(dev, "ab")), cpu.text_equal(host, "ab"))
+    values = rng.integers(0, 2**32, size=N, dtype=np.uint64).astype(np.uint32)
+    assert (
+        gpu.text_to_arrow(gpu.text_hex8(cp.asarray(values))).to_pylist() == cpu.text_hex8(values).to_pylist()
+    )
+    signed = rng.integers(-(2**31), 2**31, size=N).astype(np.int32)
+    decimal = gpu.text_to_arrow(gpu.text_decimal(cp.asarray(signed))).to_pylist()
+    assert decimal == cpu.text_decimal(signed).to_pylist()
+    codes, dictionary = gpu.text_encode(dev)
+    assert gpu.text_to_arrow(gpu.text_take(dictionary, codes)).to_pylist() == words
+    rank = _host(gpu.text_rank(dev))
+    assert np.array_equal(rank, cpu.text_rank(host)) or [words[i] for i in np.argsort(rank)] == sorted(
+        words, key=str.encode
+    )
+    expected = np.array([xxhash.xxh64_intdigest(w.encode(), 0) for w in words[:5000]], dtype=np.uint64)
+    assert np.array_equal(_host(gpu.xxh64_strings(gpu.text_take(dev, cp.arange(5000)))), expected)
