@@ -188,7 +188,8 @@ def open_cluster(spec: str = "none", *, workers: int = 0) -> Iterator[Mapper]:
 
 
 def _local_cuda_cluster(workers: int) -> Any:
-    """A ``LocalCUDACluster``: one worker per GPU, an RMM pool, device buffers spilled to host."""
+    """A ``LocalCUDACluster``: one worker per GPU, an RMM pool that CuPy shares, results spilled to
+    host memory past 85% of the device."""
     from gpsgpu.backend import cuda_device_count
 
     n_devices = cuda_device_count()
@@ -208,7 +209,11 @@ def _local_cuda_cluster(workers: int) -> Any:
         device_memory_limit=0.85,
         # CuPy's allocations (the pair kernels) come from the same RMM pool, not beside it.
         rmm_allocator_external_lib_list=["cupy"],
-        enable_cudf_spill=True,
+        # Spilling is dask-cuda's (device_memory_limit: stored results go to host memory), not
+        # cuDF's: cuDF's spillable buffers cannot be unpickled in a client whose cuDF made any
+        # buffer before the cluster started (seen on an H200, 2026-12-04), and partitions' cuDF
+        # columns do come back to the client.
+        enable_cudf_spill=False,
         dashboard_address=None,
     )
 
