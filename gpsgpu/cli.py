@@ -462,8 +462,7 @@ def learn(
             "cluster": cluster,
             "workers": workers,
             "mode": mode,
-            # Improved mode's preset is the extended one unless --preset says otherwise.
-            "preset": preset if preset is not None or mode != "improved" else "extended",
+            "preset": preset,
             "top_k": top_k,
             "min_count": min_count,
             "max_host_ports": max_host_ports,

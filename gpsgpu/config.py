@@ -179,7 +179,7 @@ class LearnConfig:
 
     hitrate: float = DEFAULT_HITRATE
     step: int = DEFAULT_STEP
-    preset: str = "gps2022"
+    preset: str | None = None  # None: the mode's (gps2022 for compatible, extended for improved)
     use_asn: bool = True
     backend: str = "auto"
     partitions: int = 1
@@ -199,6 +199,10 @@ class LearnConfig:
         _check_cluster(self.cluster, self.workers)
         _check_hitrate(self.hitrate)
         _check_mode(self.mode)
+        if self.preset is None:
+            # The mode's defaults are decided here, whether the mode came from a flag, the
+            # environment or a TOML file.
+            object.__setattr__(self, "preset", "extended" if self.mode == "improved" else "gps2022")
         if self.top_k < 1:
             raise UsageError(f"--top-k must be at least 1, not {self.top_k}")
         if self.min_count < 1:

@@ -97,3 +97,19 @@ def test_min_score_is_a_number_or_yield(tmp_path: Path) -> None:
     assert load_config(PredictConfig, "predict", environ={"GPSGPU_MIN_SCORE": "0.5"}).min_score == 0.5
     with pytest.raises(UsageError, match="or 'yield'"):
         load_config(PredictConfig, "predict", environ={"GPSGPU_MIN_SCORE": "lots"})
+
+
+@pytest.mark.parametrize("where", ["flag", "toml", "environment"])
+def test_the_mode_sets_its_preset_wherever_it_is_given(where: str, tmp_path: Path) -> None:
+    from gpsgpu.config import LearnConfig
+
+    toml = tmp_path / "gpsgpu.toml"
+    toml.write_text('[learn]\nmode = "improved"\n' if where == "toml" else "", encoding="utf-8")
+    flags = {"mode": "improved"} if where == "flag" else {}
+    environ = {"GPSGPU_MODE": "improved"} if where == "environment" else {}
+    config = load_config(LearnConfig, "learn", file=toml, flags=flags, environ=environ)
+    assert (config.mode, config.preset) == ("improved", "extended")
+    # A preset given anywhere wins over the mode's default; compatible mode's default is gps2022.
+    assert load_config(LearnConfig, "learn", file=toml, flags={**flags, "preset": "gps2022"},
+                       environ=environ).preset == "gps2022"  # fmt: skip
+    assert load_config(LearnConfig, "learn", environ={}).preset == "gps2022"

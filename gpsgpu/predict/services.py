@@ -168,14 +168,8 @@ def predict_services(
         ``neededP uint16, fkey uint64, p uint16, score float64`` (distinct ``(neededP, fkey, p)``),
         or the tables :func:`prepare_predict` made of them, the plan, the seed, the step and the
         blocklist (then ``plan``, ``seed``, ``step`` and ``blocklist`` are not given).
-    plan : pandas.DataFrame
-        ``neededP uint16, prefix uint32``: the plan rows (before any blocklist cut).
-    seed : pandas.DataFrame
-        ``ip uint32, port uint16``: the seed's services.
-    step : int
-        Prefix length of the plan rows.
-    blocklist : Blocklist, optional
-        Addresses never to predict.
+    plan, seed, step, blocklist
+        As in :func:`prepare_predict`, with a rules frame.
     chunk_rows : int
         Priors rows featurized and joined per chunk on the host; chunks run on up to ``workers``
         threads (default: every core), and their predictions are merged (the result does not
