@@ -113,6 +113,18 @@ def test_twins_match_a_plain_loop(case: str) -> None:
         if at < table.size and table[at] == key:
             plain[target] = min(plain[target], rank[at])
     assert best.tolist() == plain.tolist()
+    # A lower bound per slot: the next best rank above the previous pass's (top-k by passes).
+    lower = np.where(best == NO_RANK, NO_RANK, best + 1).astype(np.uint32)
+    second = cpu.best_predictor(
+        row_slot, row_fid, slot_port, slot_first, slot_count, table, rank,
+        np.full(slot_port.size, NO_RANK, np.uint32), lower=lower,
+    )  # fmt: skip
+    plain = np.full(slot_port.size, NO_RANK, np.uint32)
+    for key, target in expected:
+        at = np.searchsorted(table, key)
+        if at < table.size and table[at] == key and rank[at] >= lower[target]:
+            plain[target] = min(plain[target], rank[at])
+    assert second.tolist() == plain.tolist()
 
 
 @pytest.mark.gpu
@@ -135,6 +147,13 @@ def test_kernels_equal_their_twins(case: str) -> None:
     have = gpu.best_predictor(
         *(cp.asarray(a) for a in args), cp.asarray(table), cp.asarray(rank), cp.asarray(start)
     )
+    assert np.array_equal(cp.asnumpy(have), want)
+    lower = np.where(want == NO_RANK, NO_RANK, want + 1).astype(np.uint32)
+    want = cpu.best_predictor(*args, table, rank, start.copy(), lower=lower)
+    have = gpu.best_predictor(
+        *(cp.asarray(a) for a in args), cp.asarray(table), cp.asarray(rank), cp.asarray(start),
+        lower=cp.asarray(lower),
+    )  # fmt: skip
     assert np.array_equal(cp.asnumpy(have), want)
     keys, counts = gpu.count_keys(got)
     want_keys, want_counts = cpu.count_keys(expected)

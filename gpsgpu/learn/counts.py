@@ -79,6 +79,8 @@ def assign_global_ids(parts: list[SeedPartition]) -> GlobalFeatures:
     start = 0
     for part, size in zip(parts, sizes, strict=True):
         local_to_gid = codes[start : start + size].astype(xp.uint32)
+        if part.single_row_fid is not None:
+            part.single_row_gid = local_to_gid[part.single_row_fid]
         _order_rows(part, local_to_gid[part.row_fid])
         start += size
     return GlobalFeatures(fkeys=uniques, home=home)
@@ -123,6 +125,17 @@ def server_keys(part: SeedPartition) -> Any:
 def count_servers(part: SeedPartition) -> tuple[Any, Any]:
     """``cp_server`` of one partition: server keys (sorted) and counts."""
     return _ops(part).count_keys(server_keys(part))
+
+
+def count_single_servers(part: SeedPartition) -> tuple[Any, Any]:
+    """Single-port services of one partition carrying each server ``gid << 16 | p1``: sorted keys
+    and counts (with ``cp_server``, a rule's support; empty unless the partition has them)."""
+    ops = _ops(part)
+    xp = ops.namespace()
+    if part.single_row_gid is None:
+        return xp.zeros(0, xp.uint64), xp.zeros(0, xp.int64)
+    keys = (part.single_row_gid.astype(xp.uint64) << xp.uint64(16)) | part.single_row_port.astype(xp.uint64)
+    return ops.count_keys(keys)
 
 
 def count_features(part: SeedPartition, n_global: int) -> Any:
@@ -283,10 +296,12 @@ def best_slots(
     table_keys: Any,
     table_rank: Any,
     *,
+    lower: Any = None,
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
     workers: int = 1,
 ) -> Any:
-    """The best predictor's rank for every slot of the partition (uint32, ``NO_RANK`` for none).
+    """The best predictor's rank for every slot of the partition (uint32, ``NO_RANK`` for none);
+    with ``lower`` (uint32 per slot), the best of rank at least ``lower[slot]``.
 
     With several host workers each keeps its own ``best`` and the element-wise minimum of them is
     the answer (min is commutative: the result does not depend on the split).
@@ -327,6 +342,7 @@ def best_slots(
             table_rank[lo:hi],
             own,
             host=host,
+            lower=lower,
         )
 
     if workers <= 1 or len(chunks) <= 1:

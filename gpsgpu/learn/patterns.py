@@ -37,9 +37,10 @@ from gpsgpu.learn.counts import (
     count_features,
     count_pairs,
     count_servers,
+    count_single_servers,
     sum_by_key,
 )
-from gpsgpu.learn.seed import SeedPartition, index_seed
+from gpsgpu.learn.seed import MAX_HOST_PORTS, SeedPartition, index_seed
 from gpsgpu.ops import cpu, ops_for
 from gpsgpu.partition import HostPartitions, split_by_host
 
@@ -48,8 +49,8 @@ log = logging.getLogger(__name__)
 #: Defaults of the reference's knobs.
 DEFAULT_HITRATE = 0.00001
 DEFAULT_STEP = 16
-#: ``count_p2`` must exceed this for a hitrate to exist.
-MIN_COUNT_P2 = 2
+#: GPS's ``count_p2 > 2``: a pair needs this many hosts for a hitrate to exist.
+GPS_MIN_COUNT = 3
 
 _NO_RANK = 0xFFFFFFFF
 
@@ -66,8 +67,12 @@ class LearnResult:
         ``(ip, p)``.
     rules : pandas.DataFrame
         ``neededP uint16, fkey uint64, p uint16, score float64, server string``: the distinct
-        ``(neededP, server, p)`` of the patterns with ``p`` not null; ``score`` is the best
-        hitrate among the patterns rows of the rule. Sorted by ``(neededP, fkey, p)``.
+        ``(neededP, server, p)`` of the predictors (GPS: of the patterns with ``p`` not null);
+        ``score`` is their hitrate. Sorted by ``(neededP, fkey, p)``. With ``top_k > 1`` or
+        ``supports``, also ``count_p2 int64, cp_server int64, support int64, hitrate float64``.
+    predictors : pandas.DataFrame or None
+        With ``top_k > 1``: ``ip uint32, p uint16, neededP uint16, fkey uint64, hitrate float64,
+        rank int64``, the top-k predictors of every learned seed service (rank 0: GPS's best).
     seed : pandas.DataFrame
         ``ip uint32, port uint16``: every distinct service of the seed, sorted.
     count_p2 : pandas.DataFrame
@@ -88,6 +93,7 @@ class LearnResult:
     count_p2: Any
     cp_server: Any
     counts: dict[str, int] = field(default_factory=dict)
+    predictors: Any = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -103,6 +109,10 @@ def learn_patterns(
     workers: int | None = None,
     mapper: Mapper = SERIAL,
     keep_counts: bool = False,
+    top_k: int = 1,
+    min_count: int = GPS_MIN_COUNT,
+    max_host_ports: int = MAX_HOST_PORTS,
+    supports: bool = False,
 ) -> LearnResult:
     """Phase 1a on a services frame: counts, hitrates, best predictors, patterns and rules.
 
@@ -135,6 +145,12 @@ def learn_patterns(
         Counts are summed by key here, so the result does not depend on it.
     keep_counts : bool
         Also return the ``count_p2`` and ``cp_server`` tables (``learn --save-counts``).
+    top_k, min_count, max_host_ports, supports
+        The learner's knobs; GPS (compatible mode) is ``1, 3, 10, False``. ``top_k`` predictors are
+        kept per seed service (k passes of the best-predictor kernel, each above the last's rank);
+        a pair needs ``count_p2 >= min_count`` for a hitrate; hosts of 2..``max_host_ports`` ports
+        are learned from (beyond 10, real ones only: :mod:`gpsgpu.learn.seed`); ``supports``
+        counts every real seed service with a rule's feature on its port (single-port hosts too).
     """
     backend = services.backend if isinstance(services, HostPartitions) else backend_of(services)
     if backend is Backend.GPU or (workers is not None and workers < 1):
@@ -152,6 +168,8 @@ def learn_patterns(
             yield
             ops.synchronize()
 
+    if top_k < 1 or min_count < 1:
+        raise ValueError(f"top_k and min_count must be at least 1, not {top_k} and {min_count}")
     with step("features"):
         parts = mapper.map(
             index_seed,
@@ -159,24 +177,28 @@ def learn_patterns(
             split_by_host(services, n_partitions=n_partitions),
             use_asn=use_asn,
             preset=preset,
+            max_host_ports=max_host_ports,
+            single_features=supports,
         )
         glob = assign_global_ids(parts)
 
     # cp_server and the services of each feature: counted per partition, summed.
     with step("count_servers"):
-        srv_keys, srv_counts = sum_by_key(mapper.map(count_servers, parts))
+        server_tables = mapper.map(count_servers, parts)
+        srv_keys, srv_counts = sum_by_key(server_tables)
+        support = sum_by_key(server_tables + mapper.map(count_single_servers, parts)) if supports else None
         on_services = xp.zeros(glob.fkeys.size, dtype=xp.int64)
         for part in parts:
             on_services += count_features(part, glob.fkeys.size)
 
-    # count_p2, over the rows of features that can have a hitrate.
+    # count_p2, over the rows of features that can have a hitrate (count_p2 <= services with f).
     with step("count_pairs"):
-        jobs = [(part, xp.flatnonzero(on_services[part.row_gid] > MIN_COUNT_P2)) for part in parts]
+        jobs = [(part, xp.flatnonzero(on_services[part.row_gid] >= min_count)) for part in parts]
         pair_tables = mapper.map(_count_pairs_job, jobs, chunk_pairs=chunk_pairs, workers=workers)
         pair_keys, pair_counts = sum_by_key(pair_tables)
 
     with step("hitrates"):
-        table = _hitrate_table(ops, pair_keys, pair_counts, srv_keys, srv_counts, glob, parts)
+        table = _hitrate_table(ops, pair_keys, pair_counts, srv_keys, srv_counts, glob, parts, min_count)
 
     # Best predictor of every counted service; only rows of a feature with some hitrate can be one.
     with step("best_predictors"):
@@ -185,12 +207,21 @@ def learn_patterns(
         shared_table = mapper.broadcast(table)
         jobs = [(part, xp.flatnonzero(rated[part.row_gid])) for part in parts]
         found = mapper.map(
-            _best_job, jobs, table=shared_table, hitrate=hitrate, chunk_pairs=chunk_pairs, workers=workers
+            _best_job,
+            jobs,
+            table=shared_table,
+            hitrate=hitrate,
+            top_k=top_k,
+            chunk_pairs=chunk_pairs,
+            workers=workers,
         )
 
     with step("assemble"):
         moved = _Moved(ops)
-        patterns, rules = _assemble(ops, found, table, glob.fkeys, moved)
+        patterns = _assemble_patterns(ops, found, table, glob.fkeys, moved)
+        rules, predictors = _assemble_rules(
+            ops, found, table, glob.fkeys, moved, ranked=top_k > 1 or supports, support=support
+        )
         seed = moved(ops.unique_sorted(xp.concatenate([p.services for p in parts])))
         seed_ip, seed_port = schema.unpack_service(seed)
         counts = _sum_counts(parts)
@@ -203,6 +234,8 @@ def learn_patterns(
             n_rules=len(rules),
             n_features=int(glob.fkeys.size),
         )
+        if predictors is not None:
+            counts["n_predictors"] = len(predictors)
         count_p2 = cp_server = None
         if keep_counts:
             count_p2 = _pairs_frame(moved(pair_keys), moved(pair_counts), moved(glob.fkeys))
@@ -217,6 +250,7 @@ def learn_patterns(
         cp_server=cp_server,
         counts=counts,
         timings=dict(timings),
+        predictors=predictors,
     )
 
 
@@ -248,11 +282,12 @@ def _count_pairs_job(job: tuple[SeedPartition, Any], *, chunk_pairs: int, worker
 
 @dataclass(frozen=True)
 class _Found:
-    """One partition's patterns rows, as arrays on its backend."""
+    """One partition's predictors, as arrays on its backend."""
 
-    ip: Any  # uint32 counted services whose best predictor beats the hitrate
+    ip: Any  # uint32 counted services with a predictor whose hitrate beats the threshold
     p: Any  # uint16 their port
-    entry: Any  # int64 their best predictor's entry in the hitrate table
+    entry: Any  # int64 the predictor's entry in the hitrate table
+    rank: Any  # int64 the predictor's place among the service's (0: the best)
     single_ip: Any  # uint32 single-port hosts
     single_port: Any  # uint16 their port
 
@@ -262,18 +297,39 @@ def _best_job(
     *,
     table: _HitrateTable,
     hitrate: float,
+    top_k: int,
     chunk_pairs: int,
     workers: int,
 ) -> _Found:
-    """Patterns rows of one partition: best predictors and single-port hosts (a :class:`Mapper` task)."""
+    """Predictors of one partition's counted services (``top_k`` passes, each above the last
+    one's rank) and its single-port hosts (a :class:`Mapper` task)."""
     part, rows = job
     xp = backend_of(part.slot_port).xp
-    best = best_slots(part, rows, table.keys, table.rank, chunk_pairs=chunk_pairs, workers=workers)
-    found = xp.flatnonzero(best != _NO_RANK)
-    entry = table.preference[best[found].astype(xp.int64)]
-    keep = table.rate[entry] > hitrate
-    found, entry = found[keep], entry[keep]
-    return _Found(part.slot_ip[found], part.slot_port[found], entry, part.single_ip, part.single_port)
+    slots, entries, ranks = [], [], []
+    lower = None
+    for k in range(top_k):
+        best = best_slots(
+            part, rows, table.keys, table.rank, lower=lower, chunk_pairs=chunk_pairs, workers=workers
+        )
+        found = xp.flatnonzero(best != _NO_RANK)
+        if found.size == 0:
+            break
+        entry = table.preference[best[found].astype(xp.int64)]
+        # Candidates come best first: once one misses the threshold, the rest of its slot's do.
+        keep = table.rate[entry] > hitrate
+        slots.append(found[keep])
+        entries.append(entry[keep])
+        ranks.append(xp.full(int(keep.sum()), k, dtype=xp.int64))
+        lower = xp.where(best == _NO_RANK, best, best + xp.uint32(1))
+    slot = xp.concatenate(slots) if slots else xp.zeros(0, xp.int64)
+    return _Found(
+        part.slot_ip[slot],
+        part.slot_port[slot],
+        xp.concatenate(entries) if entries else xp.zeros(0, xp.int64),
+        xp.concatenate(ranks) if ranks else xp.zeros(0, xp.int64),
+        part.single_ip,
+        part.single_port,
+    )
 
 
 @dataclass(frozen=True)
@@ -301,13 +357,14 @@ def _hitrate_table(
     srv_counts: Any,
     glob: Any,
     parts: list[SeedPartition],
+    min_count: int = GPS_MIN_COUNT,
 ) -> _HitrateTable:
-    """Hitrates where ``count_p2 > 2``, and every entry's preference rank.
+    """Hitrates where ``count_p2 >= min_count`` (GPS: > 2), and every entry's preference rank.
 
     The preference orders entries by ``(-hitrate, p1, feature string in byte order)``; the three
     keys go to one lexsort as float64 (ranks and ports are exact there)."""
     xp = ops.namespace()
-    has_rate = pair_counts > MIN_COUNT_P2
+    has_rate = pair_counts >= min_count
     keys, count = pair_keys[has_rate], pair_counts[has_rate]
     gid = keys >> xp.uint64(32)
     p1 = ((keys >> xp.uint64(16)) & xp.uint64(0xFFFF)).astype(xp.uint16)
@@ -331,21 +388,23 @@ def _sum_counts(parts: list[SeedPartition]) -> dict[str, int]:
     return total
 
 
-def _assemble(
+def _assemble_patterns(
     ops: ModuleType, found: list[_Found], table: _HitrateTable, fkeys: Any, moved: _Moved
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The patterns and rules frames (host) from the partitions' rows: ordered, joined with the
-    hitrate table and the rules reduced on the backend, then copied to the host once."""
+) -> pd.DataFrame:
+    """The patterns frame (host): every counted service's best predictor and every single-port
+    host, ordered and joined with the hitrate table on the backend, then copied to the host once."""
     xp = ops.namespace()
-    n_found = [int(f.ip.size) for f in found]
-    n_single = [int(f.single_ip.size) for f in found]
-    ip = xp.concatenate([f.ip for f in found] + [f.single_ip for f in found]).astype(xp.uint32)
-    p = xp.concatenate([*(f.p for f in found), xp.zeros(sum(n_single), xp.uint16)]).astype(xp.uint16)
-    entry = xp.concatenate([f.entry for f in found] + [xp.full(sum(n_single), -1, dtype=xp.int64)])
-    has_p = xp.arange(ip.size) < sum(n_found)
-    needed = xp.concatenate([table.p1[entry[: sum(n_found)]], *(f.single_port for f in found)]).astype(
-        xp.uint16
-    )
+    best = [xp.flatnonzero(f.rank == 0) for f in found]
+    n_found = sum(int(b.size) for b in best)
+    n_single = sum(int(f.single_ip.size) for f in found)
+    ip = xp.concatenate([f.ip[b] for f, b in zip(found, best, strict=True)] + [f.single_ip for f in found])
+    ip = ip.astype(xp.uint32)
+    p = xp.concatenate([*(f.p[b] for f, b in zip(found, best, strict=True)), xp.zeros(n_single, xp.uint16)])
+    p = p.astype(xp.uint16)
+    entry = xp.concatenate([*(f.entry[b] for f, b in zip(found, best, strict=True)),
+                            xp.full(n_single, -1, dtype=xp.int64)])  # fmt: skip
+    has_p = xp.arange(ip.size) < n_found
+    needed = xp.concatenate([table.p1[entry[:n_found]], *(f.single_port for f in found)]).astype(xp.uint16)
     # Sort by (ip, p): p < 2**16 and a null p (single-port host) is alone on its ip.
     order = xp.argsort((ip.astype(xp.uint64) << xp.uint64(17)) | p.astype(xp.uint64))
     ip, p, entry, has_p, needed = ip[order], p[order], entry[order], has_p[order], needed[order]
@@ -361,47 +420,88 @@ def _assemble(
             schema.CP_SERVER: _nullable(moved, table.cp, at, has_p, "Int64"),
         }
     )
-    strings = moved.text(table.strings)
     rated_host = moved(rated)
     has = rated_host >= 0
+    strings = moved.text(table.strings)
     server = strings.take(pa.array(np.where(has, rated_host, 0), mask=~has)).cast(pa.string())
     patterns[schema.SERVER] = pd.arrays.ArrowStringArray(server)
-    gid_fkeys = fkeys[table.gids.astype(xp.int64)] if table.gids.size else xp.zeros(0, xp.uint64)
+    gid_fkeys = _gid_fkeys(ops, table, fkeys)
     patterns[schema.FKEY] = pd.arrays.IntegerArray(
         moved(gid_fkeys[xp.maximum(rated, 0)]) if table.gids.size else np.zeros(ip.size, np.uint64), ~has
     )
+    return patterns
 
-    # Rules: distinct (neededP, feature, p) of the rows with p, scored by their best hitrate.
-    with_p = xp.flatnonzero(has_p)
-    rule_feature = rated[with_p]
-    key = (
-        (rule_feature.astype(xp.uint64) << xp.uint64(32))
-        | (needed[with_p].astype(xp.uint64) << xp.uint64(16))
-        | p[with_p].astype(xp.uint64)
-    )
-    rule_key, score, _ = ops.max_by_key(key, table.rate[entry[with_p]])
-    rule_feature = (rule_key >> xp.uint64(32)).astype(xp.int64)
-    rule_needed = ((rule_key >> xp.uint64(16)) & xp.uint64(0xFFFF)).astype(xp.uint16)
-    rule_p = (rule_key & xp.uint64(0xFFFF)).astype(xp.uint16)
-    rule_fkey = gid_fkeys[rule_feature] if rule_feature.size else xp.zeros(0, xp.uint64)
+
+def _gid_fkeys(ops: ModuleType, table: _HitrateTable, fkeys: Any) -> Any:
+    """The key of each of the hitrate table's features."""
+    xp = ops.namespace()
+    return fkeys[table.gids.astype(xp.int64)] if table.gids.size else xp.zeros(0, xp.uint64)
+
+
+def _assemble_rules(
+    ops: ModuleType,
+    found: list[_Found],
+    table: _HitrateTable,
+    fkeys: Any,
+    moved: _Moved,
+    *,
+    ranked: bool,
+    support: tuple[Any, Any] | None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The rules (the distinct table entries among the predictors, sorted by ``(neededP, fkey, p)``)
+    and, with several predictors per service, the predictors frame; host frames."""
+    xp = ops.namespace()
+    entries = ops.unique_sorted(xp.concatenate([f.entry for f in found]) if found else xp.zeros(0, xp.int64))
+    gid_fkeys = _gid_fkeys(ops, table, fkeys)
+    needed = table.p1[entries]
+    p = (table.keys[entries] & xp.uint64(0xFFFF)).astype(xp.uint16)
+    feature = table.gid_index[entries]
+    fkey = gid_fkeys[feature] if entries.size else xp.zeros(0, xp.uint64)
     by = (
-        xp.lexsort(xp.stack([rule_p.astype(xp.uint64), rule_fkey, rule_needed.astype(xp.uint64)]))
-        if rule_key.size
+        xp.lexsort(xp.stack([p.astype(xp.uint64), fkey, needed.astype(xp.uint64)]))
+        if entries.size
         else xp.zeros(0, dtype=xp.int64)
     )
-    rule_feature_host = moved(rule_feature[by])
+    entries, needed, p, feature, fkey = entries[by], needed[by], p[by], feature[by], fkey[by]
+    strings = moved.text(table.strings)
     rules = pd.DataFrame(
         {
-            schema.NEEDED_P: moved(rule_needed[by]),
-            schema.FKEY: moved(rule_fkey[by]),
-            schema.P: moved(rule_p[by]),
-            schema.SCORE: moved(score[by]).astype(np.float64),
+            schema.NEEDED_P: moved(needed),
+            schema.FKEY: moved(fkey),
+            schema.P: moved(p),
+            schema.SCORE: moved(table.rate[entries]).astype(np.float64),
             schema.SERVER: pd.arrays.ArrowStringArray(
-                strings.take(pa.array(rule_feature_host)).cast(pa.string())
+                strings.take(pa.array(moved(feature))).cast(pa.string())
             ).astype("string"),
         }
     )
-    return patterns, rules
+    if not ranked:
+        return rules, None
+    rules[schema.COUNT_P2] = moved(table.count[entries]).astype(np.int64)
+    rules[schema.CP_SERVER] = moved(table.cp[entries]).astype(np.int64)
+    if support is not None:
+        # Every rule's server (gid << 16 | p1) is among the support's keys: cp_server's are.
+        sup_keys, sup_counts = support
+        server = table.keys[entries] >> xp.uint64(16)
+        rules[schema.SUPPORT] = moved(sup_counts[xp.searchsorted(sup_keys, server)]).astype(np.int64)
+    rules[schema.HITRATE] = rules[schema.SCORE].to_numpy()
+    ip = xp.concatenate([f.ip for f in found]).astype(xp.uint32)
+    port = xp.concatenate([f.p for f in found]).astype(xp.uint16)
+    entry = xp.concatenate([f.entry for f in found])
+    rank = xp.concatenate([f.rank for f in found])
+    order = xp.lexsort(xp.stack([rank, port.astype(xp.int64), ip.astype(xp.int64)])) if ip.size else rank
+    ip, port, entry, rank = ip[order], port[order], entry[order], rank[order]
+    predictors = pd.DataFrame(
+        {
+            schema.IP: moved(ip),
+            schema.P: moved(port),
+            schema.NEEDED_P: moved(table.p1[entry]).astype(np.uint16),
+            schema.FKEY: moved(gid_fkeys[table.gid_index[entry]] if entry.size else xp.zeros(0, xp.uint64)),
+            schema.HITRATE: moved(table.rate[entry]).astype(np.float64),
+            "rank": moved(rank).astype(np.int64),
+        }
+    )
+    return rules, predictors
 
 
 def _nullable(moved: _Moved, values: Any, at: Any, valid: Any, dtype: str) -> Any:

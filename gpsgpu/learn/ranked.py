@@ -22,8 +22,8 @@ a rule no probability. Here:
   here (GPS needs 3), so a port seen on only two seed hosts still yields rules; the smoothing keeps
   such rules' scores modest.
 
-Everything is host pandas/NumPy: the pair expansion here is of one seed (a 1% scan), small next to
-the priors scan; the counts are additive by key like compatible mode's.
+These are knobs of the one engine (:func:`gpsgpu.learn.learn_patterns`): the same partitioned,
+additive counts, on the CPU or the GPU; GPS is ``top_k=1, min_count=3, max_host_ports=10``.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from gpsgpu import schema
-from gpsgpu.features import DEFAULT_PRESET, feature_arrays_of_table, feature_columns
+from gpsgpu.backend import to_numpy
+from gpsgpu.distributed import SERIAL, Mapper
+from gpsgpu.features import DEFAULT_PRESET
+from gpsgpu.learn.seed import real_rows
 
 #: GPS's pseudo-service cut: hosts with more ports need :func:`real_hosts` to be learned from.
 GPS_MAX_HOST_PORTS = 10
@@ -70,33 +71,18 @@ class RankedRules:
 
 
 def real_hosts(services: Any, /, *, max_host_ports: int = DEFAULT_MAX_HOST_PORTS) -> np.ndarray:
-    """Whether each row's host is a real host (bool per row of ``services``).
+    """Whether each row's host is a real host (bool per row of ``services``, NumPy).
 
     A host with at most 10 distinct ports is real. A host with 11 to ``max_host_ports`` ports is
     real when at least half of its ports answer with distinct ``(protocol, banner)`` pairs; hosts
-    with more ports are not learned from.
+    with more ports are not learned from (:func:`gpsgpu.learn.seed.real_rows`).
 
     Parameters
     ----------
-    services : pandas.DataFrame
+    services : frame
         ``ip uint32, port uint16, protocol str, banner str``.
     """
-    frame = pd.DataFrame(
-        {
-            "ip": np.asarray(services[schema.IP]),
-            "port": np.asarray(services[schema.PORT]),
-            # Distinct answers per host, by value (factorized strings, not a library hash).
-            "said": pd.factorize(
-                services[schema.PROTOCOL].astype(str) + "\x00" + services[schema.BANNER].astype(str)
-            )[0],
-        }
-    )
-    by_host = frame.groupby("ip", sort=False)
-    n_ports = by_host["port"].transform("nunique").to_numpy()
-    n_said = by_host["said"].transform("nunique").to_numpy()
-    small = n_ports <= GPS_MAX_HOST_PORTS
-    varied = (n_ports <= max_host_ports) & (2 * n_said >= n_ports)
-    return small | varied
+    return to_numpy(real_rows(services, max_host_ports=max_host_ports))
 
 
 def learn_ranked_rules(
@@ -111,14 +97,19 @@ def learn_ranked_rules(
     max_host_ports: int = DEFAULT_MAX_HOST_PORTS,
     prior: tuple[float, float] = DEFAULT_PRIOR,
     denominator: str = "all",
+    n_partitions: int = 1,
+    workers: int | None = None,
+    mapper: Mapper = SERIAL,
 ) -> RankedRules:
-    """Scored rules of a seed: top-k predictors per seed service (module docstring).
+    """Scored rules of a seed: top-k predictors per seed service (module docstring), learned by the
+    one engine (:func:`gpsgpu.learn.learn_patterns` with improved mode's knobs), on the backend of
+    ``services``, partitioned and under Dask like compatible mode.
 
     Parameters
     ----------
-    services : frame
-        A services frame (pandas or cuDF; read on the host): ``ip uint32, port uint16, asn uint32,
-        protocol str, window int32, banner str`` plus the optional columns ``preset`` reads.
+    services : frame or HostPartitions
+        A services frame (pandas or cuDF): ``ip uint32, port uint16, asn uint32, protocol str,
+        window int32, banner str`` plus the optional columns ``preset`` reads.
     hitrate : float
         A predictor is kept only when its hitrate exceeds this (GPS's ``Hitrate``).
     top_k : int
@@ -132,118 +123,55 @@ def learn_ranked_rules(
     denominator : str
         The score's denominator: ``all`` (every real seed host with ``f`` on ``p1``) or
         ``learned`` (GPS's ``cp_server``: hosts with 2..``max_host_ports`` ports only).
+    n_partitions, workers, mapper
+        As for :func:`gpsgpu.learn.learn_patterns` (the result does not depend on them).
     """
     if denominator not in ("all", "learned"):
         raise ValueError(f"denominator must be 'all' or 'learned', not {denominator!r}")
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, not {top_k}")
-    frame = services.to_pandas() if hasattr(services, "to_pandas") else services
-    table = schema.frame_to_arrow(frame[feature_columns(frame.columns, preset)])
-    ip = np.asarray(table[schema.IP]).astype(np.uint32)
-    port = np.asarray(table[schema.PORT]).astype(np.uint16)
-    # One row per (ip, port): repeats are merged (their features are the union, below).
-    key = schema.pack_service(ip, port)
-    real = real_hosts(
-        pd.DataFrame(
-            {
-                schema.IP: ip,
-                schema.PORT: port,
-                schema.PROTOCOL: table[schema.PROTOCOL].to_pandas(),
-                schema.BANNER: table[schema.BANNER].to_pandas(),
-            }
-        ),
+    from gpsgpu.learn.patterns import learn_patterns
+
+    learned = learn_patterns(
+        services,
+        hitrate=hitrate,
+        use_asn=use_asn,
+        preset=preset,
+        n_partitions=n_partitions,
+        workers=workers,
+        mapper=mapper,
+        top_k=top_k,
+        min_count=min_count,
         max_host_ports=max_host_ports,
+        supports=True,
     )
-    rows = np.flatnonzero(real)
-    features = feature_arrays_of_table(table.take(pa.array(rows)), use_asn=use_asn, preset=preset)
-    f_row = rows[features.row]
-    # Distinct (service, feature): every count below counts hosts.
-    long = pd.DataFrame({"svc": key[f_row], "fid": features.fid.astype(np.int64)}).drop_duplicates()
-    svc = long["svc"].to_numpy(np.uint64)
-    long[schema.IP] = (svc >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32)
-    long[schema.P1] = (svc & np.uint64(schema.PORT_MASK)).astype(np.uint16)
-
-    # support(p1, f): real seed services with f on p1, single-port hosts included.
-    support = long.groupby([schema.P1, "fid"], sort=False).size().rename(schema.SUPPORT)
-
-    # Learned hosts: 2..max_host_ports ports (real ones only, by now).
-    services_real = np.unique(key[rows])
-    s_ip = (services_real >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32)
-    s_port = (services_real & np.uint64(schema.PORT_MASK)).astype(np.uint16)
-    host_ports = pd.Series(s_ip).map(pd.Series(s_ip).value_counts()).to_numpy()
-    learned = host_ports >= 2
-    targets = pd.DataFrame({schema.IP: s_ip[learned], schema.P2: s_port[learned]})
-    on_learned = long[long[schema.IP].isin(targets[schema.IP])]
-    cp_server = on_learned.groupby([schema.P1, "fid"], sort=False).size().rename(schema.CP_SERVER)
-
-    pairs = on_learned.merge(targets, on=schema.IP)
-    pairs = pairs[pairs[schema.P1] != pairs[schema.P2]]
-    count_p2 = pairs.groupby([schema.P1, "fid", schema.P2], sort=False).size().rename(schema.COUNT_P2)
-    count_p2 = count_p2[count_p2 >= min_count].reset_index()
-    count_p2 = count_p2.join(cp_server, on=[schema.P1, "fid"]).join(support, on=[schema.P1, "fid"])
-    count_p2[schema.HITRATE] = count_p2[schema.COUNT_P2] / count_p2[schema.CP_SERVER]
-    count_p2 = count_p2[count_p2[schema.HITRATE] > hitrate]
-
-    # GPS's preference: hitrate desc, then p1, then the feature string in byte order.
-    order = np.asarray(pc.sort_indices(features.strings))
-    string_rank = np.empty(order.size, dtype=np.int64)
-    string_rank[order] = np.arange(order.size)
-    candidates = pairs.merge(count_p2, on=[schema.P1, "fid", schema.P2])
-    candidates["_srank"] = string_rank[candidates["fid"].to_numpy()]
-    candidates = candidates.sort_values(
-        [schema.IP, schema.P2, schema.HITRATE, schema.P1, "_srank"],
-        ascending=[True, True, False, True, True],
-        kind="stable",
-    )
-    candidates["rank"] = candidates.groupby([schema.IP, schema.P2], sort=False).cumcount()
-    top = candidates[candidates["rank"] < top_k]
-
-    fkeys = features.fkeys
+    found = learned.rules
     a, b = prior
-    chosen = top.drop_duplicates([schema.P1, "fid", schema.P2]).sort_values(
-        [schema.P1, "fid", schema.P2], kind="stable"
-    )
-    fkey = fkeys[chosen["fid"].to_numpy()]
-    hits = chosen[schema.COUNT_P2].to_numpy(np.int64)
-    n = chosen[schema.SUPPORT if denominator == "all" else schema.CP_SERVER].to_numpy(np.int64)
+    hits = found[schema.COUNT_P2].to_numpy(np.int64)
+    n = found[schema.SUPPORT if denominator == "all" else schema.CP_SERVER].to_numpy(np.int64)
     rules = pd.DataFrame(
         {
-            schema.NEEDED_P: chosen[schema.P1].to_numpy(np.uint16),
-            schema.FKEY: fkey.astype(np.uint64),
-            schema.P: chosen[schema.P2].to_numpy(np.uint16),
+            schema.NEEDED_P: found[schema.NEEDED_P].to_numpy(np.uint16),
+            schema.FKEY: found[schema.FKEY].to_numpy(np.uint64),
+            schema.P: found[schema.P].to_numpy(np.uint16),
             schema.SCORE: (hits + a) / (n + a + b),
             schema.COUNT_P2: hits,
             schema.SUPPORT: n,
-            schema.HITRATE: chosen[schema.HITRATE].to_numpy(np.float64),
-            schema.SERVER: pd.array(
-                features.strings.take(pa.array(chosen["fid"].to_numpy())).to_pylist(), dtype="string"
-            ),
+            schema.HITRATE: found[schema.HITRATE].to_numpy(np.float64),
+            schema.SERVER: found[schema.SERVER],
         }
     )
-    rules = rules.sort_values([schema.NEEDED_P, schema.FKEY, schema.P], kind="stable").reset_index(drop=True)
-    predictors = pd.DataFrame(
-        {
-            schema.IP: top[schema.IP].to_numpy(np.uint32),
-            schema.P: top[schema.P2].to_numpy(np.uint16),
-            schema.NEEDED_P: top[schema.P1].to_numpy(np.uint16),
-            schema.FKEY: fkeys[top["fid"].to_numpy()].astype(np.uint64),
-            schema.HITRATE: top[schema.HITRATE].to_numpy(np.float64),
-            "rank": top["rank"].to_numpy(np.int64),
-        }
-    ).reset_index(drop=True)
-    n_hosts = int(np.unique(ip).size)
+    c = learned.counts
     counts = {
-        "n_services": int(np.unique(key).size),
-        "n_hosts": n_hosts,
-        "n_hosts_real": int(np.unique(ip[rows]).size),
-        "n_hosts_learned": int(np.unique(targets[schema.IP]).size),
-        "n_hosts_learned_over_10": int(
-            (pd.Series(targets[schema.IP]).value_counts() > GPS_MAX_HOST_PORTS).sum()
-        ),
-        "n_predictors": len(predictors),
+        "n_services": c["n_services"],
+        "n_hosts": c["n_hosts"],
+        "n_hosts_real": c["n_hosts"] - c["n_hosts_over"],
+        "n_hosts_learned": c["n_hosts_counted"],
+        "n_hosts_learned_over_10": c["n_hosts_counted_over_10"],
+        "n_predictors": len(learned.predictors),
         "n_rules": len(rules),
     }
-    return RankedRules(rules=rules, predictors=predictors, counts=counts)
+    return RankedRules(rules=rules, predictors=learned.predictors, counts=counts)
 
 
 #: Strength (in hosts) of the all-ASes prior of a host rule's score (:func:`learn_host_rules`).

@@ -1,9 +1,15 @@
 """Indexing one partition of the seed for pair counting: the host CSR and its feature rows.
 
-A :class:`SeedPartition` holds the services of one partition's hosts with 2..10 ports ("slots",
-sorted by ``(ip, port)``), the features of those services (``row_slot``, ``row_fid``), the
-single-port services (which become patterns rows as they are) and the partition's counts of
-services and hosts. It is built once and used by both counting passes of :mod:`gpsgpu.learn.counts`.
+A :class:`SeedPartition` holds the services of one partition's learned hosts ("slots", sorted by
+``(ip, port)``), the features of those services (``row_slot``, ``row_fid``), the single-port
+services (which become patterns rows as they are, and whose features count toward a rule's support
+when asked) and the partition's counts of services and hosts. It is built once and used by every
+counting pass of :mod:`gpsgpu.learn.counts`.
+
+Learned hosts have 2..``max_host_ports`` distinct ports. GPS learns from hosts of at most 10 ports
+(more are pseudo services); with a larger ``max_host_ports`` a host of more than 10 ports is learned
+from only when it is *real*: at least half of its ports answer with distinct ``(protocol, banner)``
+(pseudo-service hosts, tarpits and middleboxes answer the same bytes everywhere).
 """
 
 from __future__ import annotations
@@ -54,6 +60,11 @@ class SeedPartition:
     row_gid : uint32[n_rows]
         Global feature ids, set by :func:`gpsgpu.learn.counts.assign_global_ids` (which also
         reorders the rows and empties ``row_fid``).
+    single_row_port, single_row_fid : uint16 / uint32 arrays
+        Feature rows of the single-port services, distinct ``(service, fid)`` (empty unless
+        :func:`index_seed` was asked for them: they count toward supports only).
+    single_row_gid : uint32 array
+        Their global ids (set with ``row_gid``).
     """
 
     slot_ip: np.ndarray
@@ -69,9 +80,20 @@ class SeedPartition:
     services: np.ndarray
     counts: dict[str, int]
     row_gid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint32))
+    single_row_port: Any = None
+    single_row_fid: Any = None
+    single_row_gid: Any = None
 
 
-def index_seed(services: Any, /, *, use_asn: bool = True, preset: str = DEFAULT_PRESET) -> SeedPartition:
+def index_seed(
+    services: Any,
+    /,
+    *,
+    use_asn: bool = True,
+    preset: str = DEFAULT_PRESET,
+    max_host_ports: int = MAX_HOST_PORTS,
+    single_features: bool = False,
+) -> SeedPartition:
     """Index a services frame (one partition, whole hosts) for counting, on its backend.
 
     Parameters
@@ -84,6 +106,10 @@ def index_seed(services: Any, /, *, use_asn: bool = True, preset: str = DEFAULT_
         Whether ASN features are part of the data (``--no-asn`` turns them off).
     preset : str
         Feature preset (:data:`gpsgpu.features.PRESETS`).
+    max_host_ports : int
+        Largest learned host (10: GPS; more: real hosts of up to that many ports too).
+    single_features : bool
+        Also featurize the single-port services (for supports).
     """
     ops = ops_for(backend_of(services))
     xp = ops.namespace()
@@ -92,22 +118,16 @@ def index_seed(services: Any, /, *, use_asn: bool = True, preset: str = DEFAULT_
     port = ops.table_column(table, schema.PORT, np.uint16)
     n_rows = int(ip.size)
 
-    service, inverse = ops.unique_inverse(schema.pack_service(ip, port))
-    s_ip, s_port = schema.unpack_service(service)
-    if service.size:
-        new_host = xp.concatenate((xp.ones(1, dtype=bool), s_ip[1:] != s_ip[:-1]))
-        host_start = xp.flatnonzero(new_host)
-    else:
-        host_start = xp.zeros(0, dtype=xp.int64)
-    host_size = xp.diff(xp.append(host_start, service.size)).astype(xp.int64)
-    count = ops.repeat(host_size, host_size)
+    service, inverse, s_ip, s_port, host_start, host_size, count = _hosts(ops, ip, port)
     counted = (count >= MIN_HOST_PORTS) & (count <= MAX_HOST_PORTS)
+    if max_host_ports > MAX_HOST_PORTS:
+        counted |= _real_big_services(ops, table, ip, inverse, s_ip, count, max_host_ports)
     single = count == 1
 
     # Slots: the counted services ordered by (host's port count, ip, port), so hosts stay contiguous
     # and feature rows sorted by slot are also in the pair kernels' block order (by port count).
     counted_services = xp.flatnonzero(counted)
-    by_count = counted_services[ops.argsort_stable(count[counted_services].astype(xp.uint8))]
+    by_count = counted_services[ops.argsort_stable(count[counted_services].astype(xp.uint16))]
     slot_of_service = xp.full(service.size, -1, dtype=xp.int64)
     slot_of_service[by_count] = xp.arange(by_count.size, dtype=xp.int64)
     slot_ip, slot_port, slot_count = s_ip[by_count], s_port[by_count], count[by_count]
@@ -117,26 +137,36 @@ def index_seed(services: Any, /, *, use_asn: bool = True, preset: str = DEFAULT_
         slot_host = xp.flatnonzero(xp.concatenate((xp.ones(1, dtype=bool), slot_ip[1:] != slot_ip[:-1])))
         slot_first = ops.repeat(slot_host, xp.diff(xp.append(slot_host, slot_ip.size)))
 
-    rows = xp.flatnonzero(counted[inverse])
+    featured = (counted | single) if single_features else counted
+    rows = xp.flatnonzero(featured[inverse])
     features = feature_arrays_of_table(ops.table_take(table, rows), use_asn=use_asn, preset=preset)
     if features.n_features and not ops.all_distinct(features.fkeys):
         raise InputError("two different feature strings have the same XXH64 key; cannot learn exactly")
-    row_slot = slot_of_service[inverse[rows]][features.row]
-    row_fid = features.fid
-    if rows.size > slot_ip.size:
-        # Repeated (ip, port) rows: their features are the union, each (slot, fid) once. (Rows of
-        # one input row are distinct already.)
-        pair = ops.unique_sorted((row_slot.astype(xp.uint64) << xp.uint64(32)) | row_fid.astype(xp.uint64))
-        row_slot = (pair >> xp.uint64(32)).astype(xp.int64)
-        row_fid = (pair & xp.uint64(0xFFFFFFFF)).astype(xp.uint32)
+    feature_service = inverse[rows][features.row]
+    # Repeated (ip, port) rows: their features are the union, each (service, fid) once. (Rows of
+    # one input row are distinct already.)
+    repeated = rows.size > int(featured.sum())
+    on_slot = counted[feature_service]
+    row_slot = slot_of_service[feature_service[on_slot]]
+    row_fid = features.fid[on_slot]
+    if repeated:
+        row_slot, row_fid = _distinct_rows(ops, row_slot, row_fid)
+    single_row_port = single_row_fid = None
+    if single_features:
+        on_single = xp.flatnonzero(~on_slot)
+        single_service, single_row_fid = feature_service[on_single], features.fid[on_single]
+        if repeated:
+            single_service, single_row_fid = _distinct_rows(ops, single_service, single_row_fid)
+        single_row_port = s_port[single_service]
 
+    big = host_size > MAX_HOST_PORTS
     return SeedPartition(
         slot_ip=slot_ip,
         slot_port=slot_port,
         slot_first=slot_first,
         slot_count=slot_count,
         row_slot=row_slot.astype(xp.int64, copy=False),
-        row_fid=row_fid,
+        row_fid=row_fid.astype(xp.uint32, copy=False),
         fkeys=features.fkeys,
         strings=features.strings,
         single_ip=s_ip[single],
@@ -147,8 +177,80 @@ def index_seed(services: Any, /, *, use_asn: bool = True, preset: str = DEFAULT_
             "n_services": int(service.size),
             "n_hosts": int(host_start.size),
             "n_hosts_single": int((host_size == 1).sum()),
-            "n_hosts_counted": int(((host_size >= MIN_HOST_PORTS) & (host_size <= MAX_HOST_PORTS)).sum()),
-            "n_hosts_over": int((host_size > MAX_HOST_PORTS).sum()),
+            "n_hosts_counted": int(counted[host_start].sum()) if host_start.size else 0,
+            "n_hosts_counted_over_10": int((big & counted[host_start]).sum()) if host_start.size else 0,
+            "n_hosts_over": int((big & ~counted[host_start]).sum()) if host_start.size else 0,
             "n_feature_rows": int(row_slot.size),
         },
+        single_row_port=single_row_port,
+        single_row_fid=single_row_fid,
     )
+
+
+def real_rows(services: Any, /, *, max_host_ports: int = MAX_HOST_PORTS) -> Any:
+    """Which rows of a services frame belong to a real host (bool per row, NumPy or CuPy): one of
+    at most 10 ports, or of 11..``max_host_ports`` ports answering with distinct ``(protocol,
+    banner)`` on at least half of them (the hosts :func:`index_seed` learns from, with one port
+    or more).
+
+    Parameters
+    ----------
+    services : frame
+        ``ip uint32, port uint16, protocol str, banner str`` (pandas or cuDF).
+    """
+    ops = ops_for(backend_of(services))
+    table = ops.table_of(services, [schema.IP, schema.PORT, schema.PROTOCOL, schema.BANNER])
+    ip = ops.table_column(table, schema.IP, np.uint32)
+    port = ops.table_column(table, schema.PORT, np.uint16)
+    _, inverse, s_ip, _, _, _, count = _hosts(ops, ip, port)
+    real = count <= MAX_HOST_PORTS
+    if max_host_ports > MAX_HOST_PORTS:
+        real |= _real_big_services(ops, table, ip, inverse, s_ip, count, max_host_ports)
+    return real[inverse]
+
+
+def _hosts(ops: Any, ip: Any, port: Any) -> tuple[Any, ...]:
+    """The distinct services of rows and their hosts: ``service`` (sorted ``ip << 16 | port``),
+    ``inverse`` (each row's service), ``s_ip``, ``s_port``, ``host_start`` (each host's first
+    service), ``host_size`` (its ports) and ``count`` (the ports of each service's host)."""
+    xp = ops.namespace()
+    service, inverse = ops.unique_inverse(schema.pack_service(ip, port))
+    s_ip, s_port = schema.unpack_service(service)
+    if service.size:
+        host_start = xp.flatnonzero(xp.concatenate((xp.ones(1, dtype=bool), s_ip[1:] != s_ip[:-1])))
+    else:
+        host_start = xp.zeros(0, dtype=xp.int64)
+    host_size = xp.diff(xp.append(host_start, service.size)).astype(xp.int64)
+    return service, inverse, s_ip, s_port, host_start, host_size, ops.repeat(host_size, host_size)
+
+
+def _distinct_rows(ops: Any, owner: Any, fid: Any) -> tuple[Any, Any]:
+    """``(owner, fid)`` pairs kept once each, as int64 owners and uint32 fids, sorted."""
+    xp = ops.namespace()
+    pair = ops.unique_sorted((owner.astype(xp.uint64) << xp.uint64(32)) | fid.astype(xp.uint64))
+    return (pair >> xp.uint64(32)).astype(xp.int64), (pair & xp.uint64(0xFFFFFFFF)).astype(xp.uint32)
+
+
+def _real_big_services(
+    ops: Any, table: Any, ip: Any, inverse: Any, s_ip: Any, count: Any, max_host_ports: int
+) -> Any:
+    """Services of hosts with 11..``max_host_ports`` ports that answer with distinct ``(protocol,
+    banner)`` on at least half of their ports (bool per distinct service)."""
+    xp = ops.namespace()
+    big = (count > MAX_HOST_PORTS) & (count <= max_host_ports)
+    rows = xp.flatnonzero(big[inverse])
+    if rows.size == 0:
+        return big
+    answer = ops.text_join(
+        ops.text_take(ops.table_text(table, schema.PROTOCOL), rows),
+        "\x00",
+        ops.text_take(ops.table_text(table, schema.BANNER), rows),
+    )
+    answer_code, _ = ops.factorize(ops.xxh64_strings(answer, schema.FKEY_SEED))
+    distinct = ops.unique_sorted(
+        (ip[rows].astype(xp.uint64) << xp.uint64(32)) | answer_code.astype(xp.uint64)
+    )
+    host, _, n_answers = ops.runs((distinct >> xp.uint64(32)).astype(xp.uint32))
+    at = xp.searchsorted(s_ip, host)  # a host's first service (services are sorted by ip)
+    varied = host[2 * n_answers >= count[at]]
+    return big & ops.sorted_isin(s_ip, varied)

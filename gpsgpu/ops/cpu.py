@@ -239,8 +239,10 @@ def best_predictor(
     best: np.ndarray,
     *,
     host: HostTable | None = None,
+    lower: np.ndarray | None = None,
 ) -> np.ndarray:
-    """For every slot, the smallest rank among the table entries of the pairs that target it.
+    """For every slot, the smallest rank among the table entries of the pairs that target it (with
+    ``lower``, only ranks of at least ``lower[slot]`` count: k passes give the k best).
 
     ``best`` (uint32[n_slots], :data:`NO_RANK` where nothing was found yet) is updated in place and
     returned, so calls over chunks of rows accumulate.
@@ -251,6 +253,8 @@ def best_predictor(
         Sorted, unique pair keys that have a hitrate.
     table_rank : uint32[n_table]
         The preference rank of each table key (smaller is better).
+    lower : uint32[n_slots], optional
+        The smallest rank each slot may take (default 0: any).
     """
     if row_slot.size == 0 or table_keys.size == 0:
         return best
@@ -261,7 +265,10 @@ def best_predictor(
         # which keeps the search paths in cache (random keys would be faster with a hash lookup).
         at = np.minimum(np.searchsorted(table_keys, keys), table_keys.size - 1)
         found = table_keys[at] == keys
-        np.minimum.at(best, target.ravel()[found], table_rank[at[found]])
+        targets = target.ravel()
+        if lower is not None:
+            found &= table_rank[at] >= lower[targets]
+        np.minimum.at(best, targets[found], table_rank[at[found]])
     return best
 
 

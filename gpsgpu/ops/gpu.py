@@ -98,6 +98,7 @@ def best_predictor(
     best: Any,
     *,
     host: Any = None,
+    lower: Any = None,
 ) -> Any:
     """:func:`gpsgpu.ops.cpu.best_predictor` with the ``best_predictor`` kernel (``best`` in place;
     ``host`` is ignored)."""
@@ -105,6 +106,8 @@ def best_predictor(
 
     if row_slot.size == 0 or table_keys.size == 0:
         return best
+    if lower is None:
+        lower = cp.zeros(best.size, dtype=cp.uint32)
     _function("best_predictor")(
         _grid(row_slot.size),
         (THREADS,),
@@ -117,6 +120,7 @@ def best_predictor(
             cp.ascontiguousarray(table_keys, dtype=cp.uint64),
             cp.ascontiguousarray(table_rank, dtype=cp.uint32),
             cp.int64(table_keys.size),
+            cp.ascontiguousarray(lower, dtype=cp.uint32),
             best,
             cp.int64(row_slot.size),
         ),

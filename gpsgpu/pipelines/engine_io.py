@@ -102,6 +102,15 @@ def bytes_to_device(scan: Any) -> int:
     return int(scan.memory_usage(deep=True).sum())
 
 
+def whole_frame(scan: Any, columns: list[str]) -> Any:
+    """``columns`` of every row of a scan as one pandas frame (a :class:`HostPartitions` source is
+    read whole, those columns only kept)."""
+    if isinstance(scan, HostPartitions):
+        scan = next(iter(scan.partitions(1)))
+    frame = scan[columns]
+    return frame.to_pandas() if backend_of(frame) is Backend.GPU else frame
+
+
 def blocklist_for(paths: tuple[str, ...] | list[str]) -> Blocklist:
     """The built-in IANA blocklist plus every ``--blocklist`` file."""
     return effective_blocklist(list(paths))

@@ -60,6 +60,7 @@ import pandas as pd
 from gpsgpu import schema
 from gpsgpu.backend import Backend, resolve, to_numpy
 from gpsgpu.config import MIN_SCORE_YIELD, LearnConfig, PredictConfig, as_dict
+from gpsgpu.distributed import SERIAL, Mapper, free_device_pools, retry_on_oom
 from gpsgpu.errors import InputError, UsageError
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
@@ -77,7 +78,7 @@ from gpsgpu.io.predictions import (
 )
 from gpsgpu.learn.ranked import learn_host_rules, learn_ranked_rules, real_hosts
 from gpsgpu.ops import cpu
-from gpsgpu.pipelines.engine_io import blocklist_for, read_scan
+from gpsgpu.pipelines.engine_io import blocklist_for, read_scan, whole_frame
 from gpsgpu.plan.budget import (
     DEFAULT_HEAD_PATTERNS,
     TAIL_LENGTH,
@@ -125,27 +126,34 @@ def improved_params(config: LearnConfig) -> dict[str, Any]:
     }
 
 
-def improve_rules(seed: list[str], result: Any, config: LearnConfig, backend: Backend) -> dict[str, int]:
-    """Replace ``result.rules`` by the scored top-k rules of the seed; returns their counts."""
-    services, _ = read_scan(seed, backend=backend, what="seed")
-    ranked = learn_ranked_rules(
-        services,
-        hitrate=config.hitrate,
-        use_asn=config.use_asn,
-        preset=config.preset,
-        top_k=config.top_k,
-        min_count=config.min_count,
-        max_host_ports=config.max_host_ports,
+def improve_rules(
+    services: Any, result: Any, config: LearnConfig, *, mapper: Mapper = SERIAL, workers: int | None = None
+) -> dict[str, int]:
+    """Replace ``result.rules`` by the scored top-k rules of the seed (the one engine, with improved
+    mode's knobs, on the seed's backend and partitions); add its host rules and real services.
+    Returns their counts."""
+    ranked = retry_on_oom(
+        lambda n_partitions: learn_ranked_rules(
+            services,
+            hitrate=config.hitrate,
+            use_asn=config.use_asn,
+            preset=config.preset,
+            top_k=config.top_k,
+            min_count=config.min_count,
+            max_host_ports=config.max_host_ports,
+            n_partitions=n_partitions,
+            workers=workers,
+            mapper=mapper,
+        ),
+        config.partitions,
+        what="learn (improved rules)",
+        on_retry=free_device_pools,
     )
     result.rules = ranked.rules
+    # Host rules and the real services are per-host tables of a few columns: on the host.
+    frame = whole_frame(services, [schema.IP, schema.PORT, schema.ASN, schema.PROTOCOL, schema.BANNER])
     if config.host_rules:
-        result.host_rules = learn_host_rules(services, max_host_ports=config.max_host_ports)
-    if config.preset != "gps2022":
-        # The plan is GPS's whatever the rules' preset: patterns.parquet holds GPS's patterns.
-        from gpsgpu.learn import learn_patterns
-
-        result.patterns = learn_patterns(services, hitrate=config.hitrate, use_asn=config.use_asn).patterns
-    frame = services.to_pandas() if hasattr(services, "to_pandas") else services
+        result.host_rules = learn_host_rules(frame, max_host_ports=config.max_host_ports)
     real = frame[real_hosts(frame, max_host_ports=config.max_host_ports)]
     result.seed_real = pd.DataFrame(
         {

@@ -32,32 +32,35 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
     with timings.step("read"):
         # One services Parquet file is read host partition by host partition (out of core).
         services, described = open_scan(seed, backend=backend, what="seed")
-    with timings.step("learn"), open_cluster(config.cluster, workers=config.workers) as mapper:
+    improved = config.mode == "improved"
+    with open_cluster(config.cluster, workers=config.workers) as mapper:
+        workers = (config.threads or 1) if mapper.distributed else (config.threads or None)
 
         def stage(n_partitions: int) -> LearnResult:
+            # GPS's patterns: the plan is GPS's in either mode (improved mode's rules come next).
             return learn_patterns(
                 services,
                 hitrate=config.hitrate,
                 use_asn=config.use_asn,
-                preset=config.preset,
+                preset="gps2022" if improved else config.preset,
                 n_partitions=n_partitions,
                 chunk_pairs=config.chunk_pairs,
-                workers=(config.threads or 1) if mapper.distributed else (config.threads or None),
+                workers=workers,
                 mapper=mapper,
                 keep_counts=config.save_counts,
             )
 
-        result = retry_on_oom(stage, config.partitions, what="learn", on_retry=free_device_pools)
-    counts = result.counts
+        with timings.step("learn"):
+            result = retry_on_oom(stage, config.partitions, what="learn", on_retry=free_device_pools)
+        counts = result.counts
+        if improved:
+            from gpsgpu.pipelines.improved import improve_rules
+
+            with timings.step("learn_ranked"):
+                counts.update(improve_rules(services, result, config, mapper=mapper, workers=workers))
+                counts["n_rules"] = len(result.rules)
     if backend is Backend.GPU:
         counts["bytes_host_to_device"] = bytes_to_device(services)
-    improved = config.mode == "improved"
-    if improved:
-        from gpsgpu.pipelines.improved import improve_rules
-
-        with timings.step("learn_ranked"):
-            counts.update(improve_rules(seed, result, config, backend))
-            counts["n_rules"] = len(result.rules)
     timings.update({f"learn.{step}": seconds for step, seconds in result.timings.items()})
     if counts["n_hosts_counted"] == 0:
         log.warning(
