@@ -51,8 +51,9 @@ def feature_arrays_of_table(
     preset: str = DEFAULT_PRESET,
     chunk_rows: int = gps2022.DEFAULT_CHUNK_ROWS,
     workers: int | None = None,
+    rows: Any | None = None,
 ) -> FeatureArrays:
-    """The ``preset`` features of every row of an Arrow services table.
+    """The ``preset`` features of every row (or of the ``rows`` given) of a services table.
 
     Parameters
     ----------
@@ -68,10 +69,14 @@ def feature_arrays_of_table(
     """
     _check(preset)
     if preset == "extended":
+        if rows is not None:
+            table = ops_for(backend_of(table)).table_take(table, rows)
         if backend_of(table) is Backend.GPU:
             return _extended_on_host(table, use_asn=use_asn)
         return extended.feature_arrays(table, use_asn=use_asn, chunk_rows=chunk_rows, workers=workers)
-    return gps2022.feature_arrays_of_table(table, use_asn=use_asn, chunk_rows=chunk_rows, workers=workers)
+    return gps2022.feature_arrays_of_table(
+        table, use_asn=use_asn, chunk_rows=chunk_rows, workers=workers, rows=rows
+    )
 
 
 def _extended_on_host(table: Any, *, use_asn: bool) -> FeatureArrays:

@@ -113,37 +113,67 @@ def _as_large(strings: Any) -> pa.Array:
     return cpu.text(strings)
 
 
-def _tls_hex(ops: ModuleType, protocol: Any, banner: Any, tls_cert: Any | None) -> tuple[Any, Any]:
-    """Rows of protocol ``tls`` that have a certificate, and its hex per such row.
+def _tls_hex(
+    ops: ModuleType,
+    tls_rows: Any,
+    banner_code: Any,
+    banners: Any,
+    tls_cert: Any | None,
+    cert_rows: Any,
+) -> tuple[Any, Any, Any]:
+    """The certificate hex of TLS rows: ``(rows that have one, their code, the distinct hexes)``.
 
-    The ``tls_cert`` column gives it where present; the others parse their banner once per distinct
-    banner (devices of one vendor share their certificate). The parser is Python, so on the device
-    those banners (and only those) make a round trip to the host.
+    ``tls_rows`` are positions among the chunk's rows; ``cert_rows`` maps them to rows of the
+    ``tls_cert`` column. The column gives the certificate where present; the other rows parse their
+    banner, once per distinct banner (devices of one vendor share their certificate). The parser is
+    Python, so on the device those distinct banners (and only those) make a round trip to the host.
     """
     xp = ops.namespace()
-    rows = xp.flatnonzero(ops.text_equal(protocol, "tls"))
-    if rows.size == 0:
-        return rows, ops.text([])
-    given = ops.text_take(tls_cert, rows) if tls_cert is not None else None
-    valid = ops.text_valid(given) if given is not None else xp.zeros(rows.size, dtype=bool)
-    missing = xp.flatnonzero(~valid)
-    hexes = given
+    parts: list[Any] = []  # distinct hex strings, given then parsed
+    codes = xp.full(tls_rows.size, -1, dtype=xp.int64)
+    if tls_cert is not None:
+        given = ops.text_take(tls_cert, cert_rows[tls_rows])
+        present = xp.flatnonzero(ops.text_valid(given))
+        code, distinct = ops.text_encode(ops.text_take(given, present))
+        codes[present] = code
+        parts.append(distinct)
+    missing = xp.flatnonzero(codes < 0)
     if missing.size:
-        banners = ops.text_to_arrow(ops.text_take(banner, rows[missing]))
-        encoded = banners.dictionary_encode()
-        parsed = pa.array(
-            [certificate_hex(b) for b in encoded.dictionary.to_pylist()], type=pa.large_string()
-        ).take(encoded.indices)
-        parsed = ops.text_from_arrow(parsed)
-        if given is None:
-            hexes = parsed
-        else:
-            present = xp.flatnonzero(valid)
-            # Given and parsed side by side, then put back in row order.
-            both = ops.text_concat([ops.text_take(given, present), parsed])
-            hexes = ops.text_take(both, ops.argsort_stable(xp.concatenate([present, missing])))
-    keep = xp.flatnonzero(ops.text_valid(hexes))
-    return rows[keep], ops.text_take(hexes, keep)
+        banner_at, wanted = ops.factorize(banner_code[tls_rows[missing]])
+        encoded = ops.text_to_arrow(ops.text_take(banners, wanted))
+        parsed = ops.text_from_arrow(
+            pa.array([certificate_hex(b) for b in encoded.to_pylist()], type=pa.large_string())
+        )
+        # Banners without a certificate parse to null: drop them, renumber the others.
+        found = xp.flatnonzero(ops.text_valid(parsed))
+        renumber = xp.full(ops.text_size(parsed), -1, dtype=xp.int64)
+        offset = sum(ops.text_size(p) for p in parts)
+        renumber[found] = xp.arange(found.size, dtype=xp.int64) + offset
+        codes[missing] = renumber[banner_at]
+        parts.append(ops.text_take(parsed, found))
+    keep = xp.flatnonzero(codes >= 0)
+    if keep.size == 0:
+        return keep, keep, ops.text([])
+    # One code per distinct hex: a certificate given in one row and parsed in another is one feature.
+    merged, hexes = ops.text_encode(ops.text_concat(parts))
+    return tls_rows[keep], merged[codes[keep]], hexes
+
+
+def _per_row(
+    ops: ModuleType, owner: Any, piece_owner: Any, piece_code: Any, n_owners: int
+) -> tuple[Any, Any]:
+    """Expand pieces of distinct values to the rows holding those values.
+
+    ``owner[r]`` is row ``r``'s distinct value; ``piece_owner`` (sorted) and ``piece_code`` are the
+    pieces of every distinct value. Returns ``(row, code)`` of every piece of every row's value.
+    """
+    xp = ops.namespace()
+    per_owner = xp.bincount(piece_owner, minlength=n_owners).astype(xp.int64)
+    first = xp.cumsum(per_owner) - per_owner
+    n = per_owner[owner]
+    row = ops.repeat(xp.arange(owner.size, dtype=xp.int64), n)
+    within = xp.arange(row.size, dtype=xp.int64) - ops.repeat(xp.cumsum(n) - n, n)
+    return row, piece_code[ops.repeat(first[owner], n) + within]
 
 
 def feature_arrays(
@@ -157,6 +187,7 @@ def feature_arrays(
     use_asn: bool = True,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     workers: int | None = None,
+    rows: Any | None = None,
 ) -> FeatureArrays:
     """The ``gps2022`` features of every row (array level; :func:`extract_features` wraps it).
 
@@ -179,10 +210,23 @@ def feature_arrays(
         Rows per chunk (host).
     workers : int, optional
         Threads (host; default: every core).
+    rows : int64 array, optional
+        Featurize only these rows (``FeatureArrays.row`` then counts among them); the string columns
+        are not copied.
     """
-    n = int(ip.size)
+    n = int(ip.size if rows is None else rows.size)
     if n <= chunk_rows or backend_of(ip) is Backend.GPU:
-        return _chunk_features(ip, protocol, window, banner, asn, tls_cert, use_asn=use_asn)
+        return _chunk_features(ip, protocol, window, banner, asn, tls_cert, use_asn=use_asn, rows=rows)
+    if rows is not None:
+        # Chunks of the selected rows: each chunk's strings are taken (copied) apart.
+        def taken(start: int) -> FeatureArrays:
+            at = rows[start : start + chunk_rows]
+            return _chunk_features(
+                ip[at], cpu.text_take(protocol, at), window[at], cpu.text_take(banner, at), asn[at],
+                cpu.text_take(tls_cert, at) if tls_cert is not None else None, use_asn=use_asn,
+            )  # fmt: skip
+
+        return map_chunks(taken, list(range(0, n, chunk_rows)), workers)
     starts = list(range(0, n, chunk_rows))
 
     def one(start: int) -> FeatureArrays:
@@ -239,59 +283,84 @@ def _chunk_features(
     tls_cert: Any | None,
     *,
     use_asn: bool,
+    rows: Any | None = None,
 ) -> FeatureArrays:
-    """:func:`feature_arrays` of one chunk of rows, on the backend of ``ip``."""
+    """:func:`feature_arrays` of one chunk of rows, on the backend of ``ip``.
+
+    String work is done once per distinct value: banners, protocols and certificates are encoded
+    first, and lines, pieces and prefixes are cut from the distinct values, then spread to the
+    rows as integer codes. ``rows`` (optional) selects the rows to featurize; the string columns
+    are then read whole and never copied row by row.
+    """
     ops = ops_for(backend_of(ip))
     xp = ops.namespace()
+    if rows is None:
+        rows = xp.arange(ip.size, dtype=xp.int64)
+    ip = ip[rows].astype(xp.uint32, copy=False)
+    asn = asn[rows].astype(xp.uint32, copy=False)
+    window = window[rows].astype(xp.int32, copy=False)
     n = int(ip.size)
-    ip = ip.astype(xp.uint32, copy=False)
-    asn = asn.astype(xp.uint32, copy=False)
-    protocol, banner = ops.text(protocol), ops.text(banner)
     all_rows = xp.arange(n, dtype=xp.int64)
+    banner_code, banners = ops.text_encode(ops.text(banner))
+    protocol_code, protocols = ops.text_encode(ops.text(protocol))
+    banner_code, protocol_code = banner_code[rows], protocol_code[rows]
 
-    # --- data features: one array of strings with the row each came from ------------------------
-    data_strings: list[Any] = []
-    data_rows: list[Any] = []
-    lines, line_rows = ops.text_split(banner, "\n")
-    data_strings.append(ops.text_join("http line: ", lines))
-    data_rows.append(line_rows)
-    data_strings.append(ops.text_join("fingerprint: ", protocol))
-    data_rows.append(all_rows)
-    data_strings.append(ops.text_join("window: ", ops.text_decimal(window.astype(xp.int32, copy=False))))
-    data_rows.append(all_rows)
-    ssh_rows = xp.flatnonzero(ops.text_equal(protocol, "ssh"))
-    data_strings.append(ops.text_join("ssh banner: ", ops.text_take(banner, ssh_rows)))
-    data_rows.append(ssh_rows)
-    tls_rows, tls_hex = _tls_hex(ops, protocol, banner, tls_cert)
-    data_strings.append(ops.text_join("tls cert: ", tls_hex))
-    data_rows.append(tls_rows)
-    pieces, piece_rows = ops.text_split(tls_hex, TLS_OID_SEPARATOR)
+    # --- data features: each kind's distinct strings, and the (row, code) pairs that carry them ---
+    kinds: list[Any] = []
+    kind_rows: list[Any] = []
+    kind_codes: list[Any] = []
+
+    def data(strings: Any, at: Any, code: Any) -> None:
+        kinds.append(strings)
+        kind_rows.append(at)
+        kind_codes.append(code)
+
+    lines, line_banner = ops.text_split(banners, "\n")
+    line_code, distinct_lines = ops.text_encode(lines)
+    data(ops.text_join("http line: ", distinct_lines),
+         *_per_row(ops, banner_code, line_banner, line_code, ops.text_size(banners)))  # fmt: skip
+    data(ops.text_join("fingerprint: ", protocols), all_rows, protocol_code)
+    window_code, windows = ops.factorize(window)
+    data(ops.text_join("window: ", ops.text_decimal(windows)), all_rows, window_code)
+    ssh_rows = xp.flatnonzero(ops.text_equal(protocols, "ssh")[protocol_code])
+    ssh_code, ssh_banners = ops.factorize(banner_code[ssh_rows])
+    data(ops.text_join("ssh banner: ", ops.text_take(banners, ssh_banners)), ssh_rows, ssh_code)
+    tls_rows = xp.flatnonzero(ops.text_equal(protocols, "tls")[protocol_code])
+    tls_rows, hex_code, hexes = _tls_hex(ops, tls_rows, banner_code, banners, tls_cert, rows)
+    data(ops.text_join("tls cert: ", hexes), tls_rows, hex_code)
+    pieces, piece_hex = ops.text_split(hexes, TLS_OID_SEPARATOR)
     long_enough = xp.flatnonzero(ops.text_length(pieces) >= TLS_OID_MIN_LENGTH)
-    data_strings.append(ops.text_join("tls oid: ", ops.text_take(pieces, long_enough)))
-    data_rows.append(tls_rows[piece_rows[long_enough]])
+    oid_code, oids = ops.text_encode(ops.text_take(pieces, long_enough))
+    oid_at, oid_code = _per_row(ops, hex_code, piece_hex[long_enough], oid_code, ops.text_size(hexes))
+    data(ops.text_join("tls oid: ", oids), tls_rows[oid_at], oid_code)
 
-    d_code, d_strings = ops.text_encode(ops.text_concat(data_strings))
-    d_row = xp.concatenate(data_rows)
+    # The kinds' prefixes differ, so their distinct strings laid end to end are distinct.
+    offsets = np.cumsum([0] + [ops.text_size(k) for k in kinds]).tolist()
+    d_strings = ops.text_concat(kinds)
+    d_row = xp.concatenate(kind_rows)
+    d_code = xp.concatenate([c + off for c, off in zip(kind_codes, offsets[:-1], strict=True)])
     # A banner may repeat a line and a certificate a piece: keep each (row, feature) once.
     d_row, d_code = unique_row_features(d_row, d_code)
-    kinds: list[Any] = [d_strings]
-    rows: list[Any] = [d_row]
-    codes: list[Any] = [d_code]
-    cross_features(kinds, rows, codes, d_row, d_code, d_strings, ip, asn, use_asn=use_asn)
+    feature_kinds: list[Any] = [d_strings]
+    feature_rows: list[Any] = [d_row]
+    feature_codes: list[Any] = [d_code]
+    cross_features(
+        feature_kinds, feature_rows, feature_codes, d_row, d_code, d_strings, ip, asn, use_asn=use_asn
+    )
 
     # --- network features --------------------------------------------------------------------------
-    prefix_features(kinds, rows, codes, ip, PREFIX_LENGTHS)
-    kinds.append(ops.text([L4_FEATURE] if n else []))
-    rows.append(all_rows)
-    codes.append(xp.zeros(n, dtype=xp.int64))
+    prefix_features(feature_kinds, feature_rows, feature_codes, ip, PREFIX_LENGTHS)
+    feature_kinds.append(ops.text([L4_FEATURE] if n else []))
+    feature_rows.append(all_rows)
+    feature_codes.append(xp.zeros(n, dtype=xp.int64))
     if use_asn:
         asn_rows = xp.flatnonzero(asn != 0)
         code, unique = ops.factorize(asn[asn_rows])
-        kinds.append(ops.text_join("asn: ", ops.text_decimal(unique.astype(xp.uint32))))
-        rows.append(asn_rows)
-        codes.append(code)
+        feature_kinds.append(ops.text_join("asn: ", ops.text_decimal(unique.astype(xp.uint32))))
+        feature_rows.append(asn_rows)
+        feature_codes.append(code)
 
-    return assemble_features(kinds, rows, codes)
+    return assemble_features(feature_kinds, feature_rows, feature_codes)
 
 
 def unique_row_features(d_row: Any, d_code: Any) -> tuple[Any, Any]:
@@ -362,25 +431,38 @@ def prefix_features(kinds: list[Any], rows: list[Any], codes: list[Any], ip: Any
 
 
 def assemble_features(kinds: list[Any], rows: list[Any], codes: list[Any]) -> FeatureArrays:
-    """One :class:`FeatureArrays` from per-kind dictionaries, each kind's codes offset past the last's."""
+    """One :class:`FeatureArrays` from per-kind dictionaries, each kind's codes offset past the last's.
+
+    The lists are emptied as their arrays are copied into the result (their memory goes early)."""
     ops = ops_for(backend_of(rows[0]))
     xp = ops.namespace()
-    offsets = np.cumsum([0] + [ops.text_size(k) for k in kinds])
+    sizes = [int(c.size) for c in codes]
+    fid = xp.empty(sum(sizes), dtype=xp.uint32)
+    at, offset = 0, 0
+    for kind, code in zip(kinds, codes, strict=True):
+        fid[at : at + code.size] = code + offset
+        at += int(code.size)
+        offset += ops.text_size(kind)
+    codes.clear()
+    row = xp.concatenate(rows)
+    rows.clear()
     strings = ops.text_concat(kinds)
-    fid = xp.concatenate([c + off for c, off in zip(codes, offsets[:-1].tolist(), strict=True)])
-    return FeatureArrays(
-        row=xp.concatenate(rows),
-        fid=fid.astype(xp.uint32),
-        strings=strings,
-        fkeys=ops.xxh64_strings(strings, schema.FKEY_SEED),
-    )
+    kinds.clear()
+    fkeys = ops.xxh64_strings(strings, schema.FKEY_SEED)
+    return FeatureArrays(row=row, fid=fid, strings=strings, fkeys=fkeys)
 
 
 def feature_arrays_of_table(
-    table: Any, *, use_asn: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS, workers: int | None = None
+    table: Any,
+    *,
+    use_asn: bool = True,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    workers: int | None = None,
+    rows: Any | None = None,
 ) -> FeatureArrays:
     """:func:`feature_arrays` of a services table (``ip, protocol, window, banner, asn`` and
-    optionally ``tls_cert``): an Arrow table on the host, a cuDF frame on the device."""
+    optionally ``tls_cert``): an Arrow table on the host, a cuDF frame on the device; ``rows``
+    selects rows (see :func:`feature_arrays`)."""
     ops = ops_for(backend_of(table))
     has_cert = "tls_cert" in ops.table_columns(table)
     return feature_arrays(
@@ -393,6 +475,7 @@ def feature_arrays_of_table(
         use_asn=use_asn,
         chunk_rows=chunk_rows,
         workers=workers,
+        rows=rows,
     )
 
 

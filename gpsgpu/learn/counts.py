@@ -55,16 +55,46 @@ class GlobalFeatures:
     home : int64[n_global]
         One position of each global id in the partitions' feature dictionaries laid end to end
         (partition 0's, then partition 1's...), to fetch its string.
+    kept, kept_index : string array, int64[n_global]
+        After :func:`keep_strings`: the strings of the features that can still matter, and where
+        each global id's string is among them (-1: dropped).
     """
 
     fkeys: Any
     home: Any
+    kept: Any = None
+    kept_index: Any = None
 
     def strings(self, gids: Any, parts: list[SeedPartition]) -> Any:
         """The canonical strings of ``gids`` (in the order given), on the partitions' backend."""
         ops = _ops(parts[0]) if parts else cpu
+        if self.kept is not None:
+            return ops.text_take(self.kept, self.kept_index[gids])
         every = ops.text_concat([p.strings for p in parts]) if parts else ops.text([])
         return ops.text_take(every, self.home[gids])
+
+
+def keep_strings(glob: GlobalFeatures, parts: list[SeedPartition], keep: Any) -> GlobalFeatures:
+    """Keep the strings of the features ``keep`` marks (bool per global id) and drop every
+    partition's dictionary: most features (a host's own banner line, its /22) sit on too few
+    services to ever have a hitrate, and their strings are most of the index's memory."""
+    if not parts:
+        return glob
+    ops = _ops(parts[0])
+    xp = ops.namespace()
+    gids = xp.flatnonzero(keep)
+    home = glob.home[gids]
+    bounds = np.cumsum([0] + [int(p.fkeys.size) for p in parts]).tolist()
+    owner = xp.searchsorted(xp.asarray(bounds[1:], dtype=xp.int64), home, side="right")
+    pieces, order = [], []
+    for k, part in enumerate(parts):
+        mine = xp.flatnonzero(owner == k)
+        pieces.append(ops.text_take(part.strings, home[mine] - bounds[k]))
+        order.append(mine)
+        part.strings = None
+    kept_index = xp.full(glob.fkeys.size, -1, dtype=xp.int64)
+    kept_index[gids[xp.concatenate(order)]] = xp.arange(gids.size, dtype=xp.int64)
+    return GlobalFeatures(glob.fkeys, glob.home, kept=ops.text_concat(pieces), kept_index=kept_index)
 
 
 def assign_global_ids(parts: list[SeedPartition]) -> GlobalFeatures:

@@ -38,6 +38,7 @@ from gpsgpu.learn.counts import (
     count_pairs,
     count_servers,
     count_single_servers,
+    keep_strings,
     sum_by_key,
 )
 from gpsgpu.learn.seed import MAX_HOST_PORTS, SeedPartition, index_seed
@@ -163,10 +164,12 @@ def learn_patterns(
 
     @contextlib.contextmanager
     def step(name: str) -> Iterator[None]:
-        # The device runs behind the host: wait for it, so each step's time is its own.
+        # The device runs behind the host: wait for it, so each step's time is its own. Then the
+        # step's temporaries go back to the system before the next step allocates its own.
         with timings.step(name):
             yield
             ops.synchronize()
+        ops.release_memory()
 
     if top_k < 1 or min_count < 1:
         raise ValueError(f"top_k and min_count must be at least 1, not {top_k} and {min_count}")
@@ -190,6 +193,8 @@ def learn_patterns(
         on_services = xp.zeros(glob.fkeys.size, dtype=xp.int64)
         for part in parts:
             on_services += count_features(part, glob.fkeys.size)
+        # Only a feature on at least min_count services can have a hitrate: its string is kept.
+        glob = keep_strings(glob, parts, on_services >= min_count)
 
     # count_p2, over the rows of features that can have a hitrate (count_p2 <= services with f).
     with step("count_pairs"):

@@ -139,7 +139,7 @@ def index_seed(
 
     featured = (counted | single) if single_features else counted
     rows = xp.flatnonzero(featured[inverse])
-    features = feature_arrays_of_table(ops.table_take(table, rows), use_asn=use_asn, preset=preset)
+    features = feature_arrays_of_table(table, use_asn=use_asn, preset=preset, rows=rows)
     if features.n_features and not ops.all_distinct(features.fkeys):
         raise InputError("two different feature strings have the same XXH64 key; cannot learn exactly")
     feature_service = inverse[rows][features.row]

@@ -329,6 +329,13 @@ def synchronize() -> None:
     cp.cuda.runtime.deviceSynchronize()
 
 
+def release_memory() -> None:
+    """Host memory freed by a device stage back to the system (the device's stays in its pool)."""
+    from gpsgpu.ops import cpu
+
+    cpu.release_memory()
+
+
 # --- strings: a cuDF string Series (RangeIndex) ----------------------------------------------------
 
 
@@ -364,7 +371,8 @@ def text_take(strings: Any, index: Any) -> Any:
 
 
 def text_split(strings: Any, separator: str) -> tuple[Any, Any]:
-    """:func:`gpsgpu.ops.cpu.text_split` on the device (libcudf ``split_record``)."""
+    """:func:`gpsgpu.ops.cpu.text_split` on the device (libcudf ``split_record``): pieces in the
+    order of their strings, each string's in order."""
     import cudf
     import cupy as cp
 
@@ -379,6 +387,8 @@ def text_split(strings: Any, separator: str) -> tuple[Any, Any]:
     if lone.size:
         pieces = cudf.concat([pieces, cudf.Series([""] * int(lone.size), dtype="str")], ignore_index=True)
         parent = cp.concatenate([parent, lone])
+        order = argsort_stable(parent)  # pieces in string order, as on the host
+        pieces, parent = text_take(pieces, order), parent[order]
     return pieces, parent
 
 
