@@ -14,6 +14,7 @@ import pytest
 from gpsgpu import schema
 from gpsgpu.learn import learn_patterns
 from gpsgpu.learn.ranked import ANY_ASN, learn_host_rules, learn_ranked_rules, real_hosts
+from gpsgpu.ops import cpu
 from gpsgpu.plan import plan_priors
 from gpsgpu.plan.budget import (
     cut_budget,
@@ -31,15 +32,14 @@ from gpsgpu.predict.ranked import (
     MIN_BAND_PROBES,
     add_calibration,
     calibration_counts,
-    combine_scores,
     hold_back,
-    host_candidates,
     merge_held,
     part_yield,
     rank_predictions,
     release_score,
     scanned_keys,
 )
+from gpsgpu.predict.services import _combine, predict_services, prepare_predict
 from tests.gps_data import make_priors, make_services
 
 A, B, C = 0x0A000001, 0x0A000002, 0x0A000003
@@ -139,12 +139,11 @@ def test_big_real_hosts_are_learned_from() -> None:
 
 
 def test_combine_noisy_or_and_max() -> None:
-    key = np.array([5, 5, 7], np.uint64)
-    score = np.array([0.5, 0.5, 0.2])
-    nor = combine_scores(key, score, combine="noisy-or")
-    assert nor[schema.SCORE].tolist() == pytest.approx([0.75, 0.2])
-    assert nor[schema.N_RULES].tolist() == [2, 1]
-    assert combine_scores(key, score, combine="max")[schema.SCORE].tolist() == pytest.approx([0.5, 0.2])
+    key = np.array([7, 5, 5], np.uint64)
+    score = np.array([0.2, 0.5, 0.5])
+    services, nor, n = _combine(cpu, key, score, "noisy-or")
+    assert services.tolist() == [5, 7] and nor.tolist() == pytest.approx([0.75, 0.2]) and n.tolist() == [2, 1]
+    assert _combine(cpu, key, score, "max")[1].tolist() == pytest.approx([0.5, 0.2])
 
 
 def test_predictions_best_first_and_budget_cuts_the_tail() -> None:
@@ -260,8 +259,18 @@ def test_host_rules_are_smoothed_shares_per_as() -> None:
     # Observed hosts predict their AS's ports; unknown ASes take the all-ASes rules; seed hosts nothing.
     observed = _frame([(C, 80, "w"), (C, 443, "t"), (C + 1, 80, "w"), (C + 2, 80, "w")])
     observed[schema.ASN] = np.array([1, 1, 9, 2], np.uint32)
-    key, got = host_candidates(observed, rules, skip_hosts=np.array([C + 2], np.uint32))
-    by_key = dict(zip(key.tolist(), got.tolist(), strict=True))
+    no_rules = pd.DataFrame(
+        {
+            schema.NEEDED_P: np.zeros(0, np.uint16),
+            schema.FKEY: np.zeros(0, np.uint64),
+            schema.P: np.zeros(0, np.uint16),
+            schema.SCORE: np.zeros(0, np.float64),
+        }
+    )
+    tables = prepare_predict(no_rules, host_rules=rules, skip_hosts=np.array([C + 2], np.uint32))
+    got = predict_services(observed, tables, combine="noisy-or")
+    key = schema.pack_service(got[schema.IP].to_numpy(), got[schema.PORT].to_numpy())
+    by_key = dict(zip(key.tolist(), got[schema.SCORE].tolist(), strict=True))
     assert by_key[int(schema.pack_service(np.uint32(C), np.uint16(22)))] == pytest.approx(score[(1, 22)])
     assert by_key[int(schema.pack_service(np.uint32(C + 1), np.uint16(22)))] == pytest.approx(0.5)
     assert not any((k >> 16) == C + 2 for k in by_key)

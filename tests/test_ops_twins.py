@@ -44,17 +44,23 @@ def test_host_factorize_and_positions() -> None:
     assert np.array_equal(np.sort(uniques), np.unique(values))
 
 
-def test_host_max_by_key() -> None:
+def test_host_segments_and_first_positions() -> None:
     rng = _rng()
-    keys = rng.integers(0, 3000, size=N).astype(np.uint64)
+    keys = np.sort(rng.integers(0, 3000, size=N).astype(np.uint64))
     values = rng.random(N)
-    got_keys, got_max, at = cpu.max_by_key(keys, values)
-    assert np.array_equal(got_keys, np.unique(keys))
-    want: dict[int, float] = {}
-    for k, v in zip(keys.tolist(), values.tolist(), strict=True):
-        want[k] = max(want.get(k, -np.inf), v)
-    assert np.array_equal(got_max, np.array([want[k] for k in got_keys.tolist()]))
-    assert np.array_equal(keys[at], got_keys) and np.array_equal(values[at], got_max)
+    _, start, _ = cpu.runs(keys)
+    sums = cpu.segment_sum(values, start)
+    maxes = cpu.segment_max(values, start)
+    ends = np.append(start[1:], N)
+    for k in rng.integers(0, start.size, size=50).tolist():
+        assert sums[k] == pytest.approx(values[start[k] : ends[k]].sum())
+        assert maxes[k] == values[start[k] : ends[k]].max()
+    shuffled = rng.permutation(keys)
+    uniques, first = cpu.unique_first(shuffled)
+    assert np.array_equal(uniques, np.unique(keys))
+    assert np.array_equal(shuffled[first], uniques)
+    for u, f in zip(uniques[:20].tolist(), first[:20].tolist(), strict=True):
+        assert int(np.flatnonzero(shuffled == u)[0]) == f
 
 
 def test_host_text_split_is_bigquery_split() -> None:
@@ -115,11 +121,17 @@ def test_device_array_primitives_equal_the_host() -> None:
     ordered = np.sort(values)
     for got, want in zip(gpu.runs(cp.asarray(ordered)), cpu.runs(ordered), strict=True):
         assert np.array_equal(_host(got), want)
-    keys = rng.integers(0, 3000, size=N).astype(np.uint64)
+    keys = np.sort(rng.integers(0, 3000, size=N).astype(np.uint64))
     scores = rng.random(N) - 0.5
-    got = gpu.max_by_key(cp.asarray(keys), cp.asarray(scores))
-    want = cpu.max_by_key(keys, scores)
-    assert np.array_equal(_host(got[0]), want[0]) and np.array_equal(_host(got[1]), want[1])
+    _, start, _ = cpu.runs(keys)
+    got_sum = _host(gpu.segment_sum(cp.asarray(scores), cp.asarray(start)))
+    assert np.allclose(got_sum, cpu.segment_sum(scores, start), rtol=1e-12, atol=1e-12)
+    got_max = _host(gpu.segment_max(cp.asarray(scores), cp.asarray(start)))
+    assert np.array_equal(got_max, cpu.segment_max(scores, start))
+    shuffled = rng.permutation(keys)
+    got_u, got_first = gpu.unique_first(cp.asarray(shuffled))
+    want_u, want_first = cpu.unique_first(shuffled)
+    assert np.array_equal(_host(got_u), want_u) and np.array_equal(_host(got_first), want_first)
     tables = [(np.unique(rng.integers(0, 9000, size=5000)).astype(np.uint64), None) for _ in range(3)]
     tables = [(k, rng.integers(1, 9, size=k.size)) for k, _ in tables]
     got = gpu.sum_tables([(cp.asarray(k), cp.asarray(c)) for k, c in tables])

@@ -201,11 +201,6 @@ def _keys(arrays: Any) -> np.ndarray:
     )
 
 
-def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of both (``np.union1d`` hashes on NumPy 2.3+, several times slower)."""
-    return cpu.unique_sorted(np.concatenate([a, b]))
-
-
 def services_at(internet: SimInternet, keys: np.ndarray) -> Any:
     """The services frame of the given (real) service keys, banners rendered."""
     if keys.size == 0:
@@ -269,8 +264,9 @@ class _Probing:
         allowed = ~np.asarray(self.scanner.blocklist.contains(ip)) if ip.size else np.zeros(0, bool)
         self.run.add_many(targets[real_hit], chunk[real_hit], np.bincount(chunk[allowed], minlength=n_chunks))
         found_keys = targets[real_hit]
-        self.known = _union(self.known, targets)
-        self.live = _union(self.live, (found_keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
+        self.known = cpu.union_sorted(self.known, targets)
+        found_hosts = (found_keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32)
+        self.live = cpu.union_sorted(self.live, found_hosts)
         return services_at(self.internet, found_keys)
 
     def scan_rows(
@@ -287,11 +283,12 @@ class _Probing:
         costs = np.bincount(event, weights=scanner.row_probes(rows[schema.PREFIX].to_numpy(), length))
         costs = costs.astype(np.int64)
         self.run.add_many(keys, event[row_of(rows, keys)] if keys.size else event[:0], costs)
-        self.known = _union(self.known, keys)
-        self.live = _union(self.live, (keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
+        self.known = cpu.union_sorted(self.known, keys)
+        hosts = (keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32)
+        self.live = cpu.union_sorted(self.live, hosts)
         ports, prefixes = rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy()
         for size, done in scanned_keys(ports, prefixes, rows[schema.LENGTH].to_numpy()).items():
-            self.scanned[size] = _union(self.scanned.get(size, np.zeros(0, np.uint64)), done)
+            self.scanned[size] = cpu.union_sorted(self.scanned.get(size, np.zeros(0, np.uint64)), done)
         return self.internet.to_frame(found)
 
 
@@ -356,7 +353,7 @@ def run_improved(
     for size, done in scanned_keys(
         head[schema.NEEDED_P].to_numpy(), head[schema.PREFIX].to_numpy(), head[schema.LENGTH].to_numpy()
     ).items():
-        state.scanned[size] = _union(state.scanned.get(size, np.zeros(0, np.uint64)), done)
+        state.scanned[size] = cpu.union_sorted(state.scanned.get(size, np.zeros(0, np.uint64)), done)
     progress(f"{options.name}: {len(head):,} plan rows found {len(observed):,} services")
 
     def ranked(frame: Any) -> pd.DataFrame:

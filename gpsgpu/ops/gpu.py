@@ -277,30 +277,47 @@ def argsort_stable(values: Any) -> Any:
     return cp.lexsort(cp.stack([index, values.astype(cp.int64)]))
 
 
-def _sortable(values: Any) -> Any:
-    """uint64 keys in the order of ``values`` (floats by their IEEE bits, integers by offset)."""
+def _segments(values: Any, start: Any) -> Any:
+    """The run number of every element (runs begin at ``start``)."""
     import cupy as cp
 
-    if values.dtype.kind == "f":
-        bits = values.astype(cp.float64).view(cp.uint64)
-        negative = (bits >> cp.uint64(63)) == 1
-        return cp.where(negative, ~bits, bits | cp.uint64(1 << 63))
-    if values.dtype.kind == "u":
-        return values.astype(cp.uint64)
-    return values.astype(cp.int64).view(cp.uint64) ^ cp.uint64(1 << 63)
+    marks = cp.zeros(values.size, dtype=cp.int64)
+    marks[start[1:]] = 1
+    return cp.cumsum(marks)
 
 
-def max_by_key(keys: Any, values: Any) -> tuple[Any, Any, Any]:
-    """:func:`gpsgpu.ops.cpu.max_by_key` on the device."""
+def segment_sum(values: Any, start: Any) -> Any:
+    """:func:`gpsgpu.ops.cpu.segment_sum` with an atomic scatter-add (float sums may differ from
+    the host's in the last bits: the order of the additions is not fixed)."""
     import cupy as cp
+    import cupyx
 
-    if keys.size == 0:
-        return keys.copy(), values.copy(), cp.zeros(0, dtype=cp.int64)
-    index = cp.arange(keys.size, dtype=cp.uint64)
-    order = cp.lexsort(cp.stack([index, _sortable(values), keys.astype(cp.uint64)]))
-    ordered = keys[order]
-    last = cp.flatnonzero(cp.append(ordered[1:] != ordered[:-1], True))
-    return ordered[last], values[order[last]], order[last].astype(cp.int64)
+    out = cp.zeros(start.size, dtype=values.dtype)
+    if start.size:
+        cupyx.scatter_add(out, _segments(values, start), values)
+    return out
+
+
+def segment_max(values: Any, start: Any) -> Any:
+    import cupy as cp
+    import cupyx
+
+    out = cp.full(start.size, -cp.inf if values.dtype.kind == "f" else 0, dtype=values.dtype)
+    if start.size:
+        cupyx.scatter_max(out, _segments(values, start), values)
+    return out
+
+
+def unique_first(values: Any) -> tuple[Any, Any]:
+    """Sorted distinct values and the first position (int64) of each."""
+    import cupy as cp
+    import cupyx
+
+    uniques, inverse = unique_inverse(values)
+    first = cp.full(uniques.size, values.size, dtype=cp.int64)
+    if values.size:
+        cupyx.scatter_min(first, inverse, cp.arange(values.size, dtype=cp.int64))
+    return uniques, first
 
 
 def sum_tables(tables: list[tuple[Any, Any]]) -> tuple[Any, Any]:

@@ -355,11 +355,11 @@ def run_predict_improved(
             # The last tail part's yield: what its scan (the last --found) brought that was not known
             # before it, over its probes (the last --scanned plan's rows); the predictions expected to
             # beat it, by what probing the earlier ones found.
-            before = np.union1d(known_keys(model.seed, *frames[:-1]), previous)
+            before = cpu.union_sorted(known_keys(model.seed, *frames[:-1]), previous)
             part = part_yield(known_keys(frames[-1]), before, int(row_probes(extra[-1]).sum()))
             min_score = release_score(calibration, part)
         min_score = float(min_score)
-        known = np.union1d(known_keys(model.seed, *frames), previous)
+        known = cpu.union_sorted(known_keys(model.seed, *frames), previous)
         current = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         scanner = None
         if config.sim is not None:
@@ -388,7 +388,7 @@ def run_predict_improved(
             preds[schema.ROUND] = np.full(len(preds), r, np.uint16)
             rounds.append(preds)
             targets = known_keys(preds)
-            known = np.union1d(known, targets)
+            known = cpu.union_sorted(known, targets)
             if budget is not None:
                 budget -= len(preds)
             if scanner is None or len(preds) == 0 or (budget is not None and budget <= 0):

@@ -137,10 +137,10 @@ def rank_plan_rows(
         # What each network's AS suggests: an expected seed count for every (port, network) its host
         # rules name; the likeliest ones become rows even where the seed saw nothing.
         net_rows, expected, score = network_rows(seed, host_rules, step=step)
-        rows = np.union1d(np.union1d(seen_rows, gps_rows), net_rows[score >= min_row_score])
+        rows = cpu.union_sorted(seen_rows, gps_rows, net_rows[score >= min_row_score])
     else:
         net_rows, expected = np.zeros(0, np.uint64), np.zeros(0)
-        rows = np.union1d(seen_rows, gps_rows)
+        rows = cpu.union_sorted(seen_rows, gps_rows)
     n = np.zeros(rows.size, np.float64)
     n[np.searchsorted(rows, seen_rows)] = n_seed
     mu = np.zeros(rows.size, np.float64)

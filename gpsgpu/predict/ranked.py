@@ -1,7 +1,9 @@
 """Improved mode, phase 2: ranked predictions with combined scores, budgets and rounds.
 
-Each priors (or found) service ``(ip, q)`` with feature ``f`` predicts ``(ip, p)`` for every rule
-``(q, f, p)`` with the rule's score. Several rules predicting the same ``ip:port`` are combined:
+The predictions come from the one predictor (:func:`gpsgpu.predict.predict_services`), a host
+partition of the observed services at a time: each observed service ``(ip, q)`` with feature
+``f`` predicts ``(ip, p)`` for every rule ``(q, f, p)`` with the rule's score, and the rules naming
+one ``ip:port`` are combined:
 
 - ``noisy-or`` (default): ``1 - prod(1 - score_i)``, the probability that at least one rule is
   right if rules erred independently. Rules of one service are correlated (a banner line and its
@@ -13,16 +15,17 @@ Each priors (or found) service ``(ip, q)`` with feature ``f`` predicts ``(ip, p)
 
 Host rules (:func:`gpsgpu.learn.ranked.learn_host_rules`) add a prediction ``(ip, p)`` for every
 observed host and every port its AS's rules name (hosts of the seed, scanned on every port, never);
-a target that service rules name too keeps the higher of the two scores (a host rule says what any
-host of the AS runs, much of what the service rules already say).
+a target that service rules name too keeps the higher of the two scores.
 
-Predictions are sorted best first (score desc, then ``(ip, port)``) and cut by ``min_score`` and a
-probe ``budget``. What is already known or already probed is dropped: the seed, services found so
-far, targets probed in earlier rounds, space the plan scans and blocklisted addresses.
+Here the partitions' predictions are ranked best first (score desc, then ``(ip, port)``) and cut by
+``min_score`` and a probe ``budget``. What is already known or already probed is dropped: the seed,
+services found so far, targets probed in earlier rounds, space the plan scans and blocklisted
+addresses.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -30,12 +33,13 @@ import pandas as pd
 
 from gpsgpu import schema
 from gpsgpu.blocklist import Blocklist
-from gpsgpu.features import DEFAULT_PRESET, feature_arrays_of_table, feature_columns
+from gpsgpu.features import DEFAULT_PRESET
 from gpsgpu.ops import cpu
+from gpsgpu.partition import split_by_host
+from gpsgpu.predict.services import COMBINE_CHOICES, predict_services, prepare_predict
 
-COMBINE_CHOICES = ("noisy-or", "max")
-#: Scores are capped below 1 so that ``log(1 - score)`` stays finite.
-_MAX_SCORE = 1.0 - 1e-9
+#: Observed services predicted per host partition (bounds the candidate joins' memory).
+DEFAULT_PARTITION_ROWS = 1 << 20
 
 
 def empty_predictions() -> pd.DataFrame:
@@ -73,73 +77,6 @@ def in_scanned(ip: np.ndarray, port: np.ndarray, scanned: dict[int, np.ndarray])
     return hit
 
 
-def candidate_predictions(
-    observed: Any, rules: pd.DataFrame, /, *, preset: str = DEFAULT_PRESET
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every ``(service key, rule score)`` the observed services predict (repeats kept).
-
-    Parameters
-    ----------
-    observed : frame
-        Services (``ip, port, asn, protocol, window, banner`` + the optional columns of ``preset``).
-    rules : pandas.DataFrame
-        ``neededP uint16, fkey uint64, p uint16, score float64``.
-    """
-    if len(observed) == 0 or len(rules) == 0:
-        return np.zeros(0, np.uint64), np.zeros(0, np.float64)
-    frame = observed.to_pandas() if hasattr(observed, "to_pandas") else observed
-    columns = feature_columns(frame.columns, preset)
-    table = schema.frame_to_arrow(frame[columns if schema.PORT in columns else [schema.PORT, *columns]])
-    features = feature_arrays_of_table(table, use_asn=True, preset=preset)
-    ip = np.asarray(table[schema.IP]).astype(np.uint32)
-    port = np.asarray(table[schema.PORT]).astype(np.uint16)
-    rule_features = cpu.unique_sorted(rules[schema.FKEY].to_numpy(np.uint64))
-    fid_rule = cpu.lookup(rule_features, features.fkeys)
-    keep = np.flatnonzero(fid_rule[features.fid] >= 0)
-    obs = pd.DataFrame(
-        {
-            "row": features.row[keep],
-            schema.NEEDED_P: port[features.row[keep]],
-            schema.FKEY: features.fkeys[features.fid[keep]],
-        }
-    ).drop_duplicates()
-    joined = obs.merge(
-        rules[[schema.NEEDED_P, schema.FKEY, schema.P, schema.SCORE]], on=[schema.NEEDED_P, schema.FKEY]
-    )
-    key = schema.pack_service(ip[joined["row"].to_numpy()], joined[schema.P].to_numpy(np.uint16))
-    return key, joined[schema.SCORE].to_numpy(np.float64)
-
-
-def combine_scores(key: np.ndarray, score: np.ndarray, /, *, combine: str = "noisy-or") -> pd.DataFrame:
-    """Distinct services and their combined score (see the module docstring).
-
-    Returns ``ip uint32, port uint16, score float32, n_rules uint32`` sorted by ``(ip, port)``.
-    """
-    if combine not in COMBINE_CHOICES:
-        raise ValueError(f"combine must be one of {', '.join(COMBINE_CHOICES)}, not {combine!r}")
-    if key.size == 0:
-        return empty_predictions()
-    services, inverse = cpu.unique_inverse(key)
-    n = np.bincount(inverse, minlength=services.size)
-    if combine == "max":
-        best = np.zeros(services.size, np.float64)
-        np.maximum.at(best, inverse, score)
-    else:
-        log_miss = np.bincount(
-            inverse, weights=np.log1p(-np.minimum(score, _MAX_SCORE)), minlength=services.size
-        )
-        best = -np.expm1(log_miss)
-    ip, port = schema.unpack_service(services)
-    return pd.DataFrame(
-        {
-            schema.IP: ip,
-            schema.PORT: port,
-            schema.SCORE: best.astype(np.float32),
-            schema.N_RULES: n.astype(np.uint32),
-        }
-    )
-
-
 def rank_predictions(
     observed: Any,
     rules: pd.DataFrame,
@@ -154,6 +91,7 @@ def rank_predictions(
     preset: str = DEFAULT_PRESET,
     host_rules: pd.DataFrame | None = None,
     skip_hosts: np.ndarray | None = None,
+    partition_rows: int = DEFAULT_PARTITION_ROWS,
 ) -> pd.DataFrame:
     """Ranked predictions of the observed services, best first.
 
@@ -179,6 +117,8 @@ def rank_predictions(
         predicts its AS's ports; a target named by service rules too takes the higher score.
     skip_hosts : uint32 array, optional
         Sorted addresses whose every port is known (the seed's hosts): host rules skip them.
+    partition_rows : int
+        Observed services per host partition predicted at once.
 
     Returns
     -------
@@ -186,22 +126,18 @@ def rank_predictions(
         ``ip uint32, port uint16, score float32, n_rules uint32`` sorted by score desc, then
         ``(ip, port)``.
     """
-    key, score = candidate_predictions(observed, rules, preset=preset)
-    out = combine_scores(key, score, combine=combine)
-    if host_rules is not None and len(host_rules):
-        out = _with_host_scores(out, *host_candidates(observed, host_rules, skip_hosts=skip_hosts))
-    if len(out) == 0:
-        return out
-    ip = out[schema.IP].to_numpy(np.uint32)
-    port = out[schema.PORT].to_numpy(np.uint16)
-    keep = out[schema.SCORE].to_numpy() >= np.float32(min_score)
-    if known is not None and known.size:
-        keep &= ~cpu.sorted_isin(schema.pack_service(ip, port), known)
-    if scanned:
-        keep &= ~in_scanned(ip, port, scanned)
-    if blocklist is not None and len(blocklist):
-        keep &= ~np.asarray(blocklist.contains(ip))
-    out = out[keep]
+    if combine not in COMBINE_CHOICES:
+        raise ValueError(f"combine must be one of {', '.join(COMBINE_CHOICES)}, not {combine!r}")
+    if len(observed) == 0:
+        return empty_predictions()
+    tables = prepare_predict(
+        rules, known=known, scanned=scanned, blocklist=blocklist, host_rules=host_rules, skip_hosts=skip_hosts
+    )
+    parts = []
+    for part in split_by_host(observed, n_partitions=max(1, math.ceil(len(observed) / partition_rows))):
+        preds = predict_services(part, tables, combine=combine, n_rules=True, preset=preset)
+        parts.append(preds[preds[schema.SCORE].to_numpy() >= np.float32(min_score)])
+    out = pd.concat(parts, ignore_index=True) if parts else empty_predictions()
     order = np.lexsort(
         (out[schema.PORT].to_numpy(), out[schema.IP].to_numpy(), -out[schema.SCORE].to_numpy(np.float64))
     )
@@ -209,31 +145,6 @@ def rank_predictions(
     if budget is not None:
         out = out.iloc[: max(int(budget), 0)].reset_index(drop=True)
     return out
-
-
-def _with_host_scores(by_service: pd.DataFrame, h_key: np.ndarray, h_score: np.ndarray) -> pd.DataFrame:
-    """Service-rule predictions (combined, sorted by ``(ip, port)``) and host-rule ones, one row per
-    target: a host rule says less than the service rules naming the same target (it is what any host
-    of the AS runs), so a target keeps the higher of its two scores rather than combining them."""
-    s_key = known_keys(by_service)
-    s_score = by_service[schema.SCORE].to_numpy(np.float32).copy()
-    at = cpu.lookup(s_key, h_key)
-    both = at >= 0
-    s_score[at[both]] = np.maximum(s_score[at[both]], h_score[both].astype(np.float32))
-    key = np.concatenate([s_key, h_key[~both]])
-    order = np.argsort(key, kind="stable")
-    ip, port = schema.unpack_service(key[order])
-    n_rules = np.concatenate(
-        [by_service[schema.N_RULES].to_numpy(np.uint32), np.ones(int((~both).sum()), np.uint32)]
-    )
-    return pd.DataFrame(
-        {
-            schema.IP: ip,
-            schema.PORT: port,
-            schema.SCORE: np.concatenate([s_score, h_score[~both].astype(np.float32)])[order],
-            schema.N_RULES: n_rules[order],
-        }
-    )
 
 
 def hold_back(preds: pd.DataFrame, /, *, min_score: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -365,8 +276,6 @@ __all__ = [
     "COMBINE_CHOICES",
     "add_calibration",
     "calibration_counts",
-    "candidate_predictions",
-    "combine_scores",
     "empty_predictions",
     "hold_back",
     "in_scanned",
@@ -377,36 +286,3 @@ __all__ = [
     "release_score",
     "scanned_keys",
 ]
-
-
-def host_candidates(
-    observed: Any, host_rules: pd.DataFrame, /, *, skip_hosts: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every ``(service key, host rule score)`` the observed hosts predict (one AS per host).
-
-    A host of an AS with rules gets that AS's rules, any other host the all-ASes rules
-    (:data:`gpsgpu.learn.ranked.ANY_ASN`). ``skip_hosts`` (sorted addresses, e.g. the seed's, whose
-    every port is known) predict nothing.
-    """
-    from gpsgpu.learn.ranked import ANY_ASN
-
-    if len(observed) == 0 or len(host_rules) == 0:
-        return np.zeros(0, np.uint64), np.zeros(0, np.float64)
-    ip = np.asarray(observed[schema.IP], np.uint32)
-    asn = np.asarray(observed[schema.ASN], np.uint32)
-    hosts, first = np.unique(ip, return_index=True)
-    asn = asn[first]
-    if skip_hosts is not None and skip_hosts.size:
-        keep = ~cpu.sorted_isin(hosts, np.asarray(skip_hosts, np.uint32))
-        hosts, asn = hosts[keep], asn[keep]
-    rule_asn = host_rules[schema.ASN].to_numpy(np.uint32)
-    order = np.argsort(rule_asn, kind="stable")
-    rule_asn = rule_asn[order]
-    known_as = np.unique(rule_asn)
-    asn = np.where(np.isin(asn, known_as), asn, np.uint32(ANY_ASN))
-    lo = np.searchsorted(rule_asn, asn, side="left")
-    n = np.searchsorted(rule_asn, asn, side="right") - lo
-    host_row = np.repeat(np.arange(hosts.size), n)
-    rule_row = order[np.repeat(lo, n) + (np.arange(host_row.size) - np.repeat(np.cumsum(n) - n, n))]
-    key = schema.pack_service(hosts[host_row], host_rules[schema.P].to_numpy(np.uint16)[rule_row])
-    return key, host_rules[schema.SCORE].to_numpy(np.float64)[rule_row]

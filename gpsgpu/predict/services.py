@@ -1,11 +1,17 @@
-"""Phase 2 (``GPS_REFERENCE.md`` §5): services of the priors scan -> predicted services.
+"""Phase 2 (``GPS_REFERENCE.md`` §5): observed services -> predicted services, the one predictor
+of both modes.
 
-A priors service ``(ip, q)`` with feature ``f`` predicts ``(ip, p)`` for every rule ``(q, f, p)``.
-Predictions in a (``/step`` prefix, port) the plan already scans, services of the seed and
-blocklisted addresses are dropped; the rest is distinct. The features are those of the learn step
-with ASN always on (the reference ignores ``UseASN`` here) and no host filter.
+An observed service ``(ip, q)`` with feature ``f`` predicts ``(ip, p)`` for every rule
+``(q, f, p)``. Rules naming one ``ip:port`` are combined by ``max`` (GPS: the best rule's score,
+its hitrate) or ``noisy-or`` (``1 - prod(1 - score_i)``, improved mode). Host rules (improved
+mode) add, for every observed host, the ports its AS's rules name; a target named by both keeps the
+higher score. Known services (the seed, services found, targets probed), space already scanned
+(GPS: the plan's ``(/step, port)`` rows) and blocklisted addresses are dropped. The features are
+those of the learn step with ASN always on (the reference ignores ``UseASN`` here) and no host
+filter.
 
-A prediction's ``score`` is, for now, the best hitrate among the patterns of the rules that made it.
+Every step runs on the backend of the observed frame, a host partition at a time: a service's
+candidates all come from its own host, so partitions combine nothing between them.
 """
 
 from __future__ import annotations
@@ -25,17 +31,22 @@ from gpsgpu.blocklist import Blocklist
 from gpsgpu.features import DEFAULT_PRESET, feature_arrays_of_table, feature_columns
 from gpsgpu.ops import cpu, ops_for
 
+COMBINE_CHOICES = ("max", "noisy-or")
+#: Scores are capped below 1 so that ``log(1 - score)`` stays finite.
+_MAX_SCORE = 1.0 - 1e-9
+
 #: Priors rows featurized and joined per chunk (one chunk per thread at a time).
 DEFAULT_CHUNK_ROWS = 1 << 17
 
 
 @dataclass(frozen=True)
 class PredictTables:
-    """What every priors partition is predicted against, keyed for lookups (arrays on one backend).
+    """What every observed partition is predicted against, keyed for lookups (arrays on one
+    backend).
 
-    The rules form ``(feature index, q)`` groups, each a run of predicted ports; the seed's services
-    and the plan's rows are sorted keys to drop. Build with :func:`prepare_predict`; :meth:`on`
-    moves them to the backend of a partition once (they are small beside a priors scan).
+    The rules form ``(feature index, q)`` groups, each a run of predicted ports; known services
+    and scanned rows are sorted keys to drop. Build with :func:`prepare_predict`; :meth:`on` moves
+    them to the backend of a partition once (they are small beside a priors scan).
     """
 
     features: Any  # uint64 sorted distinct rule fkeys
@@ -45,48 +56,65 @@ class PredictTables:
     p: Any  # uint16 predicted port of each sorted rule
     rank: Any  # int64 score rank of each sorted rule (0 = best score)
     scores: Any  # float64 distinct scores, best first
-    seed_keys: Any  # uint64 ip << 16 | port of the seed's services, sorted
-    plan_keys: Any  # uint64 neededP << 32 | prefix of the plan's rows, sorted
-    step: int
+    known: Any  # uint64 ip << 16 | port never to predict, sorted
+    scanned: dict[int, Any]  # prefix length -> uint64 port << 32 | prefix of rows scanned, sorted
     blocklist: Blocklist | None
+    host_asn: Any = None  # uint32 ASes of the host rules, sorted (ANY_ASN for the others)
+    host_p: Any = None  # uint16 port of each host rule (in host_asn order)
+    host_score: Any = None  # float64 score of each host rule
+    skip_hosts: Any = None  # uint32 sorted addresses host rules never predict for (the seed's hosts)
 
     @property
     def n_rules(self) -> int:
-        return int(self.p.size)
+        return int(self.p.size) + (int(self.host_p.size) if self.host_p is not None else 0)
 
     def on(self, backend: Backend) -> PredictTables:
         """These tables with their arrays on ``backend``."""
         move = ops_for(backend).asarray
-        arrays = {
-            name: move(getattr(self, name))
-            for name in ("features", "group_key", "group_start", "group_size", "p", "rank", "scores")
-        }
+        names = ("features", "group_key", "group_start", "group_size", "p", "rank", "scores", "known")
+        optional = ("host_asn", "host_p", "host_score", "skip_hosts")
         return PredictTables(
-            **arrays,
-            seed_keys=move(self.seed_keys),
-            plan_keys=move(self.plan_keys),
-            step=self.step,
+            **{name: move(getattr(self, name)) for name in names},
+            **{name: None if getattr(self, name) is None else move(getattr(self, name)) for name in optional},
+            scanned={length: move(keys) for length, keys in self.scanned.items()},
             blocklist=self.blocklist,
         )
 
 
 def prepare_predict(
-    rules: pd.DataFrame, /, *, plan: pd.DataFrame, seed: pd.DataFrame, step: int, blocklist: Blocklist | None
+    rules: pd.DataFrame,
+    /,
+    *,
+    plan: pd.DataFrame | None = None,
+    seed: pd.DataFrame | None = None,
+    step: int | None = None,
+    blocklist: Blocklist | None = None,
+    known: np.ndarray | None = None,
+    scanned: dict[int, np.ndarray] | None = None,
+    host_rules: pd.DataFrame | None = None,
+    skip_hosts: np.ndarray | None = None,
 ) -> PredictTables:
-    """Key the rules, the seed and the plan rows for :func:`predict_services` (host arrays).
+    """Key the rules and what not to predict for :func:`predict_services` (host arrays).
 
     Parameters
     ----------
     rules : pandas.DataFrame
         ``neededP uint16, fkey uint64, p uint16, score float64`` (distinct ``(neededP, fkey, p)``).
-    plan : pandas.DataFrame
-        ``neededP uint16, prefix uint32``: the plan rows (before any blocklist cut).
+    plan, step : pandas.DataFrame, int
+        GPS's plan rows (``neededP uint16, prefix uint32``, before any blocklist cut) and their
+        prefix length: space scanned already.
     seed : pandas.DataFrame
-        ``ip uint32, port uint16``: the seed's services.
-    step : int
-        Prefix length of the plan rows.
+        ``ip uint32, port uint16``: the seed's services (known).
     blocklist : Blocklist, optional
         Addresses never to predict.
+    known : uint64 array, optional
+        More ``ip << 16 | port`` never to predict (services found, targets probed).
+    scanned : dict, optional
+        More rows scanned, as :func:`gpsgpu.predict.ranked.scanned_keys` makes them.
+    host_rules : pandas.DataFrame, optional
+        ``asn uint32, p uint16, score float64`` (:func:`gpsgpu.learn.ranked.learn_host_rules`).
+    skip_hosts : uint32 array, optional
+        Addresses whose every port is known (the seed's hosts): host rules skip them.
     """
     fkey = rules[schema.FKEY].to_numpy(np.uint64)
     features = cpu.unique_sorted(fkey)
@@ -97,12 +125,28 @@ def prepare_predict(
     group_key, group_start, group_size = cpu.runs(key[order])
     # Scores are ranked once over the (few) rules, best first, so predictions carry small ranks.
     scores, rank = cpu.unique_inverse(-rules[schema.SCORE].to_numpy(np.float64))
-    seed_keys = cpu.unique_sorted(
-        schema.pack_service(seed[schema.IP].to_numpy(np.uint32), seed[schema.PORT].to_numpy(np.uint16))
-    )
-    plan_keys = cpu.unique_sorted(
-        (plan[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | plan[schema.PREFIX].to_numpy(np.uint64)
-    )
+    known_parts = [] if known is None else [np.asarray(known, np.uint64)]
+    if seed is not None:
+        known_parts.append(
+            schema.pack_service(seed[schema.IP].to_numpy(np.uint32), seed[schema.PORT].to_numpy(np.uint16))
+        )
+    rows = {length: np.asarray(keys, np.uint64) for length, keys in (scanned or {}).items()}
+    if plan is not None:
+        if step is None:
+            raise TypeError("prepare_predict needs the plan's step")
+        planned = (plan[schema.NEEDED_P].to_numpy(np.uint64) << np.uint64(32)) | plan[schema.PREFIX].to_numpy(
+            np.uint64
+        )
+        rows[step] = np.concatenate([rows.get(step, np.zeros(0, np.uint64)), planned])
+    hosts: dict[str, Any] = {}
+    if host_rules is not None and len(host_rules):
+        by_asn = np.argsort(host_rules[schema.ASN].to_numpy(np.uint32), kind="stable")
+        hosts = {
+            "host_asn": host_rules[schema.ASN].to_numpy(np.uint32)[by_asn],
+            "host_p": host_rules[schema.P].to_numpy(np.uint16)[by_asn],
+            "host_score": host_rules[schema.SCORE].to_numpy(np.float64)[by_asn],
+            "skip_hosts": cpu.unique_sorted(np.asarray([] if skip_hosts is None else skip_hosts, np.uint32)),
+        }
     return PredictTables(
         features=features,
         group_key=group_key,
@@ -111,10 +155,10 @@ def prepare_predict(
         p=rules[schema.P].to_numpy(np.uint16)[order],
         rank=rank[order],
         scores=-scores,
-        seed_keys=seed_keys,
-        plan_keys=plan_keys,
-        step=step,
+        known=cpu.unique_sorted(np.concatenate(known_parts)) if known_parts else np.zeros(0, np.uint64),
+        scanned={length: cpu.unique_sorted(keys) for length, keys in rows.items()},
         blocklist=blocklist,
+        **hosts,
     )
 
 
@@ -152,49 +196,51 @@ def predict_services(
     seed: pd.DataFrame | None = None,
     step: int | None = None,
     blocklist: Blocklist | None = None,
+    combine: str = "max",
+    n_rules: bool = False,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     workers: int | None = None,
     preset: str = DEFAULT_PRESET,
 ) -> pd.DataFrame:
-    """Predicted services of one partition of the priors scan, computed on its backend.
+    """Predicted services of one host partition of observed services, computed on its backend.
 
     Parameters
     ----------
     priors : frame
-        Services (``ip uint32, port uint16, asn uint32, protocol str, window int32, banner str``,
-        optional ``tls_cert``), pandas or cuDF (features, joins and reductions then run on the
-        device; only the predictions come back).
+        Observed services (``ip uint32, port uint16, asn uint32, protocol str, window int32, banner
+        str``, optional ``tls_cert``), pandas or cuDF (features, joins and reductions then run on
+        the device; only the predictions come back). Whole hosts.
     rules : pandas.DataFrame or PredictTables
         ``neededP uint16, fkey uint64, p uint16, score float64`` (distinct ``(neededP, fkey, p)``),
         or the tables :func:`prepare_predict` made of them, the plan, the seed, the step and the
         blocklist (then ``plan``, ``seed``, ``step`` and ``blocklist`` are not given).
     plan, seed, step, blocklist
         As in :func:`prepare_predict`, with a rules frame.
+    combine : str
+        ``max`` (GPS) or ``noisy-or``: how the rules naming one ``ip:port`` make its score.
+    n_rules : bool
+        Also return how many rules named each prediction.
     chunk_rows : int
-        Priors rows featurized and joined per chunk on the host; chunks run on up to ``workers``
-        threads (default: every core), and their predictions are merged (the result does not
-        depend on either). The device takes the partition in one chunk.
+        Rows featurized and joined per chunk on the host; chunks run on up to ``workers`` threads
+        (default: every core), and their predictions are merged (the result does not depend on
+        either). The device takes the partition in one chunk.
     preset : str
         Feature preset of the model the rules come from (its features are computed here).
 
     Returns
     -------
     pandas.DataFrame
-        ``ip uint32, port uint16, score float32``, distinct ``(ip, port)``, sorted.
+        ``ip uint32, port uint16, score float32`` (``n_rules uint32``), distinct ``(ip, port)``,
+        sorted.
     """
+    if combine not in COMBINE_CHOICES:
+        raise ValueError(f"combine must be one of {', '.join(COMBINE_CHOICES)}, not {combine!r}")
     if not isinstance(rules, PredictTables):
         if plan is None or seed is None or step is None:
             raise TypeError("predict_services needs plan, seed and step with a rules frame")
         rules = prepare_predict(rules, plan=plan, seed=seed, step=step, blocklist=blocklist)
-    empty = pd.DataFrame(
-        {
-            schema.IP: np.zeros(0, np.uint32),
-            schema.PORT: np.zeros(0, np.uint16),
-            schema.SCORE: np.zeros(0, np.float32),
-        }
-    )
     if len(priors) == 0 or rules.n_rules == 0:
-        return empty
+        return _frame(np.zeros(0, np.uint64), np.zeros(0, np.float32), np.zeros(0, np.uint32), n_rules)
     backend = backend_of(priors)
     ops = ops_for(backend)
     xp = ops.namespace()
@@ -214,21 +260,105 @@ def predict_services(
             parts = list(pool.map(one, starts))
     else:
         parts = [one(start) for start in starts]
-    service, rank = _best_per_service(
-        ops, xp.concatenate([p[0] for p in parts]), xp.concatenate([p[1] for p in parts])
-    )
-    score = tables.scores[rank]
-
-    # Drop what the seed has, what the plan scans already and blocklisted space.
-    keep = ~_in_sorted(ops, service, tables.seed_keys)
+    key = xp.concatenate([p[0] for p in parts])
+    rank = xp.concatenate([p[1] for p in parts])
+    if combine == "max" and not n_rules:
+        service, best = _best_per_service(ops, key, rank)
+        score, count = tables.scores[best], None
+    else:
+        service, score, count = _combine(ops, key, tables.scores[rank], combine)
+    if tables.host_p is not None:
+        service, score, count = _with_host_rules(ops, table, tables, service, score, count)
     ip, port = schema.unpack_service(service)
-    planned = (port.astype(xp.uint64) << xp.uint64(32)) | schema.prefix_of(ip, tables.step).astype(xp.uint64)
-    keep &= ~ops.sorted_isin(planned, tables.plan_keys)
+    keep = ~drop_mask(ip, port, tables)
+    return _frame(
+        ops.to_host(service[keep]),
+        ops.to_host(score[keep].astype(xp.float32)),
+        None if count is None else ops.to_host(count[keep]),
+        n_rules,
+    )
+
+
+def drop_mask(ip: Any, port: Any, tables: PredictTables) -> Any:
+    """Which ``(ip, port)`` not to predict: known, in scanned space, or blocklisted."""
+    ops = ops_for(backend_of(ip))
+    xp = ops.namespace()
+    drop = ops.sorted_isin(schema.pack_service(ip, port), tables.known) if tables.known.size else (
+        xp.zeros(ip.size, dtype=bool)
+    )
+    for length, keys in tables.scanned.items():
+        if keys.size:
+            net = schema.prefix_of(ip, length).astype(xp.uint64)
+            drop |= ops.sorted_isin((port.astype(xp.uint64) << xp.uint64(32)) | net, keys)
     if tables.blocklist is not None and len(tables.blocklist):
-        keep &= ~xp.asarray(tables.blocklist.contains(ip))
-    ip, port, score = ip[keep], port[keep], score[keep].astype(xp.float32)
-    return pd.DataFrame(
-        {schema.IP: ops.to_host(ip), schema.PORT: ops.to_host(port), schema.SCORE: ops.to_host(score)}
+        drop |= xp.asarray(tables.blocklist.contains(ip))
+    return drop
+
+
+def _frame(service: np.ndarray, score: np.ndarray, count: np.ndarray | None, n_rules: bool) -> pd.DataFrame:
+    ip, port = schema.unpack_service(service)
+    columns = {schema.IP: ip, schema.PORT: port, schema.SCORE: score.astype(np.float32)}
+    if n_rules:
+        columns[schema.N_RULES] = (
+            count.astype(np.uint32) if count is not None else np.ones(service.size, np.uint32)
+        )
+    return pd.DataFrame(columns)
+
+
+def _combine(ops: ModuleType, key: Any, score: Any, combine: str) -> tuple[Any, Any, Any]:
+    """Distinct services (sorted), their combined score (float64) and how many rules named each."""
+    xp = ops.namespace()
+    if key.size == 0:
+        return key, score, xp.zeros(0, xp.int64)
+    order = xp.argsort(key)
+    key, score = key[order], score[order]
+    service, start, count = ops.runs(key)
+    if combine == "max":
+        best = ops.segment_max(score, start)
+    else:
+        log_miss = ops.segment_sum(xp.log1p(-xp.minimum(score, _MAX_SCORE)), start)
+        best = -xp.expm1(log_miss)
+    return service, best, count
+
+
+def _with_host_rules(
+    ops: ModuleType, table: Any, tables: PredictTables, service: Any, score: Any, count: Any
+) -> tuple[Any, Any, Any]:
+    """Service-rule predictions (sorted) plus host-rule ones, one per target: a host rule says less
+    than the service rules naming the same target (it is what any host of the AS runs), so a target
+    keeps the higher of its two scores rather than combining them."""
+    from gpsgpu.learn.ranked import ANY_ASN
+
+    xp = ops.namespace()
+    ip = ops.table_column(table, schema.IP, np.uint32)
+    asn = ops.table_column(table, schema.ASN, np.uint32)
+    hosts, first = ops.unique_first(ip)
+    asn = asn[first]
+    if tables.skip_hosts.size:
+        keep = ~ops.sorted_isin(hosts, tables.skip_hosts)
+        hosts, asn = hosts[keep], asn[keep]
+    # A host of an AS with rules gets that AS's rules, any other host the all-ASes rules.
+    asn = xp.where(ops.sorted_isin(asn, ops.unique_sorted(tables.host_asn)), asn, xp.uint32(ANY_ASN))
+    lo = xp.searchsorted(tables.host_asn, asn, side="left")
+    n = xp.searchsorted(tables.host_asn, asn, side="right") - lo
+    host_row = ops.repeat(xp.arange(hosts.size, dtype=xp.int64), n)
+    within = xp.arange(host_row.size, dtype=xp.int64) - ops.repeat(xp.cumsum(n) - n, n)
+    rule_row = ops.repeat(lo, n) + within
+    h_key = schema.pack_service(hosts[host_row], tables.host_p[rule_row])
+    h_score = tables.host_score[rule_row]
+    if count is None:
+        count = xp.ones(service.size, dtype=xp.int64)
+    at = ops.lookup(service, h_key)
+    both = at >= 0
+    score = score.astype(xp.float64, copy=True)
+    # Several host rules never name one target (one AS per host, one rule per port).
+    score[at[both]] = xp.maximum(score[at[both]], h_score[both])
+    key = xp.concatenate([service, h_key[~both]])
+    order = xp.argsort(key)
+    return (
+        key[order],
+        xp.concatenate([score, h_score[~both]])[order],
+        xp.concatenate([count, xp.ones(int((~both).sum()), dtype=xp.int64)])[order],
     )
 
 
