@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from gpsgpu.learn.patterns import DEFAULT_HITRATE, DEFAULT_STEP, LearnResult, learn_patterns, rules_of
+from gpsgpu.learn.patterns import DEFAULT_HITRATE, DEFAULT_STEP, LearnResult, learn_patterns
 
-__all__ = ["DEFAULT_HITRATE", "DEFAULT_STEP", "LearnResult", "learn_patterns", "rules_of"]
+__all__ = ["DEFAULT_HITRATE", "DEFAULT_STEP", "LearnResult", "learn_patterns"]

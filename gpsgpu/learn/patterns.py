@@ -521,37 +521,6 @@ def _masked(values: np.ndarray, mask: np.ndarray, dtype: str) -> Any:
     return pd.arrays.IntegerArray(values.astype(np.int64), mask)
 
 
-def rules_of(patterns: pd.DataFrame, /) -> pd.DataFrame:
-    """The rules of a patterns frame: distinct ``(neededP, fkey, p)`` with ``p`` not null.
-
-    Parameters
-    ----------
-    patterns : pandas.DataFrame
-        As in :class:`LearnResult` (``neededP, p, fkey, server, hitrate``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``neededP uint16, fkey uint64, p uint16, score float64, server string``: ``score`` is the
-        best hitrate among the patterns rows of the rule. Sorted by ``(neededP, fkey, p)``.
-    """
-    with_p = patterns[patterns[schema.P].notna()]
-    rules = (
-        with_p.groupby([schema.NEEDED_P, schema.FKEY, schema.P], sort=True, observed=True)
-        .agg(score=(schema.HITRATE, "max"), server=(schema.SERVER, "first"))
-        .reset_index()
-    )
-    return pd.DataFrame(
-        {
-            schema.NEEDED_P: rules[schema.NEEDED_P].to_numpy(np.uint16),
-            schema.FKEY: rules[schema.FKEY].to_numpy(np.uint64),
-            schema.P: rules[schema.P].to_numpy(np.uint16),
-            schema.SCORE: rules[schema.SCORE].to_numpy(np.float64),
-            schema.SERVER: rules[schema.SERVER].astype("string"),
-        }
-    )
-
-
 def _pairs_frame(keys: np.ndarray, counts: np.ndarray, fkeys: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
         {

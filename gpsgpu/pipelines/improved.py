@@ -387,12 +387,12 @@ def run_predict_improved(
                 preds = preds.iloc[: max(int(budget), 0)].reset_index(drop=True)
             preds[schema.ROUND] = np.full(len(preds), r, np.uint16)
             rounds.append(preds)
-            targets = known_keys(preds)
-            known = cpu.union_sorted(known, targets)
             if budget is not None:
                 budget -= len(preds)
             if scanner is None or len(preds) == 0 or (budget is not None and budget <= 0):
                 break
+            targets = known_keys(preds)
+            known = cpu.union_sorted(known, targets)
             ip, port = preds[schema.IP].to_numpy(np.uint32), preds[schema.PORT].to_numpy(np.uint16)
             hit = np.asarray(to_numpy(scanner.probe(ip, port)), bool)
             current = services_at(

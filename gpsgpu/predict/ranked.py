@@ -39,7 +39,7 @@ from gpsgpu.partition import split_by_host
 from gpsgpu.predict.services import COMBINE_CHOICES, predict_services, prepare_predict
 
 #: Observed services predicted per host partition (bounds the candidate joins' memory).
-DEFAULT_PARTITION_ROWS = 1 << 20
+DEFAULT_PARTITION_ROWS = 1 << 18
 
 
 def empty_predictions() -> pd.DataFrame:
@@ -128,28 +128,42 @@ def rank_predictions(
     """
     if combine not in COMBINE_CHOICES:
         raise ValueError(f"combine must be one of {', '.join(COMBINE_CHOICES)}, not {combine!r}")
-    if len(observed) == 0:
+    if len(observed) == 0 or (len(rules) == 0 and (host_rules is None or len(host_rules) == 0)):
         return empty_predictions()
     tables = prepare_predict(
         rules, known=known, scanned=scanned, blocklist=blocklist, host_rules=host_rules, skip_hosts=skip_hosts
     )
-    parts = []
+    keys, scores, counts = [], [], []
     for part in split_by_host(observed, n_partitions=max(1, math.ceil(len(observed) / partition_rows))):
         preds = predict_services(part, tables, combine=combine, n_rules=True, preset=preset)
-        parts.append(preds[preds[schema.SCORE].to_numpy() >= np.float32(min_score)])
-    out = pd.concat(parts, ignore_index=True) if parts else empty_predictions()
-    order = np.lexsort(
-        (out[schema.PORT].to_numpy(), out[schema.IP].to_numpy(), -out[schema.SCORE].to_numpy(np.float64))
-    )
-    out = out.iloc[order].reset_index(drop=True)
+        keep = preds[schema.SCORE].to_numpy() >= np.float32(min_score)
+        ip, port = preds[schema.IP].to_numpy()[keep], preds[schema.PORT].to_numpy()[keep]
+        keys.append(schema.pack_service(ip, port))
+        scores.append(preds[schema.SCORE].to_numpy()[keep])
+        counts.append(preds[schema.N_RULES].to_numpy()[keep])
+        del preds
+    key, score = np.concatenate(keys), np.concatenate(scores)
+    del keys, scores
+    # Best first, ties by (ip, port): the service key orders (ip, port) as one integer.
+    order = np.lexsort((key, -score))
     if budget is not None:
-        out = out.iloc[: max(int(budget), 0)].reset_index(drop=True)
-    return out
+        order = order[: max(int(budget), 0)]
+    ip, port = schema.unpack_service(key[order])
+    return pd.DataFrame(
+        {
+            schema.IP: ip,
+            schema.PORT: port,
+            schema.SCORE: score[order],
+            schema.N_RULES: np.concatenate(counts)[order],
+        }
+    )
 
 
 def hold_back(preds: pd.DataFrame, /, *, min_score: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predictions scoring at least ``min_score`` (probed now) and the others (held back), both in order."""
     keep = preds[schema.SCORE].to_numpy() >= np.float32(min_score)
+    if bool(keep.all()):  # nothing held back: no copy of what may be tens of millions of rows
+        return preds, preds.iloc[:0].reset_index(drop=True)
     return preds[keep].reset_index(drop=True), preds[~keep].reset_index(drop=True)
 
 

@@ -283,8 +283,10 @@ def drop_mask(ip: Any, port: Any, tables: PredictTables) -> Any:
     """Which ``(ip, port)`` not to predict: known, in scanned space, or blocklisted."""
     ops = ops_for(backend_of(ip))
     xp = ops.namespace()
-    drop = ops.sorted_isin(schema.pack_service(ip, port), tables.known) if tables.known.size else (
-        xp.zeros(ip.size, dtype=bool)
+    drop = (
+        ops.sorted_isin(schema.pack_service(ip, port), tables.known)
+        if tables.known.size
+        else (xp.zeros(ip.size, dtype=bool))
     )
     for length, keys in tables.scanned.items():
         if keys.size:
@@ -348,8 +350,9 @@ def _with_host_rules(
     h_score = tables.host_score[rule_row]
     if count is None:
         count = xp.ones(service.size, dtype=xp.int64)
-    at = ops.lookup(service, h_key)
-    both = at >= 0
+    # ``service`` is sorted: a binary search each, no hash table of the (many) predictions.
+    at = xp.minimum(xp.searchsorted(service, h_key), max(int(service.size) - 1, 0))
+    both = (service[at] == h_key) if service.size else xp.zeros(h_key.size, dtype=bool)
     score = score.astype(xp.float64, copy=True)
     # Several host rules never name one target (one AS per host, one rule per port).
     score[at[both]] = xp.maximum(score[at[both]], h_score[both])
