@@ -360,7 +360,8 @@ def run_predict_improved(
             min_score = release_score(calibration, part)
         min_score = float(min_score)
         known = cpu.union_sorted(known_keys(model.seed, *frames), previous)
-        current = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        # The observed services stay on their backend: the one predictor joins them there.
+        current = observed[0] if len(observed) == 1 else backend.xdf.concat(observed, ignore_index=True)
         scanner = None
         if config.sim is not None:
             from gpsgpu.evaluate.ablation import services_at
