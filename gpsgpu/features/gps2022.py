@@ -15,9 +15,12 @@ Each service gets canonical strings; a string's key is ``XXH64(utf8(string), see
 ASN 0 means "unknown" in the services table (AS 0 never originates routes, RFC 7607), so a service
 with ASN 0 has no ``asn: `` feature and no ASN crosses: unknown-ASN hosts share no AS.
 
-The strings are built column-wise with Arrow compute and hashed once per distinct string; every
-kind of feature gets its dense ids from distinct values that map 1:1 to distinct strings (the kinds'
-prefixes differ), so no step compares long strings row by row.
+The strings are built column-wise (Arrow compute on the host, cuDF on the device, through
+:mod:`gpsgpu.ops`) from distinct values only: banners, protocols and certificates are encoded
+first, lines and pieces are cut from the distinct ones, and rows carry integer codes. Every kind of
+feature gets its dense ids from distinct values that map 1:1 to distinct strings (the kinds'
+prefixes differ), and each distinct string is hashed once, so no step compares long strings row by
+row.
 """
 
 from __future__ import annotations
