@@ -23,6 +23,7 @@ from gpsgpu import schema
 from gpsgpu.backend import backend_of
 from gpsgpu.errors import InputError
 from gpsgpu.features import DEFAULT_PRESET, feature_arrays_of_table, feature_columns
+from gpsgpu.features.gps2022 import unique_row_features
 from gpsgpu.ops import ops_for
 
 #: Hosts answering on more ports than this are pseudo services (GPS_REFERENCE §3).
@@ -150,13 +151,13 @@ def index_seed(
     row_slot = slot_of_service[feature_service[on_slot]]
     row_fid = features.fid[on_slot]
     if repeated:
-        row_slot, row_fid = _distinct_rows(ops, row_slot, row_fid)
+        row_slot, row_fid = unique_row_features(row_slot, row_fid)
     single_row_port = single_row_fid = None
     if single_features:
         on_single = xp.flatnonzero(~on_slot)
         single_service, single_row_fid = feature_service[on_single], features.fid[on_single]
         if repeated:
-            single_service, single_row_fid = _distinct_rows(ops, single_service, single_row_fid)
+            single_service, single_row_fid = unique_row_features(single_service, single_row_fid)
         single_row_port = s_port[single_service]
 
     big = host_size > MAX_HOST_PORTS
@@ -222,13 +223,6 @@ def _hosts(ops: Any, ip: Any, port: Any) -> tuple[Any, ...]:
         host_start = xp.zeros(0, dtype=xp.int64)
     host_size = xp.diff(xp.append(host_start, service.size)).astype(xp.int64)
     return service, inverse, s_ip, s_port, host_start, host_size, ops.repeat(host_size, host_size)
-
-
-def _distinct_rows(ops: Any, owner: Any, fid: Any) -> tuple[Any, Any]:
-    """``(owner, fid)`` pairs kept once each, as int64 owners and uint32 fids, sorted."""
-    xp = ops.namespace()
-    pair = ops.unique_sorted((owner.astype(xp.uint64) << xp.uint64(32)) | fid.astype(xp.uint64))
-    return (pair >> xp.uint64(32)).astype(xp.int64), (pair & xp.uint64(0xFFFFFFFF)).astype(xp.uint32)
 
 
 def _real_big_services(

@@ -224,7 +224,13 @@ def lookup(table: Any, values: Any) -> Any:
 
 
 def sorted_isin(values: Any, sorted_set: Any) -> Any:
-    return lookup(sorted_set, values) >= 0
+    """Which ``values`` occur in ``sorted_set`` (sorted distinct values): a binary search each."""
+    import cupy as cp
+
+    if sorted_set.size == 0 or values.size == 0:
+        return cp.zeros(values.size, dtype=bool)
+    at = cp.minimum(cp.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return sorted_set[at] == values
 
 
 def factorize_with_positions(values: Any) -> tuple[Any, Any, Any]:

@@ -36,7 +36,7 @@ from gpsgpu.blocklist import Blocklist
 from gpsgpu.features import DEFAULT_PRESET
 from gpsgpu.ops import cpu
 from gpsgpu.partition import split_by_host
-from gpsgpu.predict.services import COMBINE_CHOICES, predict_services, prepare_predict
+from gpsgpu.predict.services import COMBINE_CHOICES, in_scanned, predict_services, prepare_predict
 
 #: Observed services predicted per host partition (bounds the candidate joins' memory).
 DEFAULT_PARTITION_ROWS = 1 << 18
@@ -64,17 +64,6 @@ def scanned_keys(ports: np.ndarray, prefixes: np.ndarray, lengths: np.ndarray) -
         net = schema.prefix_of(prefixes[sel], int(length)).astype(np.uint64)
         out[int(length)] = cpu.unique_sorted((ports[sel] << np.uint64(32)) | net)
     return out
-
-
-def in_scanned(ip: np.ndarray, port: np.ndarray, scanned: dict[int, np.ndarray]) -> np.ndarray:
-    """Which ``(ip, port)`` lie in a scanned plan row (see :func:`scanned_keys`)."""
-    hit = np.zeros(ip.size, dtype=bool)
-    for length, keys in scanned.items():
-        key = (np.asarray(port, np.uint64) << np.uint64(32)) | schema.prefix_of(
-            np.asarray(ip, np.uint32), length
-        ).astype(np.uint64)
-        hit |= cpu.sorted_isin(key, keys) if keys.size else False
-    return hit
 
 
 def rank_predictions(

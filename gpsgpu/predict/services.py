@@ -288,13 +288,23 @@ def drop_mask(ip: Any, port: Any, tables: PredictTables) -> Any:
         if tables.known.size
         else (xp.zeros(ip.size, dtype=bool))
     )
-    for length, keys in tables.scanned.items():
-        if keys.size:
-            net = schema.prefix_of(ip, length).astype(xp.uint64)
-            drop |= ops.sorted_isin((port.astype(xp.uint64) << xp.uint64(32)) | net, keys)
+    drop |= in_scanned(ip, port, tables.scanned)
     if tables.blocklist is not None and len(tables.blocklist):
         drop |= xp.asarray(tables.blocklist.contains(ip))
     return drop
+
+
+def in_scanned(ip: Any, port: Any, scanned: dict[int, Any]) -> Any:
+    """Which ``(ip, port)`` lie in a scanned row (``scanned``: prefix length -> sorted
+    ``port << 32 | prefix`` keys, as :func:`gpsgpu.predict.ranked.scanned_keys` makes them)."""
+    ops = ops_for(backend_of(ip))
+    xp = ops.namespace()
+    hit = xp.zeros(ip.size, dtype=bool)
+    for length, keys in scanned.items():
+        if keys.size:
+            net = schema.prefix_of(ip, length).astype(xp.uint64)
+            hit |= ops.sorted_isin((port.astype(xp.uint64) << xp.uint64(32)) | net, xp.asarray(keys))
+    return hit
 
 
 def _frame(service: np.ndarray, score: np.ndarray, count: np.ndarray | None, n_rules: bool) -> pd.DataFrame:
@@ -385,13 +395,3 @@ def _best_per_service(ops: ModuleType, service: Any, rank: Any) -> tuple[Any, An
     service, rank = service[order], rank[order]
     first = xp.concatenate((xp.ones(1, dtype=bool), service[1:] != service[:-1]))
     return service[first], rank[first]
-
-
-def _in_sorted(ops: ModuleType, sorted_values: Any, keys: Any) -> Any:
-    """Which of ``sorted_values`` (sorted) are among ``keys`` (sorted): a binary search of sorted
-    queries, which walks ``keys`` in order."""
-    xp = ops.namespace()
-    if sorted_values.size == 0 or keys.size == 0:
-        return xp.zeros(sorted_values.size, dtype=bool)
-    at = xp.minimum(xp.searchsorted(keys, sorted_values), keys.size - 1)
-    return keys[at] == sorted_values
