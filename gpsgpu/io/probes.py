@@ -13,7 +13,10 @@ wrong number of fields) with their line number (CSV, counting the header) or row
 Captures are framed here (classic pcap in both byte orders and both time resolutions; pcapng
 section, interface and packet blocks, with ``if_tsresol``/``if_tsoffset``) so that a capture cut
 short is noticed: :class:`TruncatedCapture` says after how many packets. The link and network
-layers are decoded by dpkt: Ethernet (with VLAN tags), Linux cooked capture v1/v2 and raw IP.
+layers are decoded here too, by byte offsets: Ethernet (with any depth of 802.1Q, 802.1ad and legacy
+QinQ tags, and LLC/SNAP), Linux cooked capture v1/v2, raw IP (LINKTYPE_RAW, DLT 12/14, IPv4/IPv6),
+BSD loopback (NULL and LOOP, the family in either byte order), PPP and Cisco HDLC; a pcapng file may
+mix them across interfaces. Any other link type is an error naming it, not a capture of ``not_ip``.
 """
 
 from __future__ import annotations
@@ -55,20 +58,72 @@ PCAP_MAGICS = {
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
 #: Link types (LINKTYPE_* of tcpdump.org) this reader decodes.
-LINKTYPE_ETHERNET = 1
+LINKTYPE_NULL = 0  # BSD loopback: a 4-byte address family in the capturing host's byte order
+LINKTYPE_ETHERNET = 1  # with any number of 802.1Q / 802.1ad / legacy QinQ tags
+LINKTYPE_PPP = 9
+LINKTYPE_PPP_HDLC = 50
 LINKTYPE_RAW = 101
+LINKTYPE_C_HDLC = 104  # Cisco HDLC
+LINKTYPE_LOOP = 108  # OpenBSD loopback: the family in network byte order
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
-RAW_LINKTYPES = (LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6)
-LINKTYPES = (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, *RAW_LINKTYPES)
+RAW_LINKTYPES = (LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6)  # 12 and 14: DLT_RAW of BSDs
+LINKTYPES = (
+    LINKTYPE_NULL,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_PPP,
+    LINKTYPE_PPP_HDLC,
+    LINKTYPE_C_HDLC,
+    LINKTYPE_LOOP,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    *RAW_LINKTYPES,
+)
+#: Names of link types met in captures that this reader does not decode (for the error message).
+_OTHER_LINKTYPES = {
+    6: "IEEE802_5",
+    8: "SLIP",
+    10: "FDDI",
+    51: "PPP_ETHER",
+    105: "IEEE802_11",
+    107: "FRELAY",
+    119: "PRISM_HEADER",
+    122: "IP_OVER_FC",
+    127: "IEEE802_11_RADIOTAP",
+    143: "DOCSIS",
+    163: "IEEE802_11_AVS",
+    187: "BLUETOOTH_HCI_H4",
+    189: "USB_LINUX",
+    192: "PPI",
+    195: "IEEE802_15_4_WITHFCS",
+    201: "BLUETOOTH_HCI_H4_WITH_PHDR",
+    220: "USB_LINUX_MMAPPED",
+    227: "CAN_SOCKETCAN",
+    239: "NFLOG",
+    249: "USBPCAP",
+    253: "NETLINK",
+    274: "NORDIC_BLE",
+}
+_READ_LINKS = (
+    "Ethernet (802.1Q/QinQ tags), Linux cooked v1/v2, raw IP, BSD loopback, PPP and Cisco HDLC are read"
+)
 
 #: A record longer than this is a corrupt record header, not a packet (the pcap spec's own cap).
 MAX_CAPLEN = 256 * 1024
 
 _TCP_SYN, _TCP_ACK = 0x02, 0x10
 _ETH_IP4, _ETH_IP6 = 0x0800, 0x86DD
+_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))  # 802.1Q, 802.1ad, legacy QinQ
+_AF_INET6 = frozenset((10, 24, 28, 30))  # Linux, NetBSD/OpenBSD, FreeBSD, Darwin
+_LINK_HEADER = {
+    LINKTYPE_NULL: 4,
+    LINKTYPE_LOOP: 4,
+    LINKTYPE_C_HDLC: 4,
+    LINKTYPE_LINUX_SLL: 16,
+    LINKTYPE_LINUX_SLL2: 20,
+}
 
 
 class TruncatedCapture(Exception):
@@ -130,72 +185,122 @@ class ProbesRead:
 # --- packet decoding ------------------------------------------------------------------------------
 
 
+def linktype_name(linktype: int) -> str:
+    """``LINKTYPE_<NAME> (<number>)`` where the number is a known one, else the number."""
+    name = _OTHER_LINKTYPES.get(linktype)
+    return f"{linktype} (LINKTYPE_{name})" if name else str(linktype)
+
+
+def unsupported_linktype(linktype: int, where: str) -> InputError:
+    return InputError(f"unsupported {where} link type {linktype_name(linktype)}; {_READ_LINKS}")
+
+
+def _cut(what: str, have: int, need: int) -> RejectedRecord:
+    return RejectedRecord(TRUNCATED_PACKET, f"{what} cut short ({have} of {need} bytes)")
+
+
 def decode_packet(linktype: int, buf: bytes) -> tuple[int, int, int] | str:
     """``(src, dst, dport)`` of a TCP SYN probe, or the filter reason of any other packet.
+
+    The headers are read with plain byte indexing (no per-packet objects): this is the hot loop of
+    a capture's ingest.
 
     Raises
     ------
     RejectedRecord
-        The packet claims IPv4 (or TCP) but its headers do not parse or are cut short.
+        The link-layer header is cut short, or the packet claims IPv4 (or TCP) but its headers do
+        not parse or are cut short.
     """
-    import dpkt
-
-    if linktype in RAW_LINKTYPES:
-        if not buf:
+    n = len(buf)
+    if linktype == LINKTYPE_ETHERNET:
+        if n < 14:
+            raise _cut("Ethernet header", n, 14)
+        ethertype, off = buf[12] << 8 | buf[13], 14
+        if ethertype < 0x0600:  # an 802.3 length: IP only behind an LLC/SNAP header
+            if n < 22 or buf[14:17] != b"\xaa\xaa\x03":
+                return NOT_IP
+            ethertype, off = buf[20] << 8 | buf[21], 22
+    elif linktype in RAW_LINKTYPES:
+        if not n:
             raise RejectedRecord(MALFORMED, "empty packet")
         version = buf[0] >> 4
         if version == 6:
             return IPV6
         if version != 4:
             raise RejectedRecord(MALFORMED, f"raw IP packet of version {version}")
-        ip_bytes: Any = buf
+        return _decode_ipv4(buf, 0)
+    elif linktype in (LINKTYPE_PPP, LINKTYPE_PPP_HDLC):
+        off = 2 if buf[:2] == b"\xff\x03" else 0  # address and control, when not compressed
+        if n <= off:
+            raise _cut("PPP header", n, off + 1)
+        if buf[off] & 1:  # a compressed one-byte protocol field
+            proto, off = buf[off], off + 1
+        elif n < off + 2:
+            raise _cut("PPP header", n, off + 2)
+        else:
+            proto, off = buf[off] << 8 | buf[off + 1], off + 2
+        if proto == 0x0021:
+            return _decode_ipv4(buf, off)
+        return IPV6 if proto == 0x0057 else NOT_IP
     else:
-        try:
-            if linktype == LINKTYPE_ETHERNET:
-                frame = dpkt.ethernet.Ethernet(buf)
-                ethertype = frame.type
-            elif linktype == LINKTYPE_LINUX_SLL:
-                frame = dpkt.sll.SLL(buf)
-                ethertype = frame.ethtype
-            else:
-                frame = dpkt.sll2.SLL2(buf)
-                ethertype = frame.protocol
-        except (dpkt.UnpackError, struct.error) as exc:
-            raise RejectedRecord(TRUNCATED_PACKET, f"link-layer header does not parse ({exc})") from None
-        if ethertype == _ETH_IP6:
-            return IPV6
-        if ethertype != _ETH_IP4:
-            return NOT_IP
-        ip_bytes = frame.data
-    if isinstance(ip_bytes, dpkt.ip.IP):
-        ip = ip_bytes
-    else:
-        try:
-            ip = dpkt.ip.IP(bytes(ip_bytes))
-        except dpkt.NeedData as exc:
-            raise RejectedRecord(TRUNCATED_PACKET, f"IPv4 header cut short ({exc})") from None
-        except (dpkt.UnpackError, struct.error) as exc:
-            raise RejectedRecord(MALFORMED, f"IPv4 header does not parse ({exc})") from None
-    if ip.v != 4:
-        raise RejectedRecord(MALFORMED, f"IPv4 frame holds an IP version {ip.v} header")
-    if ip.hl < 5:
-        raise RejectedRecord(MALFORMED, f"IPv4 header length {ip.hl * 4} < 20")
-    if ip.offset != 0:
+        off = _LINK_HEADER.get(linktype, -1)
+        if off < 0:
+            raise unsupported_linktype(linktype, "capture")
+        if n < off:
+            raise _cut("link-layer header", n, off)
+        if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+            # The family is in the writer's byte order (NULL) or network order (LOOP, though some
+            # writers get it wrong): a family is small, so the order that gives a small value wins.
+            family = int.from_bytes(buf[:4], "little")
+            if family > 0xFFFF:
+                family = int.from_bytes(buf[:4], "big")
+            if family == 2:
+                return _decode_ipv4(buf, 4)
+            return IPV6 if family in _AF_INET6 else NOT_IP
+        if linktype == LINKTYPE_LINUX_SLL:
+            ethertype = buf[14] << 8 | buf[15]
+        elif linktype == LINKTYPE_LINUX_SLL2:
+            ethertype = buf[0] << 8 | buf[1]
+        else:  # Cisco HDLC: address, control, then an Ethertype
+            ethertype = buf[2] << 8 | buf[3]
+    while ethertype in _VLAN_TPIDS:  # any depth of 802.1Q / QinQ tags
+        if n < off + 4:
+            raise _cut("VLAN tag", n - off, 4)
+        ethertype, off = buf[off + 2] << 8 | buf[off + 3], off + 4
+    if ethertype == _ETH_IP4:
+        return _decode_ipv4(buf, off)
+    return IPV6 if ethertype == _ETH_IP6 else NOT_IP
+
+
+def _decode_ipv4(buf: bytes, off: int) -> tuple[int, int, int] | str:
+    """The IPv4 packet at ``buf[off:]``: ``(src, dst, dport)`` of a SYN probe, or a filter reason."""
+    n = len(buf) - off
+    if n < 20:
+        raise RejectedRecord(TRUNCATED_PACKET, f"IPv4 header cut short ({n} of 20 bytes)")
+    version, ihl = buf[off] >> 4, (buf[off] & 0x0F) * 4
+    if ihl < 20:
+        raise RejectedRecord(MALFORMED, f"IPv4 header length {ihl} < 20")
+    if version != 4:
+        raise RejectedRecord(MALFORMED, f"IPv4 frame holds an IP version {version} header")
+    if (buf[off + 6] & 0x1F) or buf[off + 7]:  # a fragment offset: not the first fragment
         return FRAGMENT
-    if ip.p != dpkt.ip.IP_PROTO_TCP:
+    if buf[off + 9] != 6:
         return NOT_TCP
-    if isinstance(ip.data, dpkt.tcp.TCP):
-        dport, flags = ip.data.dport, ip.data.flags
-    else:
-        # dpkt leaves a TCP header it cannot unpack (cut by the snap length) as bytes; the ports
-        # and flags are in its first 14 bytes.
-        raw = bytes(ip.data)
-        if len(raw) < 14:
-            raise RejectedRecord(TRUNCATED_PACKET, f"TCP header cut short ({len(raw)} bytes)")
-        dport, flags = int.from_bytes(raw[2:4], "big"), raw[13]
+    # The TCP header ends where the IP total length says (0: segmentation offload, all of it),
+    # not where the frame does (Ethernet padding, a trailing FCS).
+    total = buf[off + 2] << 8 | buf[off + 3]
+    end = min(off + total, len(buf)) if total else len(buf)
+    tcp = off + ihl
+    if end - tcp < 14:
+        raise RejectedRecord(TRUNCATED_PACKET, f"TCP header cut short ({max(end - tcp, 0)} bytes)")
+    flags = buf[tcp + 13]
     if not flags & _TCP_SYN or flags & _TCP_ACK:
         return NOT_SYN
-    return int.from_bytes(ip.src, "big"), int.from_bytes(ip.dst, "big"), int(dport)
+    return (
+        int.from_bytes(buf[off + 12 : off + 16], "big"),
+        int.from_bytes(buf[off + 16 : off + 20], "big"),
+        buf[tcp + 2] << 8 | buf[tcp + 3],
+    )
 
 
 # --- capture framing -----------------------------------------------------------------------------
@@ -222,9 +327,10 @@ def iter_pcap(stream: Any) -> Iterator[tuple[int, int, int, bytes]]:
     if len(header) < 24 or header[:4] not in PCAP_MAGICS:
         raise InputError("not a pcap file (bad global header)")
     order, ns_per_unit = PCAP_MAGICS[header[:4]]
-    linktype = struct.unpack(order + "I", header[20:24])[0] & 0x0FFFFFFF
+    # The top 6 bits say whether and how long a frame check sequence is, not which link this is.
+    linktype = struct.unpack(order + "I", header[20:24])[0] & 0x03FFFFFF
     if linktype not in LINKTYPES:
-        raise InputError(f"unsupported pcap link type {linktype} (Ethernet, Linux cooked, raw IP are read)")
+        raise unsupported_linktype(linktype, "pcap")
     record = struct.Struct(order + "IIII")
     number, offset = 0, 24
     while True:
@@ -313,7 +419,7 @@ def iter_pcapng(stream: Any) -> Iterator[tuple[int, int, int, bytes]]:
                 raise InputError(f"packet {number} refers to undeclared interface {iface}")
             linktype, _, tsresol, tsoffset = interfaces[iface]
             if linktype not in LINKTYPES:
-                raise InputError(f"unsupported pcapng link type {linktype} (Ethernet, Linux cooked, raw IP)")
+                raise unsupported_linktype(linktype, f"pcapng (interface {iface})")
             yield (
                 number,
                 linktype,
