@@ -4,6 +4,10 @@
 memory. Every route is a GET: nothing is ever written. Bad input is a 4xx whose body is JSON
 ``{"detail": ...}`` (FastAPI's 422 for parameters out of range or malformed, 404 for an unknown
 window, port list, model or plan); the OpenAPI schema is at ``/openapi.json`` and ``/docs``.
+
+``/docs`` is Swagger UI served from the package (``static/swagger-ui/``, see its ``SOURCES.md``), so
+it works offline: the page names no outside URL. ReDoc (``/redoc``) is off: it would be a second
+vendored bundle for the same schema.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -28,6 +33,8 @@ API = "/api/v1"
 MAX_K = 1_000
 #: The most rows one predictors, rules or plan-rows page returns.
 MAX_LIMIT = 10_000
+#: Where the vendored Swagger UI lives under the ``/static`` mount.
+SWAGGER_UI = "/static/swagger-ui"
 
 Port = Annotated[int, PathParam(ge=0, le=65_535, description="a TCP port (0..65535)")]
 Source = Annotated[
@@ -240,6 +247,9 @@ def create_app(
         title="gpsgpu",
         version=__version__,
         description="Read-only: port distances (port2dist) and the GPS model and plan.",
+        # FastAPI's own /docs loads Swagger UI from a CDN (a blank page offline); ours is below.
+        docs_url=None,
+        redoc_url=None,
     )
 
     @app.exception_handler(Exception)
@@ -462,6 +472,19 @@ def create_app(
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(files / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} API",
+            swagger_js_url=f"{root}{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{SWAGGER_UI}/favicon-32x32.png",
+            # Swagger UI's default validator badge would fetch from validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
 
     app.mount("/static", StaticFiles(directory=files), name="static")
     return app
