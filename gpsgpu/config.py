@@ -506,7 +506,9 @@ class PortdistBuildConfig:
     Sequences (one source, one UTC day) are set aside as full vertical scans when they probe at
     least ``vertical_min_ports`` distinct ports, and as full horizontal scans when they probe at most
     ``horizontal_max_ports`` ports on at least ``horizontal_min_dsts`` darknet addresses; an edge
-    needs ``min_sources`` source-days.
+    needs ``min_sources`` source-days. ``--from-model`` co-location edges need ``min_sources`` shared
+    hosts, and each conditional probability is shrunk toward 0 by ``colocation_prior`` pseudo-hosts
+    (``gpsgpu.portdist.colocation``).
     """
 
     windows: tuple[str, ...] = ("week",)
@@ -520,6 +522,7 @@ class PortdistBuildConfig:
     store_k: int = 64
     apsp: str = "auto"
     from_model: str | None = None
+    colocation_prior: float = 10.0
     max_reject_rate: float = DEFAULT_MAX_REJECT_RATE
 
     def __post_init__(self) -> None:
@@ -541,6 +544,8 @@ class PortdistBuildConfig:
             raise UsageError(f"--horizontal-min-dsts must be positive, not {self.horizontal_min_dsts}")
         if self.min_sources < 1:
             raise UsageError(f"--min-sources must be at least 1, not {self.min_sources}")
+        if not self.colocation_prior >= 0:
+            raise UsageError(f"colocation_prior must be >= 0 (pseudo-hosts), not {self.colocation_prior}")
         if self.rescale not in PORTDIST_RESCALES:
             raise UsageError(f"--rescale must be one of {', '.join(PORTDIST_RESCALES)}, not {self.rescale!r}")
         if not 1 <= self.store_k <= 1024:

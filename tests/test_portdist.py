@@ -402,11 +402,15 @@ def test_colocation_edges() -> None:
         }
     )
     pairs, hosts = colocation_counts(services)
-    edges = colocation_edges(pairs, hosts).set_index([C.A, C.B])
-    # P(443 | 80) = 3/3, P(80 | 443) = 3/3; P(3306 | 80) = 1/3, P(80 | 3306) = 1.
+    edges = colocation_edges(pairs, hosts, min_hosts=1, prior_hosts=0).set_index([C.A, C.B])
+    # P(443 | 80) = 3/3, P(80 | 443) = 3/3; P(3306 | 80) = 1/3, P(80 | 3306) = 1: geometric mean.
     assert edges.loc[(80, 443), C.WEIGHT] == pytest.approx(1.0)
-    assert edges.loc[(80, 3306), C.WEIGHT] == pytest.approx((1 / 3 + 1) / 2)
+    assert edges.loc[(80, 3306), C.WEIGHT] == pytest.approx(np.sqrt(1 / 3 * 1))
     assert edges.loc[(80, 443), C.SOURCES] == 3
+    # The defaults: 2+ shared hosts, 10 pseudo-hosts shrinking each conditional toward 0.
+    shrunk = colocation_edges(pairs, hosts).set_index([C.A, C.B])
+    assert list(shrunk.index) == [(80, 443)]
+    assert shrunk.loc[(80, 443), C.WEIGHT] == pytest.approx(3 / 13)
 
 
 def test_probe_order_equals_lexsort_with_ties() -> None:

@@ -308,8 +308,12 @@ def run_portdist_build(inputs: list[str], output: str | Path, config: PortdistBu
 
         with timings.step("model:read"):
             pairs, hosts, model_info = store.read_model_colocation(Path(config.from_model))
-            edges = colocation_edges(to_backend(pairs, backend), to_backend(hosts, backend))
-            edges = edges[edges[C.SOURCES] >= config.min_sources]
+            edges = colocation_edges(
+                to_backend(pairs, backend),
+                to_backend(hosts, backend),
+                min_hosts=config.min_sources,
+                prior_hosts=config.colocation_prior,
+            )
         if len(edges) == 0:
             raise InputError(
                 f"--from-model {config.from_model}: no two ports share {config.min_sources}+ hosts"
@@ -322,6 +326,8 @@ def run_portdist_build(inputs: list[str], output: str | Path, config: PortdistBu
             "store_k": config.store_k,
             "rescale": config.rescale,
             "min_sources": config.min_sources,
+            "weight": "n / sqrt((n_a + prior_hosts) (n_b + prior_hosts))",
+            "prior_hosts": config.colocation_prior,
             "engine": engine,
             "backend": backend.value,
         }
