@@ -202,8 +202,23 @@ LZR_ZERO_WINDOW = Filtered("lzr_zero_window")
 LZR_NO_DATA = Filtered("lzr_no_data")
 
 
+def _lzr_field(record: dict[str, Any], tagged: str, go_name: str) -> tuple[Any, str]:
+    """``record[tagged]``, or the Go field name LZR wrote before its JSON tags (see ``extract_lzr``)."""
+    value = record.get(tagged)
+    if value is None:
+        value = record.get(go_name)
+        if value is not None:
+            return value, go_name
+    return value, tagged
+
+
 def extract_lzr(record: Any) -> list[Item]:
-    """Raw LZR output; only real services are kept (data non-empty, no RST, window != 0)."""
+    """Raw LZR output; only real services are kept (data non-empty, no RST, window != 0).
+
+    LZR tagged ``data``, ``fingerprint`` and ``expectedRToLZR`` in April 2020 (stanford-esrg/lzr
+    53cb4af); its output from before then names them as Go does (``Data``, ``Fingerprint``), so those
+    names are read too. ``saddr``/``sport``/``window`` were tagged from the start.
+    """
     if type(record) is not dict:
         return [RejectedRecord(MALFORMED, "not a JSON object")]
     try:
@@ -212,12 +227,12 @@ def extract_lzr(record: Any) -> list[Item]:
         asn = zannotate_asn(record)
         window = record.get("window")
         window = 0 if window is None else parse_window(window)
-        data = record.get("data")
-        data = "" if data is None else parse_text(data, "data")
-        fingerprint = record.get("fingerprint")
+        data, data_field = _lzr_field(record, "data", "Data")
+        data = "" if data is None else parse_text(data, data_field)
+        fingerprint, fingerprint_field = _lzr_field(record, "fingerprint", "Fingerprint")
         if isinstance(fingerprint, list):  # some LZR builds list every matching handshake
             fingerprint = ",".join(str(f) for f in fingerprint)
-        fingerprint = "" if fingerprint is None else parse_text(fingerprint, "fingerprint")
+        fingerprint = "" if fingerprint is None else parse_text(fingerprint, fingerprint_field)
     except RejectedRecord as rejected:
         return [rejected]
     if record.get("RST"):
