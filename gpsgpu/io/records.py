@@ -415,9 +415,16 @@ def _zgrab2_app_fields(protocol: str, result: Mapping[str, Any]) -> dict[str, An
     return {"app_fields": text} if text else {}
 
 
+#: ZGrab2 modules that scan over UDP (``TransportAgnosticDialerProtocol: zgrab2.TransportUDP`` in
+#: zmap/zgrab2 ``modules/*/scanner.go``): their results are not TCP services, whatever port they name.
+#: ``omronfins`` is UDP unless run with ``--tcp``, and its output does not say which; it is counted as UDP.
+ZGRAB2_UDP_MODULES = frozenset({"ntp", "bacnet", "omronfins"})
+ZGRAB2_UDP = Filtered("zgrab2_udp")
+
+
 def make_extract_zgrab2(default_port: int | None) -> Extractor:
     def extract_zgrab2(record: Any) -> list[Item]:
-        """ZGrab2 JSON Lines: one service per module whose status is ``success``."""
+        """ZGrab2 JSON Lines: one service per TCP module whose status is ``success``."""
         if type(record) is not dict:
             return [RejectedRecord(MALFORMED, "not a JSON object")]
         try:
@@ -432,6 +439,10 @@ def make_extract_zgrab2(default_port: int | None) -> Extractor:
         for name, module in modules.items():
             if not isinstance(module, Mapping):
                 items.append(RejectedRecord(MALFORMED, f"data.{name} is not an object"))
+                continue
+            protocol = (_str_or_none(module.get("protocol")) or name).lower()
+            if protocol in ZGRAB2_UDP_MODULES:
+                items.append(ZGRAB2_UDP)
                 continue
             status = module.get("status")
             if status != "success":
@@ -449,7 +460,6 @@ def make_extract_zgrab2(default_port: int | None) -> Extractor:
                     )
                 items.append(rejected)
                 continue
-            protocol = str(module.get("protocol") or name).lower()
             result = module.get("result")
             result = result if isinstance(result, Mapping) else {}
             if protocol in ("http", "https") or "response" in result:
