@@ -1,11 +1,18 @@
 """Stores for the ``gpsgpu serve`` tests: a small demo's model and plan, a model learnt with its counts,
-and a distances folder with darknet windows (day, week) and the model's co-location window."""
+and a distances folder with darknet windows (day, week) and the model's co-location window; and, for
+the browser tests, an app served in a thread and a headless Chromium."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,3 +52,59 @@ def build_stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
     (root / "done").write_text("ok\n")
     return paths
+
+
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # the tests may run as root (CI containers)
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",  # only the page's own requests may happen
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1280,1500",
+)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium through Selenium; skips the test without them."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.skip("no Chromium/ChromeDriver installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    browser.set_page_load_timeout(30)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+@contextlib.contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """``app`` under uvicorn on a free loopback port, in a thread of this process; yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

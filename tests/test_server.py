@@ -22,7 +22,7 @@ pytest.importorskip("fastapi", reason="the web extra is not installed (pip insta
 pytest.importorskip("httpx", reason="the ASGI test client needs httpx")
 
 from fastapi.testclient import TestClient
-from server_data import build_stores
+from server_data import build_stores, chromium, live_server
 
 from gpsgpu.io.portdist import read_window
 from gpsgpu.pipelines.portdist import (
@@ -286,6 +286,81 @@ def test_the_page_is_static_and_self_contained(client: TestClient) -> None:
         assert "https://" not in text and text.replace("http://www.w3.org/2000/svg", "").count("http://") == 0
         if path.suffix == ".js":
             assert all(call.startswith(("API", "(API")) for call in text.split("fetch(")[1:])
+
+
+# --- serving the demo's output (the README's `gpsgpu serve --model gpsgpu-demo/model --plan ...`) ----
+
+
+@pytest.fixture(scope="module")
+def demo_app(stores: dict[str, Path]) -> Any:
+    """The app over exactly what ``gpsgpu demo`` writes: its model and plan, no distances."""
+    return create_app(model=stores["demo"] / "model", plan=stores["demo"] / "plan")
+
+
+def test_the_demo_output_fills_the_model_and_plan_endpoints(demo_app: Any) -> None:
+    demo = TestClient(demo_app)
+    assert demo.get(f"{API}/health").json() == {"status": "ok", "windows": 0, "model": True, "plan": True}
+    model = demo.get(f"{API}/model").json()
+    assert model["preset"] and model["rules"] > 0 and model["predictor_rows"] > 0
+    assert model["counts"]["n_services"] > 0 and model["counts"]["n_hosts"] > 0
+    plan = demo.get(f"{API}/plan").json()
+    assert plan["rows"] > 0 and plan["ports"] and plan["ports"][0]["rows"] > 0
+    # What the page asks for its default port (80) and for the plan's first port.
+    for port in (80, plan["ports"][0]["port"]):
+        predictors = demo.get(f"{API}/model/ports/{port}/predictors?limit=15").json()
+        assert predictors["n_predictors"] > 0 and predictors["predictors"], port
+        assert all(p["feature"] for p in predictors["predictors"])
+        rows = demo.get(f"{API}/plan/ports/{port}?limit=5").json()
+        assert rows["n_rows"] > 0 and rows["rows"][0]["cidr"].endswith("/16"), port
+        assert demo.get(f"{API}/model/conditional/{port}/443").json()["n_b"] > 0
+    assert demo.get(f"{API}/distances/windows").json() == []
+
+
+def test_the_demo_folder_itself_names_its_model_and_plan(stores: dict[str, Path]) -> None:
+    from gpsgpu.errors import InputError
+    from gpsgpu.server.stores import load_stores
+
+    for part in ("model", "plan"):
+        with pytest.raises(InputError, match=f"give --{part} .*{part}"):
+            load_stores(**{part: stores["demo"]})
+
+
+def test_the_page_over_the_demo_output_in_chromium(demo_app: Any) -> None:
+    """With no distance windows the page still searches its port: model and plan sections filled."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with chromium() as browser, live_server(demo_app) as base:
+        browser.get(f"{base}/")
+
+        def searched(d: Any) -> bool:
+            status = d.find_element(By.ID, "status")
+            assert "error" not in (status.get_attribute("class") or ""), status.text
+            return status.get_attribute("data-port") == "80"
+
+        WebDriverWait(browser, 30).until(searched)
+        client = TestClient(demo_app)
+        assert browser.find_element(By.ID, "model").is_displayed()
+        assert browser.find_element(By.ID, "plan").is_displayed()
+        assert not browser.find_element(By.ID, "nearest").is_displayed()
+        assert not browser.find_element(By.ID, "source-label").is_displayed()
+        want = client.get(f"{API}/model/ports/80/predictors?limit=15").json()["predictors"]
+        shown = browser.find_elements(By.CSS_SELECTOR, "#predictors tbody tr")
+        assert want and [r.find_elements(By.TAG_NAME, "td")[0].text for r in shown] == [
+            str(p["port"]) for p in want
+        ]
+        assert "rules" in browser.find_element(By.ID, "model-info").text
+        rows = client.get(f"{API}/plan/ports/80?limit=5").json()
+        assert f"{rows['n_rows']} plan rows scan port 80" in browser.find_element(By.ID, "plan-summary").text
+        budget = client.get(f"{API}/plan").json()["ports"]
+        shown = browser.find_elements(By.CSS_SELECTOR, "#plan-budget tbody tr")
+        assert [r.get_attribute("data-port") for r in shown] == [str(b["port"]) for b in budget[:12]]
+        browser.find_element(By.ID, "compare-button").click()
+        WebDriverWait(browser, 20).until(
+            lambda d: "P(80|443)" in d.find_element(By.ID, "compare-result").text
+        )
+        loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded and all(url.startswith(base + "/") for url in loaded), loaded
 
 
 def free_port() -> int:

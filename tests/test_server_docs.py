@@ -6,18 +6,12 @@ wheel, and (where Chromium is installed) Swagger UI really renders the schema wi
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
 import subprocess
 import sys
-import threading
-import time
 import zipfile
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,20 +19,12 @@ pytest.importorskip("fastapi", reason="the web extra is not installed (pip insta
 pytest.importorskip("httpx", reason="the ASGI test client needs httpx")
 
 from fastapi.testclient import TestClient
+from server_data import chromium, live_server
 
 from gpsgpu.server.app import SWAGGER_UI, create_app, static_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDORED = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",  # only the page's own requests may happen
-    "--disable-component-update",
-    "--no-first-run",
-)
 
 
 class _Links(HTMLParser):
@@ -123,62 +109,16 @@ def test_the_wheel_ships_the_page_and_swagger_ui(tmp_path: Path) -> None:
         assert f"gpsgpu/server/static/{name}" in names
 
 
-def _chromium() -> Any:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        pytest.skip("no Chromium/ChromeDriver installed (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(executable_path=driver))
-
-
-@contextlib.contextmanager
-def live_server() -> Iterator[str]:
-    """The app under uvicorn on a free loopback port, in a thread of this process."""
-    import socket
-
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 def test_swagger_ui_renders_offline_in_chromium() -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser = _chromium()
-    try:
-        with live_server() as base:
-            browser.set_page_load_timeout(30)
-            browser.get(f"{base}/docs")
-            paths = (By.CSS_SELECTOR, ".opblock-summary-path")
-            WebDriverWait(browser, 30).until(lambda d: d.find_elements(*paths))
-            shown = {e.text.replace("\u200b", "") for e in browser.find_elements(*paths)}
-            assert "/api/v1/health" in shown and len(shown) >= 10, shown
-            assert not browser.find_elements(By.CSS_SELECTOR, ".errors-wrapper")  # a schema it could not read
-            loaded = browser.execute_script(
-                "return performance.getEntriesByType('resource').map(e => e.name)"
-            )
-            assert loaded and all(url.startswith(base + "/") for url in loaded), loaded
-    finally:
-        browser.quit()
+    with chromium() as browser, live_server(create_app()) as base:
+        browser.get(f"{base}/docs")
+        paths = (By.CSS_SELECTOR, ".opblock-summary-path")
+        WebDriverWait(browser, 30).until(lambda d: d.find_elements(*paths))
+        shown = {e.text.replace("\u200b", "") for e in browser.find_elements(*paths)}
+        assert "/api/v1/health" in shown and len(shown) >= 10, shown
+        assert not browser.find_elements(By.CSS_SELECTOR, ".errors-wrapper")  # a schema it could not read
+        loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded and all(url.startswith(base + "/") for url in loaded), loaded

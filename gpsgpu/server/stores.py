@@ -391,7 +391,18 @@ def load_stores(
             if (source, window) not in stores.windows:
                 stores.windows[(source, window)] = DistWindow.read(dist, source, window)
     if model is not None:
-        stores.model = ModelStore.read(Path(model))
+        stores.model = ModelStore.read(_not_a_demo(Path(model), "model"))
     if plan is not None:
-        stores.plan = PlanStore.read(Path(plan))
+        stores.plan = PlanStore.read(_not_a_demo(Path(plan), "plan"))
     return stores
+
+
+def _not_a_demo(folder: Path, part: str) -> Path:
+    """``folder``, unless it is a ``gpsgpu demo`` output (which holds ``model/`` and ``plan/``): then an
+    :class:`~gpsgpu.errors.InputError` naming the subfolder to give instead."""
+    if not (folder / "metadata.json").is_file() and (folder / part / "metadata.json").is_file():
+        raise InputError(
+            f"{folder} is a 'gpsgpu demo' folder, not a {part}: give --{part} {folder / part}"
+            f" (the demo writes {folder / 'model'} and {folder / 'plan'})"
+        )
+    return folder

@@ -2,6 +2,7 @@
 "use strict";
 
 const API = "/api/v1";
+const NO_WINDOWS = " No distance windows loaded (start gpsgpu serve with --dist DIST/).";
 const $ = (id) => document.getElementById(id);
 let windows = [];
 let hasModel = false;
@@ -116,6 +117,7 @@ async function showNeighbors(port, k) {
 async function showPredictors(port) {
   if (!hasModel) return;
   const data = await getJSON(`/model/ports/${port}/predictors?limit=15`);
+  $("model-summary").dataset.n = String(data.n_predictors);
   $("model-summary").textContent =
     `${data.n_predictors} predictors of port ${port} (${data.predictors.length} shown); ` +
     `${data.n_unpredicted} seed services on it had none.`;
@@ -133,24 +135,47 @@ async function showPredictors(port) {
 }
 
 async function showPlan(port) {
-  if (!hasPlan) return;
+  if (!hasPlan) return null;
   const data = await getJSON(`/plan/ports/${port}?limit=5`);
   const shown = data.rows.map((r) => r.cidr).join(", ");
   $("plan-summary").textContent = data.n_rows
     ? `${data.n_rows} plan rows scan port ${port}, first: ${shown}${data.n_rows > data.rows.length ? ", …" : ""}`
     : `the plan does not scan port ${port}.`;
+  return data;
 }
 
+function showPlanBudget(plan) {
+  // The plan's ports in plan order (the first ones), with their share of the probes.
+  const body = $("plan-budget").tBodies[0];
+  body.replaceChildren();
+  for (const b of plan.ports.slice(0, 12)) {
+    const row = body.insertRow();
+    row.dataset.port = String(b.port);
+    cell(row, "").append(portLink(b.port));
+    cell(row, String(b.rows));
+    cell(row, b.probes.toLocaleString("en"));
+    cell(row, `${(100 * b.share).toFixed(1)}%`);
+    cell(row, String(b.first_row));
+  }
+  $("plan-more").textContent = plan.ports.length > 12 ? `… and ${plan.ports.length - 12} more ports.` : "";
+}
+
+// The neighbours, the predictors and the plan rows of a port load side by side: each shows what its
+// store has, so a server with only a model and a plan (the demo's output) still fills its sections.
 async function search() {
   const port = Number($("port").value);
   const k = Number($("k").value || 10);
   setStatus(`Searching port ${port}…`);
   delete $("status").dataset.port;
   try {
-    const data = await showNeighbors(port, k);
-    await Promise.all([showPredictors(port), showPlan(port)]);
+    const [data, , plan] = await Promise.all([
+      windows.length ? showNeighbors(port, k) : null, showPredictors(port), showPlan(port)]);
     history.replaceState(null, "", `#port=${port}`);
-    setStatus(`${data.neighbors.length} nearest ports of ${port} (${data.source}/${data.window}).`);
+    const parts = [];
+    if (data) parts.push(`${data.neighbors.length} nearest ports of ${port} (${data.source}/${data.window})`);
+    if (hasModel) parts.push(`${$("model-summary").dataset.n} predictors of ${port}`);
+    if (plan) parts.push(`${plan.n_rows} plan rows for ${port}`);
+    setStatus(`${parts.join("; ")}.${windows.length ? "" : NO_WINDOWS}`);
     $("status").dataset.port = String(port); // tells a waiting test (or script) the search is done
   } catch (error) {
     setStatus(error.message, true);
@@ -163,23 +188,27 @@ async function compare() {
   const out = $("compare-result");
   out.className = "";
   try {
-    const source = encodeURIComponent($("source").value);
-    const win = encodeURIComponent($("window").value);
-    const d = await getJSON(`/distances/${source}/${win}/distance/${a}/${b}`);
-    let text = d.distance === null
-      ? `${a} and ${b} are not connected in ${d.source}/${d.window}.`
-      : `distance(${a}, ${b}) = ${d.distance} in ${d.source}/${d.window}.`;
+    let text = "";
+    if (windows.length) {
+      const source = encodeURIComponent($("source").value);
+      const win = encodeURIComponent($("window").value);
+      const d = await getJSON(`/distances/${source}/${win}/distance/${a}/${b}`);
+      text = d.distance === null
+        ? `${a} and ${b} are not connected in ${d.source}/${d.window}.`
+        : `distance(${a}, ${b}) = ${d.distance} in ${d.source}/${d.window}.`;
+    }
     if (hasModel) {
       try {
         const [ab, ba] = await Promise.all([getJSON(`/model/conditional/${a}/${b}`),
           getJSON(`/model/conditional/${b}/${a}`)]);
         const fmt = (c) => (c.probability === null ? "n/a" : c.probability.toFixed(3));
-        text += ` P(${a}|${b}) = ${fmt(ab)} (${ab.n_both}/${ab.n_b} hosts), P(${b}|${a}) = ${fmt(ba)}.`;
+        text += `${text ? " " : ""}P(${a}|${b}) = ${fmt(ab)} (${ab.n_both}/${ab.n_b} hosts), ` +
+          `P(${b}|${a}) = ${fmt(ba)}.`;
       } catch (error) {
         text += ` (${error.message})`;
       }
     }
-    out.textContent = text;
+    out.textContent = text || "Nothing loaded to compare two ports with.";
   } catch (error) {
     out.textContent = error.message;
     out.className = "error";
@@ -203,22 +232,31 @@ async function start() {
       $("source").add(new Option(source, source));
     }
     fillWindows();
+    if (!windows.length) {
+      for (const id of ["nearest", "source-label", "window-label"]) $(id).hidden = true;
+    }
     if (hasModel) {
       const model = await getJSON("/model");
       $("model-title").textContent = `${model.name} · ${model.preset || ""}`;
+      const c = model.counts;
+      const seed = c.n_services === undefined ? ""
+        : `learnt from ${c.n_services.toLocaleString("en")} seed services on ${(c.n_hosts ?? 0).toLocaleString("en")} hosts; `;
+      $("model-info").textContent =
+        `${seed}${model.rules.toLocaleString("en")} rules, ${model.predictor_rows.toLocaleString("en")} predictors.`;
       $("model").hidden = false;
     }
     if (hasPlan) {
       const plan = await getJSON("/plan");
       $("plan-title").textContent = `${plan.name} · ${plan.rows} rows of /${plan.step}, ${plan.ports.length} ports`;
+      showPlanBudget(plan);
       $("plan").hidden = false;
     }
     const fromHash = /port=(\d+)/.exec(location.hash);
     if (fromHash) $("port").value = fromHash[1];
-    if (windows.length) {
+    if (windows.length || hasModel || hasPlan) {
       await search();
     } else {
-      setStatus("No distance windows loaded (start gpsgpu serve with --dist DIST/).");
+      setStatus(`Nothing loaded.${NO_WINDOWS}`);
     }
   } catch (error) {
     setStatus(error.message, true);
