@@ -14,7 +14,15 @@ import pytest
 
 from gpsgpu.config import IngestConfig
 from gpsgpu.io.ingest import IngestResult, ingest
-from gpsgpu.io.records import ZGRAB2_UDP, Row, extract_lzr, make_extract_zgrab2
+from gpsgpu.io.records import (
+    CENSYS_NOT_HOST,
+    ZGRAB2_UDP,
+    Row,
+    extract_censys,
+    extract_lzr,
+    make_extract_zgrab2,
+)
+from gpsgpu.io.rejects import RejectedRecord
 
 REAL = Path(__file__).parent / "data" / "real"
 LZR = REAL / "lzr"
@@ -137,3 +145,112 @@ def test_zgrab2_real_tcp_records() -> None:
     assert ssh.banner == ssh.ssh_banner == "SSH-2.0-OpenSSH_7.2p2 Ubuntu-4ubuntu2.4"
     mysql = run([ZGRAB2 / "zgrab2_mysql-5.5.json"], default_port=3306).frame.iloc[0]
     assert mysql.app_fields == "mysql version: 5.5.58"
+
+
+# --- Censys: files as the APIs return them ------------------------------------------------------------
+
+CENSYS = REAL / "censys"
+#: file -> (services kept as (ip, port), filtered by reason) for every Censys sample.
+CENSYS_EXPECTED: dict[str, tuple[set[tuple[str, int]], dict[str, int]]] = {
+    "censys-python_view_host.json": (set(), {"censys_non_tcp": 1}),  # v2 view answer: 8.8.8.8, DNS/UDP
+    "censys-python_search_hosts.json": (
+        {("1.0.0.0", 443), ("1.0.0.0", 80), ("1.0.0.1", 443), ("1.0.0.1", 80)},
+        {},
+    ),
+    "common-osint-model_140.82.121.4_censys_v2.json": (
+        {("140.82.121.4", 22), ("140.82.121.4", 80), ("140.82.121.4", 443)},
+        {},
+    ),
+    "common-osint-model_9.9.9.9_censys_v2.json": (
+        {("9.9.9.9", 443), ("9.9.9.9", 5053)},
+        {"censys_non_tcp": 1},
+    ),
+    "demisto_search_host_response.json": ({("127.0.0.1", 1024)}, {}),  # Platform search answer
+    "demisto_view_host_response_trimmed.json": (  # Platform get-host answer: DNS/UDP, QUIC, 443, 853
+        {("127.0.0.1", 443), ("127.0.0.1", 853)},
+        {"censys_non_tcp": 2},
+    ),
+}
+
+
+def compact(path: Path, tmp_path: Path) -> Path:
+    """The file as ``jq -c .`` writes it: the same JSON on one line."""
+    out = tmp_path / path.name
+    out.write_bytes(orjson.dumps(orjson.loads(path.read_bytes())) + b"\n")
+    return out
+
+
+def keys(frame: Any) -> set[tuple[str, int]]:
+    return {(str(ipaddress.IPv4Address(int(i))), int(p)) for i, p in zip(frame.ip, frame.port, strict=True)}
+
+
+@pytest.mark.parametrize("name", sorted(CENSYS_EXPECTED))
+def test_censys_api_answers(name: str, tmp_path: Path) -> None:
+    services, filtered = CENSYS_EXPECTED[name]
+    document = orjson.loads((CENSYS / name).read_bytes())
+    items = extract_censys(document)
+    assert {(str(ipaddress.IPv4Address(r.ip)), r.port) for r in items if isinstance(r, Row)} == services
+    assert not [r for r in items if isinstance(r, RejectedRecord)]
+    result = run([compact(CENSYS / name, tmp_path)])
+    assert result.inputs[0]["format"] == "censys"
+    assert keys(result.frame) == services
+    assert result.counts["filtered_by_reason"] == filtered
+    assert result.counts["rejected"] == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a pretty-printed whole-file JSON object needs a whole-document container in io/ingest.py",
+)
+@pytest.mark.parametrize("name", sorted(CENSYS_EXPECTED))
+def test_censys_pretty_printed_files(name: str) -> None:
+    assert (CENSYS / name).read_bytes().count(b"\n") > 10
+    result = run([CENSYS / name])
+    assert keys(result.frame) == CENSYS_EXPECTED[name][0]
+
+
+def test_censys_platform_endpoints_fill_the_http_columns(tmp_path: Path) -> None:
+    result = run([compact(CENSYS / "demisto_view_host_response_trimmed.json", tmp_path)])
+    frame = result.frame.sort_values("port")
+    https, dot = frame.iloc[0], frame.iloc[1]
+    assert (https.port, https.protocol, https.http_status) == (443, "http", 302)
+    assert (https.http_title, https.http_server) == ("302 Moved", "HTTP server (unknown)")
+    assert https.http_body_sha256 == "0123456789abcdef" * 4
+    assert https.http_headers.splitlines()[:2] == [
+        "access-control-allow-origin: *",
+        'alt-svc: h3=":443"; ma=2592000,h3-29=":443"; ma=2592000',
+    ]
+    assert https.banner.startswith("HTTP/1.1 302 Found\r\n")
+    assert (https.tls_subject, https.tls_issuer) == ("CN=dns.google", "C=US, O=Google Trust Services, CN=WR2")
+    assert (dot.port, dot.protocol, dot.banner) == (853, "unknown", "")
+    assert dot.http_status != dot.http_status  # NaN: no HTTP on 853
+    search = run([compact(CENSYS / "demisto_search_host_response.json", tmp_path)]).frame.iloc[0]
+    assert (search.http_status, search.get("http_server"), search.get("http_title")) == (401, None, None)
+    assert "www-authenticate: admin@example.com" in search.http_headers
+
+
+def test_censys_platform_asset_and_hit_shapes() -> None:
+    answer = orjson.loads((CENSYS / "demisto_view_host_response_trimmed.json").read_bytes())
+    asset = answer["result"]  # {"resource": host, "extensions": {}}
+    expected = extract_censys(answer)
+    assert [type(i).__name__ for i in expected] == ["Filtered", "Filtered", "Row", "Row"]
+    assert extract_censys(asset) == expected
+    assert extract_censys({"host_v1": asset}) == expected
+    assert extract_censys(asset["resource"]) == expected
+    assert extract_censys({"result": [asset, asset]}) == expected + expected  # get many hosts
+    certificate_hit = {"certificate_v1": {"resource": {"fingerprint_sha256": "ab" * 32}}}
+    hits = {"result": {"hits": [certificate_hit, {"host_v1": asset}], "total_hits": 2.0}}
+    assert extract_censys(hits) == [CENSYS_NOT_HOST, *expected]
+    assert extract_censys({"result": {"hits": []}}) == []
+
+
+def test_censys_api_error_answer_is_one_reject() -> None:
+    # censys/censys-python tests/search/v2/test_hosts.py RATE_LIMIT_ERROR_JSON, as the v2 API sends it.
+    answer = {
+        "error": "Rate limit exceeded. See https://search.censys.io/account for rate limit details.",
+        "status": "error",
+        "error_type": "rate_limit_exceeded",
+    }
+    [rejected] = extract_censys(answer)
+    assert rejected.reason == "malformed"
+    assert rejected.detail.startswith("a Censys API error answer ('error'): Rate limit exceeded.")

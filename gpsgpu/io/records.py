@@ -19,6 +19,8 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import orjson
+
 from gpsgpu.io.rejects import (
     INVALID_ASN,
     INVALID_IP,
@@ -497,16 +499,24 @@ def _censys_optional(service: Mapping[str, Any], protocol: str, banner: str) -> 
     response = _dig(service, "http", "response")
     if not isinstance(response, Mapping):  # Censys keeps a CWMP endpoint's HTTP under cwmp.http_info
         response = _dig(service, "cwmp", "http_info")
+    platform = False
+    if not isinstance(response, Mapping):  # the Platform API: service.endpoints[].http
+        response = _censys_platform_http(service.get("endpoints"))
+        platform = True
     if isinstance(response, Mapping):
         headers = _censys_headers(response.get("headers"))
         status = response.get("status_code")
         fields["http_status"] = status if isinstance(status, int) else None
         fields["http_title"] = _str_or_none(response.get("html_title"))
+        if platform and fields["http_title"] is None and isinstance(response.get("body"), str):
+            fields["http_title"] = html_title(response["body"])
         fields["http_server"] = next((v for k, v in headers if k.lower() == "server"), None)
         fields["http_headers"] = "\n".join(sorted(f"{k.lower()}: {v}" for k, v in headers)) or None
         hashes = response.get("body_hashes") or [response.get("body_hash")]
         sha = next((h for h in hashes if isinstance(h, str) and h.startswith("sha256:")), None)
         fields["http_body_sha256"] = sha.split(":", 1)[1] if sha else None
+        if platform and sha is None:
+            fields["http_body_sha256"] = _str_or_none(response.get("body_hash_sha256"))
     certificates = _dig(service, "tls", "certificates")
     if isinstance(certificates, Mapping):
         fields["tls_cert_sha256"] = _str_or_none(certificates.get("leaf_fp_sha_256"))
@@ -529,18 +539,91 @@ def _censys_optional(service: Mapping[str, Any], protocol: str, banner: str) -> 
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _censys_platform_http(endpoints: Any) -> Mapping[str, Any] | None:
+    """The HTTP answer of a Platform service: its ``endpoints[].http``, the ``/`` endpoint first."""
+    if not isinstance(endpoints, list):
+        return None
+    found = [e for e in endpoints if isinstance(e, Mapping) and isinstance(e.get("http"), Mapping)]
+    if not found:
+        return None
+    root = next((e for e in found if e.get("path") == "/"), found[0])
+    return root["http"]
+
+
 CENSYS_NON_TCP = Filtered("censys_non_tcp")
+#: A Platform search hit that is a certificate or a web property, not a host.
+CENSYS_NOT_HOST = Filtered("censys_not_host")
+_CENSYS_OTHER_ASSETS = ("certificate_v1", "webproperty_v1")
+#: How deep host records may be wrapped (``result.hits[].host_v1.resource`` is the deepest shape).
+_CENSYS_MAX_WRAPS = 6
+
+
+def is_censys_record(record: Mapping[str, Any]) -> bool:
+    """Whether a JSON object is a Censys host or an API answer that wraps hosts (for format detection)."""
+    if "services" in record:
+        return True
+    return any(isinstance(record.get(key), Mapping) for key in ("host", "host_v1", "resource", "result"))
+
+
+def censys_hosts(record: Any, _depth: int = 0) -> list[Any]:
+    """The host objects in one Censys JSON value, whatever API answer wraps them.
+
+    - Search v2 / legacy: a bare host (``ip``, ``services[]``); the view answer
+      ``{"code": 200, "status": "OK", "result": host}``; the search answer ``{..., "result": {"hits":
+      [host, ...]}}``.
+    - Platform API: a bare host; ``{"result": {"resource": host}}`` (get a host);
+      ``{"result": {"hits": [{"host_v1": {"resource": host}}, ...]}}`` (search);
+      ``{"result": [{"resource": host}, ...]}`` (get many hosts); ``{"resource": host}`` and
+      ``{"host_v1": {"resource": host}}`` (one asset or one hit, e.g. after ``jq '.result.hits[]'``);
+      ``{"host": host}``.
+
+    Items that are not hosts come back as :class:`Filtered` (other assets) or :class:`RejectedRecord`
+    (API errors, values that are not objects); anything else unrecognised is returned as it is, for the
+    extractor to say what it lacks.
+    """
+    if not isinstance(record, Mapping):
+        return [RejectedRecord(MALFORMED, "not a JSON object")]
+    if "ip" in record or "services" in record or _depth >= _CENSYS_MAX_WRAPS:
+        return [record]
+    for key in ("host", "host_v1", "resource"):
+        inner = record.get(key)
+        if isinstance(inner, Mapping):
+            return censys_hosts(inner, _depth + 1)
+    result = record.get("result")
+    if isinstance(result, Mapping):
+        hits = result.get("hits")
+        if isinstance(hits, list):
+            return [host for hit in hits for host in censys_hosts(hit, _depth + 1)]
+        return censys_hosts(result, _depth + 1)
+    if isinstance(result, list):
+        return [host for item in result for host in censys_hosts(item, _depth + 1)]
+    if any(isinstance(record.get(key), Mapping) for key in _CENSYS_OTHER_ASSETS):
+        return [CENSYS_NOT_HOST]
+    error = record.get("error")
+    if error is not None:
+        text = _SPACES.sub(" ", error if isinstance(error, str) else orjson.dumps(error).decode())
+        code = record.get("code", record.get("status"))
+        return [RejectedRecord(MALFORMED, f"a Censys API error answer ({code!r:.16}): {text[:200]}")]
+    return [record]
 
 
 def extract_censys(record: Any) -> list[Item]:
-    """Censys host records (Search v2 ``services[]`` or the Platform API's ``host`` wrapper)."""
+    """Censys host records: Search v2 ``services[]`` or the Platform API's, bare or in any API answer
+    (see :func:`censys_hosts`)."""
     if type(record) is not dict:
         return [RejectedRecord(MALFORMED, "not a JSON object")]
-    resource = _dig(record, "result", "resource")
-    if isinstance(resource, Mapping):
-        record = dict(resource)
-    if isinstance(record.get("host"), Mapping):
-        record = record["host"]
+    if "ip" in record:  # the common case: one bare host per line
+        return _extract_censys_host(record)
+    items: list[Item] = []
+    for host in censys_hosts(record):
+        if isinstance(host, Filtered | RejectedRecord):
+            items.append(host)
+        else:
+            items.extend(_extract_censys_host(host))
+    return items
+
+
+def _extract_censys_host(record: Mapping[str, Any]) -> list[Item]:
     try:
         ip = parse_ip(record.get("ip"), "ip")
         asn = parse_asn(_dig(record, "autonomous_system", "asn"), "autonomous_system.asn")
