@@ -201,9 +201,9 @@ def _check_line(line: str, table: dict[str, set[str]]) -> list[str]:
             if tok in SHELL_OPERATORS or tok in ("gpsgpu",):
                 break
             flag = tok.split("=", 1)[0]
-            if re.fullmatch(r"--[a-z][\w-]*", flag) or re.fullmatch(r"-[a-zA-Z]", flag):
-                if flag not in table[name]:
-                    problems.append(f"{line!r}: 'gpsgpu {name}' has no option {flag}")
+            is_option = re.fullmatch(r"--[a-z][\w-]*", flag) or re.fullmatch(r"-[a-zA-Z]", flag)
+            if is_option and flag not in table[name]:
+                problems.append(f"{line!r}: 'gpsgpu {name}' has no option {flag}")
     return problems
 
 
@@ -223,15 +223,14 @@ def test_cli_reference_lists_only_real_options():
     problems = []
     sections = re.split(r"^## `gpsgpu ([a-z][\w -]*)`\s*$", text, flags=re.M)
     documented = set()
-    for name, body in zip(sections[1::2], sections[2::2]):
+    for name, body in zip(sections[1::2], sections[2::2], strict=True):
         documented.add(name)
         if name not in table:
             problems.append(f"no command 'gpsgpu {name}'")
             continue
-        for row in re.findall(r"^\|\s*(`-[^|]*)\|", body, flags=re.M):
-            for flag in re.findall(r"`(-{1,2}[\w-]+)`", row):
-                if flag not in table[name]:
-                    problems.append(f"'gpsgpu {name}' has no option {flag}")
+        rows = re.findall(r"^\|\s*(`-[^|]*)\|", body, flags=re.M)
+        flags = [flag for row in rows for flag in re.findall(r"`(-{1,2}[\w-]+)`", row)]
+        problems.extend(f"'gpsgpu {name}' has no option {flag}" for flag in flags if flag not in table[name])
     leaves = {name for name in table if name and not any(o.startswith(name + " ") for o in table)}
     missing = sorted(leaves - documented)
     if missing:
