@@ -24,6 +24,7 @@ pytest.importorskip("httpx", reason="the ASGI test client needs httpx")
 from fastapi.testclient import TestClient
 from server_data import build_stores, chromium, live_server
 
+from gpsgpu.features.labels import FeatureLabel, describe_feature
 from gpsgpu.io.portdist import read_window
 from gpsgpu.pipelines.portdist import (
     run_portdist_distance,
@@ -122,6 +123,8 @@ def test_predictors_come_from_the_patterns(client: TestClient, stores: dict[str,
         assert hitrates == sorted(hitrates, reverse=True)
         for p in got["predictors"]:
             assert p["hitrate"] == pytest.approx(p["count_p2"] / p["cp_server"])
+            described = describe_feature(p["feature"])
+            assert (p["kind"], p["label"]) == (described.kind, described.label) and p["kind"] != "unknown"
             rows = known[(known["p"] == p["port"]) & (known["server"] == p["feature"])]
             assert len(rows) == p["n_services"] and rows["hitrate"].max() == p["hitrate"]
         top = ok(client, f"/model/ports/{port}/predictors?limit=2")
@@ -143,6 +146,66 @@ def test_rules_predict_the_port(client: TestClient, stores: dict[str, Path]) -> 
         scores = [r["score"] for r in got["rules"]]
         assert scores == sorted(scores, reverse=True)
         assert sorted(int(r["fkey"]) for r in got["rules"]) == sorted(mine["fkey"].tolist())
+        assert all(r["label"] == describe_feature(r["feature"]).label for r in got["rules"])
+
+
+@pytest.mark.parametrize(
+    ("feature", "kind", "label"),
+    [
+        ("s19: 69cc8000", "network /19", "network 105.204.128.0/19"),
+        ("s24: 01020300", "network /24", "network 1.2.3.0/24"),
+        ("asn: 2305", "AS", "AS2305"),
+        ("L4", "port open", "any service on the port (layer 4)"),
+        ("fingerprint: http", "protocol", 'protocol "http"'),
+        ("window: 29200", "TCP window", "TCP window 29200"),
+        ("http line: Server: nginx\r", "banner line", 'banner line "Server: nginx\\r"'),
+        ("16:fingerprint: tls-0ee90000", "protocol in /16", 'protocol "tls" in network 14.233.0.0/16'),
+        (
+            "asn:http line: <title>x-y</title>-asn: 4489",
+            "banner line in AS",
+            'banner line "<title>x-y</title>" in AS4489',
+        ),
+        ("tls oid: 0906035504060c025553310f", "TLS certificate fragment", "TLS certificate fragment C=US"),
+        ("http server: lighttpd/1.4", "HTTP Server header", 'HTTP Server header "lighttpd/1.4"'),
+        ("cwmp header: server: x", "CWMP (TR-069) header", 'CWMP (TR-069) header "server: x"'),
+        ("ssh hostkey: " + "ab" * 32, "SSH host key SHA-256", "SSH host key SHA-256 abababababab…"),
+        (
+            "16:mysql version: 8.0.36-0a000000",
+            "MySQL version in /16",
+            'MySQL version "8.0.36" in network 10.0.0.0/16',
+        ),
+        ("no such kind: 1", "unknown", '"no such kind: 1"'),
+    ],
+)
+def test_feature_labels(feature: str, kind: str, label: str) -> None:
+    assert describe_feature(feature) == FeatureLabel(kind, label)
+
+
+def test_feature_labels_read_certificates_in_banners() -> None:
+    name = "0603550403" + "0c" + "07" + b"gps.lan".hex()  # OID 2.5.4.3 (CN), UTF8String "gps.lan"
+    flight = "16030300" + "00" * 40 + (name * 2)  # a self-signed certificate names itself twice
+    described = describe_feature(f"http line: {flight}")
+    assert described.kind == "banner line"
+    assert (
+        described.label == f"banner line TLS handshake ({len(flight) // 2} bytes) with certificate CN=gps.lan"
+    )
+    assert describe_feature(f"tls cert: {flight}").label.endswith(" CN=gps.lan")
+
+
+def test_every_feature_string_of_both_presets_has_a_kind(stores: dict[str, Path]) -> None:
+    import pyarrow.parquet as pq
+
+    from gpsgpu.features import extended, feature_arrays_of_table
+    from gpsgpu.features.labels import DATA_KINDS
+
+    seed = pq.read_table(stores["demo"] / "net" / "seed.parquet")
+    for preset in ("gps2022", "extended"):
+        strings = feature_arrays_of_table(seed, preset=preset).strings.to_pylist()
+        unknown = [f for f in strings if describe_feature(f).kind == "unknown"]
+        assert strings and not unknown, unknown[:5]
+    # Fields the simulated banners never carry still have their kind.
+    names = [f"{e} {n}" for n in (*extended._HTTP_FIELDS, "header") for e in ("http", "cwmp")]
+    assert set(names) | set(extended._OTHER_FIELDS) <= set(DATA_KINDS)
 
 
 def test_conditional_from_saved_counts(client: TestClient, stores: dict[str, Path]) -> None:
@@ -346,9 +409,8 @@ def test_the_page_over_the_demo_output_in_chromium(demo_app: Any) -> None:
         assert not browser.find_element(By.ID, "source-label").is_displayed()
         want = client.get(f"{API}/model/ports/80/predictors?limit=15").json()["predictors"]
         shown = browser.find_elements(By.CSS_SELECTOR, "#predictors tbody tr")
-        assert want and [r.find_elements(By.TAG_NAME, "td")[0].text for r in shown] == [
-            str(p["port"]) for p in want
-        ]
+        cells = [[c.text for c in r.find_elements(By.TAG_NAME, "td")] for r in shown]
+        assert want and [c[:3] for c in cells] == [[str(p["port"]), p["kind"], p["label"]] for p in want]
         assert "rules" in browser.find_element(By.ID, "model-info").text
         rows = client.get(f"{API}/plan/ports/80?limit=5").json()
         assert f"{rows['n_rows']} plan rows scan port 80" in browser.find_element(By.ID, "plan-summary").text

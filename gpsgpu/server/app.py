@@ -128,6 +128,12 @@ class ModelInfo(BaseModel):
     colocation: str | None = Field(description="where P(a|b) counts come from; null: not available")
 
 
+#: A feature as the model stores it, and in words.
+FEATURE = Field(description="the feature's canonical string, e.g. 's19: 69cc8000'")
+KIND = Field(description="what kind of feature it is, e.g. 'network /19', 'banner line in AS'")
+LABEL = Field(description="the feature in words, e.g. 'network 105.204.128.0/19'")
+
+
 class Predictor(BaseModel):
     """A best predictor of seed services on the port: port ``port`` with feature ``feature`` on the host.
 
@@ -136,7 +142,9 @@ class Predictor(BaseModel):
     """
 
     port: int
-    feature: str
+    feature: str = FEATURE
+    kind: str = KIND
+    label: str = LABEL
     hitrate: float
     count_p2: int
     cp_server: int
@@ -156,7 +164,9 @@ class Rule(BaseModel):
     """A rule of the model: a service on ``port`` with ``feature`` predicts the asked port."""
 
     port: int
-    feature: str
+    feature: str = FEATURE
+    kind: str = KIND
+    label: str = LABEL
     fkey: str = Field(description="the feature key (uint64, as a decimal string)")
     score: float
 

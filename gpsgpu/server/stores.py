@@ -18,6 +18,7 @@ import pandas as pd
 
 from gpsgpu import schema
 from gpsgpu.errors import InputError
+from gpsgpu.features.labels import describe_feature
 from gpsgpu.io import portdist as dist_io
 from gpsgpu.io.model import PATTERNS_FILE, RULES_FILE, read_model_metadata
 from gpsgpu.io.parquet import read_table
@@ -164,6 +165,12 @@ class _Drain(io.RawIOBase):
 # --- GPS model -------------------------------------------------------------------------------------
 
 
+def _feature(feature: Any) -> dict[str, str]:
+    """A feature string and what it is in words (:func:`gpsgpu.features.labels.describe_feature`)."""
+    described = describe_feature(str(feature))
+    return {"feature": str(feature), "kind": described.kind, "label": described.label}
+
+
 @dataclass
 class ModelStore:
     """A GPS model folder in memory: each port's predictors, the rules and co-location counts.
@@ -266,7 +273,7 @@ class ModelStore:
         rows = [
             {
                 "port": int(p),
-                "feature": str(f),
+                **_feature(f),
                 "hitrate": float(h),
                 "count_p2": int(c2),
                 "cp_server": int(cs),
@@ -289,7 +296,7 @@ class ModelStore:
         lo, hi = int(self.rule_offsets[port]), int(self.rule_offsets[port + 1])
         part = self.rules.iloc[lo : min(hi, lo + limit)]
         rows = [
-            {"port": int(p), "feature": str(f), "fkey": str(int(k)), "score": float(s)}
+            {"port": int(p), **_feature(f), "fkey": str(int(k)), "score": float(s)}
             for p, f, k, s in zip(
                 part[schema.P], part[schema.SERVER], part[schema.FKEY], part[schema.SCORE], strict=True
             )

@@ -126,7 +126,8 @@ async function showPredictors(port) {
   for (const p of data.predictors) {
     const row = body.insertRow();
     cell(row, "").append(portLink(p.port));
-    cell(row, p.feature, "text").title = p.feature;
+    cell(row, p.kind, "text kind");
+    cell(row, p.label, "text").title = `${p.label}\n${p.feature}`; // the stored string on hover
     cell(row, p.hitrate.toFixed(4));
     cell(row, String(p.count_p2));
     cell(row, String(p.cp_server));
