@@ -127,7 +127,7 @@ async function showPredictors(port) {
     const row = body.insertRow();
     cell(row, "").append(portLink(p.port));
     cell(row, p.kind, "text kind");
-    cell(row, p.label, "text").title = `${p.label}\n${p.feature}`; // the stored string on hover
+    cell(row, p.label, "text label").title = `${p.label}\n${p.feature}`; // the stored string on hover
     cell(row, p.hitrate.toFixed(4));
     cell(row, String(p.count_p2));
     cell(row, String(p.cp_server));
@@ -234,7 +234,7 @@ async function start() {
     }
     fillWindows();
     if (!windows.length) {
-      for (const id of ["nearest", "source-label", "window-label"]) $(id).hidden = true;
+      for (const id of ["nearest", "source-label", "window-label", "k-label"]) $(id).hidden = true;
     }
     if (hasModel) {
       const model = await getJSON("/model");
