@@ -7,6 +7,7 @@ traceback only under ``--debug``. Logs and progress go to stderr so stdout stays
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -38,6 +39,43 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-C", help="TOML file with one table per command, e.g. [ingest]")
 ]
 
+# What the demo writes into its folder (gpsgpu/pipelines/demo.py); a rerun may replace these.
+DEMO_ENTRIES = (
+    "net", "model", "plan", "priors.parquet", "priors.metadata.json", "pred", "eval", "metadata.json",
+)  # fmt: skip
+
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="replace an existing -o path even if gpsgpu did not write it")
+]
+
+
+def _claim_output(
+    output: object,
+    *inputs: object,
+    force: bool,
+    folder: bool = True,
+    sidecars: bool = False,
+    folder_entries: tuple[str, ...] = (),
+) -> None:
+    """Check ``-o`` before any work (see gpsgpu.io.outputs): never an input, never someone else's data."""
+    from gpsgpu.io.metadata import metadata_path_for
+    from gpsgpu.io.outputs import check_output
+    from gpsgpu.io.rejects import rejects_path_for
+
+    flat: list[str] = []
+    for given in inputs:
+        if given is None:
+            continue
+        if isinstance(given, list | tuple):
+            flat.extend(str(g) for g in given if g is not None)
+        else:
+            flat.append(str(given))
+    path = Path(str(output))
+    derived = [metadata_path_for(path), rejects_path_for(path)] if sidecars else []
+    check_output(
+        str(output), inputs=flat, derived=derived, force=force, folder=folder, folder_entries=folder_entries
+    )
+
 
 def _setup_logging(verbosity: int, log_file: Path | None) -> None:
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
@@ -46,7 +84,12 @@ def _setup_logging(verbosity: int, log_file: Path | None) -> None:
     stderr.setFormatter(logging.Formatter("gpsgpu: %(message)s"))
     handlers.append(stderr)
     if log_file is not None:
-        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            to_file = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            from gpsgpu.errors import UsageError
+
+            raise UsageError(f"--log-file {log_file}: cannot write the log ({exc.strerror})") from None
         to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(to_file)
     logging.basicConfig(level=level, handlers=handlers, force=True)
@@ -99,6 +142,7 @@ def ingest(
     ] = None,
     backend: BackendOpt = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Read scan records (GPS schema, LZR, ZGrab2, ZMap, Censys) into a services table."""
     from gpsgpu.config import IngestConfig, load_config
@@ -117,6 +161,7 @@ def ingest(
             "default_port": default_port,
         },
     )
+    _claim_output(output, inputs, cfg.asn_file, config, force=force, folder=False, sidecars=True)
     run_ingest(inputs, output, cfg)
 
 
@@ -148,6 +193,7 @@ def demo(
         bool, typer.Option("--no-xgboost", help="skip the XGBoost scanner baseline (faster)")
     ] = False,
     backend: BackendOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Run the whole GPS loop on a small simulated Internet and print what it found."""
     from gpsgpu.config import DemoConfig, load_config
@@ -164,6 +210,7 @@ def demo(
             "backend": backend,
         },
     )
+    _claim_output(output, force=force, folder_entries=DEMO_ENTRIES)
     run_demo(output, backend=cfg.backend, config=cfg)
 
 
@@ -242,6 +289,7 @@ def simulate(
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Simulate an Internet: seed scan, ground truth (or its parameters), statistics beside the GPS talk."""
     from gpsgpu.config import SimulateConfig, load_config
@@ -263,6 +311,7 @@ def simulate(
             "workers": workers,
         },
     )
+    _claim_output(output, config, force=force)
     run_simulate(output, cfg)
 
 
@@ -276,6 +325,7 @@ def sim_scan(
     backend: BackendOpt = None,
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Scan a plan's (port, prefix) rows, or probe a PRED/ folder's targets, on a simulated Internet."""
     from gpsgpu.errors import UsageError
@@ -283,6 +333,7 @@ def sim_scan(
 
     if workers is not None and workers < 0:
         raise UsageError(f"--workers must be 0 (every core or GPU) or more, not {workers}")
+    _claim_output(output, net, plan_dir, force=force, folder=False, sidecars=True)
     run_sim_scan(
         net, plan_dir, output, backend=backend or "auto", cluster=cluster or "none", workers=workers or 0
     )
@@ -328,6 +379,7 @@ def evaluate(
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Score a GPS run against a simulated ground truth, with baselines; table, CSV and PNG plots."""
     from gpsgpu.config import EvaluateConfig, load_config
@@ -352,6 +404,7 @@ def evaluate(
             "rounds": rounds,
         },
     )
+    _claim_output(output, predictions, cfg.truth, cfg.plan, config, force=force)
     if cfg.ablation:
         from gpsgpu.pipelines.evaluate import run_ablation_command
 
@@ -441,6 +494,7 @@ def learn(
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Phase 1a: learn predictive patterns and rules from a seed scan (compatible or improved mode)."""
     from gpsgpu.config import LearnConfig, load_config
@@ -470,6 +524,7 @@ def learn(
             "host_rules": False if no_host_rules else None,
         },
     )
+    _claim_output(output, seed, config, force=force)
     run_learn(seed, output, cfg)
 
 
@@ -519,6 +574,7 @@ def plan(
         typer.Option("--found", help="improved, with --scanned: what scanning those tail parts found"),
     ] = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Phase 1b: the (port, prefix) priors scan plan, its probe count and ZMap allowlists."""
     from gpsgpu.config import PlanConfig, load_config
@@ -542,6 +598,7 @@ def plan(
             "found": tuple(found) if found else None,
         },
     )
+    _claim_output(output, model, cfg.blocklist, cfg.live, cfg.scanned, cfg.found, config, force=force)
     run_plan(model, output, cfg)
 
 
@@ -605,6 +662,7 @@ def predict(
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Phase 2: predict services from the priors scan, minus plan, seed and blocklisted space."""
     from gpsgpu.config import PredictConfig, load_config
@@ -635,6 +693,19 @@ def predict(
             "scanned": tuple(scanned) if scanned else None,
         },
     )
+    _claim_output(
+        output,
+        model,
+        priors,
+        cfg.plan,
+        cfg.blocklist,
+        cfg.found,
+        cfg.after,
+        cfg.sim,
+        cfg.scanned,
+        config,
+        force=force,
+    )
     run_predict(model, priors, output, cfg)
 
 
@@ -649,6 +720,10 @@ portdist_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(portdist_app, name="portdist")
+
+# What a distances folder holds (gpsgpu/io/portdist.py): a build interrupted before its first
+# metadata.json still leaves only these, and a rerun may complete it.
+DIST_ENTRIES = ("daily", "darknet", "model", "metadata.json")
 
 DistOpt = Annotated[Path, typer.Argument(help="a distances folder written by 'gpsgpu portdist build'")]
 SourceOpt = Annotated[
@@ -675,6 +750,7 @@ def portdist_ingest(
         ),
     ] = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Read TCP SYN probes (SYN without ACK, IPv4) from captures or flow records."""
     from gpsgpu.config import PortdistIngestConfig, load_config
@@ -686,6 +762,7 @@ def portdist_ingest(
         file=config,
         flags={"max_reject_rate": max_reject_rate, "allow_truncated": allow_truncated},
     )
+    _claim_output(output, inputs, config, force=force, folder=False, sidecars=True)
     run_portdist_ingest(inputs, output, cfg)
 
 
@@ -701,6 +778,7 @@ def portdist_simulate(
     start: Annotated[str | None, typer.Option("--start", help="first day, YYYY-MM-DD")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="random seed")] = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Simulate a /20 darknet: labelled scanner campaigns, vertical/horizontal scans and noise."""
     from gpsgpu.config import PortdistSimulateConfig, load_config
@@ -712,6 +790,7 @@ def portdist_simulate(
         file=config,
         flags={"probes_per_day": probes_per_day, "days": days, "start": start, "seed": seed},
     )
+    _claim_output(output, config, force=force)
     run_portdist_simulate(output, cfg)
 
 
@@ -756,6 +835,7 @@ def portdist_build(
     apsp: Annotated[str | None, typer.Option("--apsp", help="auto|scipy|minplus|gpu")] = None,
     backend: BackendOpt = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Count transitions per day and compute distances for the windows."""
     from gpsgpu.config import PortdistBuildConfig, load_config
@@ -779,6 +859,7 @@ def portdist_build(
             "backend": backend,
         },
     )
+    _claim_output(output, inputs, cfg.from_model, config, force=force, folder_entries=DIST_ENTRIES)
     run_portdist_build(inputs or [], output, cfg)
 
 
@@ -824,10 +905,12 @@ def portdist_export(
     ] = None,
     source: SourceOpt = None,
     window: WindowOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Write a whole window's distances (a, b, distance)."""
     from gpsgpu.pipelines.portdist import run_portdist_export
 
+    _claim_output(output, dist, force=force, folder=False, sidecars=True)
     run_portdist_export(dist, output, source=source, window=window, k=k, fmt=fmt)
 
 
@@ -842,6 +925,7 @@ def portdist_block(
     source: SourceOpt = None,
     window: WindowOpt = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Replay probes in time order, blocking each source's k nearest ports; TP/FP per campaign."""
     from gpsgpu.config import PortdistBlockConfig, load_config
@@ -853,6 +937,8 @@ def portdist_block(
         file=config,
         flags={"k": k, "output": output, "source": source, "window": window},
     )
+    if cfg.output:
+        _claim_output(cfg.output, probes, dist, config, force=force, folder=False, sidecars=True)
     run_portdist_block(probes, dist, cfg)
 
 
@@ -873,6 +959,7 @@ def portdist_peers(
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Word2Vec seed")] = None,
     config: ConfigOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Compare port2dist with numeric distance, IANA ranges and Word2Vec (table + plot)."""
     from gpsgpu.config import PortdistPeersConfig, load_config
@@ -884,37 +971,108 @@ def portdist_peers(
         file=config,
         flags={"k": k, "quality_k": quality_k, "window": window, "replay_days": replay_days, "seed": seed},
     )
+    _claim_output(output, probes, dist, config, force=force)
     run_portdist_peers(probes, dist, output, cfg)
 
 
-def main() -> None:
-    """Console entry point: run the app, turning every error into one line on stderr."""
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    """Click's usage errors, from typer's vendored click (typer >= 0.29) and from click itself."""
+    import importlib
+
+    found: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def _usage_error_line(exc: BaseException) -> str:
+    """One line for a usage error: what is wrong and where the command's help is."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(str(message).split())
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None and getattr(ctx, "command_path", None) else "gpsgpu"
+    return f"gpsgpu: usage error: {message} (see '{where} --help')"
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporary outputs are removed on the way out."""
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app, turning every outcome into an honest exit status.
+
+    0 success, 1 a failed run, 2 usage, 3 bad input, 130 interrupted, 70 an internal error (a bug:
+    one line, the traceback under ``--debug``).
+    """
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the main thread (embedded use): keep the default
+        signal.signal(signal.SIGTERM, _terminated)
+    click_errors = _click_exception_types()
     try:
-        app(standalone_mode=False)
+        status = app(args=argv, standalone_mode=False)
     except GpsgpuError as exc:
-        typer.echo(f"gpsgpu: error: {exc}", err=True)
+        typer.echo(f"gpsgpu: error: {_one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("gpsgpu: aborted", err=True)
-        sys.exit(130)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", None)
+        sys.exit(code if code is not None else getattr(exc, "code", 0))
     except KeyboardInterrupt:
         typer.echo("gpsgpu: interrupted", err=True)
         sys.exit(130)
+    except click_errors as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'gpsgpu' or 'gpsgpu portdist': the help
+            typer.echo(exc.format_message(), err=True)  # type: ignore[attr-defined]
+            sys.exit(2)
+        typer.echo(_usage_error_line(exc), err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except OSError as exc:  # a disk, permission or path problem the user can fix: one line
+        if _state["debug"]:
+            raise
+        typer.echo(f"gpsgpu: error: {_os_error_line(exc)}", err=True)
+        sys.exit(1)
     except Exception as exc:  # the user never sees a traceback unless they ask for one
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "Abort":  # click's Abort: EOF on a prompt
+            typer.echo("gpsgpu: aborted", err=True)
+            sys.exit(130)
         if _state["debug"]:
             raise
         typer.echo(
-            f"gpsgpu: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"gpsgpu: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            "(rerun with --debug for the traceback)",
             err=True,
         )
         sys.exit(70)
+    if status == 130:  # typer turns Ctrl-C into Exit(130) and returns it when not standalone
+        typer.echo("gpsgpu: interrupted", err=True)
+    if isinstance(status, int) and status != 0:
+        sys.exit(status)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``[Errno 28] ...: '/out/.x.123.abc.tmp'`` -> ``cannot write /out/x: No space left on device``."""
+    import re
+
+    reason = exc.strerror or type(exc).__name__
+    name = exc.filename
+    if name is None:
+        return _one_line(f"{reason} ({exc})")
+    path = Path(str(name))
+    temp = re.match(r"^\.(.+?)\.\d+\.[^.]+\.tmp$", path.name)
+    if temp:  # our atomic temporary: name what the user asked for
+        return _one_line(f"cannot write {path.parent / temp.group(1)}: {reason}")
+    return _one_line(f"{path}: {reason}")
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    """Collapse a message to one line of printable text (input bytes can carry escapes)."""
+    flat = " ".join(text.split())
+    flat = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in flat)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

@@ -135,6 +135,9 @@ def _apply(item: Any, *, function: Callable[..., T], shared: dict[str, Any]) -> 
 SERIAL = Mapper()
 
 
+CONNECT_TIMEOUT = "10s"  # a scheduler on the same network answers in milliseconds
+
+
 def check_cluster(spec: str) -> str:
     """``spec`` if it is a valid ``--cluster`` value, else a :class:`UsageError`."""
     if spec in CLUSTER_CHOICES or "://" in spec:
@@ -182,7 +185,13 @@ def open_cluster(spec: str = "none", *, workers: int = 0) -> Iterator[Mapper]:
             cluster = stack.enter_context(_local_cuda_cluster(workers))
             client = stack.enter_context(Client(cluster))
         else:
-            client = stack.enter_context(Client(spec, timeout="30s"))
+            try:
+                client = stack.enter_context(Client(spec, timeout=CONNECT_TIMEOUT))
+            except (OSError, TimeoutError) as exc:
+                raise UsageError(
+                    f"--cluster {spec}: no Dask scheduler answered within {CONNECT_TIMEOUT} "
+                    f"({exc.__class__.__name__})"
+                ) from None
         log.info("cluster %s: %d workers", spec, len(client.scheduler_info().get("workers", {})))
         yield Mapper(client)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -13,21 +14,36 @@ from gpsgpu import schema
 from gpsgpu.backend import Backend
 from gpsgpu.errors import InputError
 from gpsgpu.io.atomic import atomic_path
+from gpsgpu.io.outputs import PARQUET_METADATA_KEY
 
 COMPRESSION = "zstd"
 
 
-def write_table(table: pa.Table, path: str | os.PathLike[str], *, row_group_size: int = 1 << 20) -> Path:
-    """Write an Arrow table as Parquet (zstd), atomically."""
+def write_table(
+    table: pa.Table,
+    path: str | os.PathLike[str],
+    *,
+    row_group_size: int = 1 << 20,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write an Arrow table as Parquet (zstd), atomically.
+
+    ``metadata`` (gpsgpu's record of the run) goes into the file's footer, so a table and the record
+    of what wrote it are replaced together, in one rename.
+    """
     path = Path(path)
+    if metadata is not None:
+        footer = dict(table.schema.metadata or {})
+        footer[PARQUET_METADATA_KEY] = json.dumps(metadata, default=str).encode()
+        table = table.replace_schema_metadata(footer)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression=COMPRESSION, row_group_size=row_group_size)
     return path
 
 
-def write_frame(frame: Any, path: str | os.PathLike[str]) -> Path:
+def write_frame(frame: Any, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None) -> Path:
     """Write a pandas or cuDF frame as Parquet, atomically (through Arrow, so both give one file)."""
-    return write_table(schema.frame_to_arrow(frame), path)
+    return write_table(schema.frame_to_arrow(frame), path, metadata=metadata)
 
 
 def read_table(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
@@ -44,9 +60,11 @@ def read_frame(path: str | os.PathLike[str], backend: Backend, columns: list[str
     return schema.frame_from_arrow(read_table(path, columns), backend.xdf)
 
 
-def write_services(frame: Any, path: str | os.PathLike[str]) -> Path:
+def write_services(
+    frame: Any, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None
+) -> Path:
     """Write a services frame with the canonical schema (same bytes from pandas or cuDF)."""
-    return write_table(schema.services_to_arrow(frame), path)
+    return write_table(schema.services_to_arrow(frame), path, metadata=metadata)
 
 
 def read_services(path: str | os.PathLike[str], backend: Backend) -> Any:

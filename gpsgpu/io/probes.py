@@ -844,10 +844,12 @@ def read_probes_days(
     return table.select([f.name for f in want]).cast(pa.schema(want))
 
 
-def write_probes(table: pa.Table, path: str | os.PathLike[str]) -> Path:
-    """Write a probes table (sorted by time) as Parquet, atomically."""
+def write_probes(
+    table: pa.Table, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write a probes table (sorted by time) as Parquet, atomically, ``metadata`` in its footer."""
     from gpsgpu.io.parquet import write_table
 
     if table.num_rows:
         table = table.take(pc.sort_indices(table, sort_keys=[(C.TS, "ascending")]))
-    return write_table(table, path)
+    return write_table(table, path, metadata=metadata)

@@ -117,8 +117,6 @@ def enforce_reject_rate(
     Returns the rejects file's path when any record was rejected.
     """
     from gpsgpu.errors import InputError
-    from gpsgpu.io.metadata import metadata_path_for
-
     output = Path(output)
     path = rejects_path_for(output)
     if rejects.total:
@@ -126,9 +124,7 @@ def enforce_reject_rate(
     else:
         path.unlink(missing_ok=True)
     rate = rejects.total / n_candidates if n_candidates else 0.0
-    if rate > max_rate:
-        output.unlink(missing_ok=True)
-        metadata_path_for(output).unlink(missing_ok=True)
+    if rate > max_rate:  # an earlier output at ``output`` stays as it was: this run wrote nothing
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(rejects.counts.items()))
         raise InputError(
             f"{rejects.total} of {n_candidates} records rejected ({rate:.2%} > --max-reject-rate "

@@ -49,8 +49,6 @@ def run_ingest(inputs: list[str], output: str | os.PathLike[str], config: Ingest
             f"no services in {counts['records']} records "
             f"(filtered: {counts['filtered_by_reason']}); no table written"
         )
-    with timings.step("write"):
-        write_services(result.frame, output)
     metadata = build_metadata(
         command="ingest",
         config=as_dict(config),
@@ -65,6 +63,10 @@ def run_ingest(inputs: list[str], output: str | os.PathLike[str], config: Ingest
             }
         },
     )
+    # The table carries its metadata in its footer, so one rename replaces both; the sidecar JSON
+    # is the readable copy (a kill between the two leaves the table's own record authoritative).
+    with timings.step("write"):
+        write_services(result.frame, output, metadata=metadata)
     write_metadata(metadata_path_for(output), metadata)
     rate = counts["records"] / max(timings["ingest"], 1e-9)
     print(
