@@ -6,23 +6,32 @@ Every count here is exact: services kept, records filtered and rejected by reaso
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from gpsgpu import schema
 from gpsgpu.config import IngestConfig
 from gpsgpu.io.ingest import IngestResult, ingest
 from gpsgpu.io.records import (
     CENSYS_NOT_HOST,
     ZGRAB2_UDP,
+    Filtered,
     Row,
     extract_censys,
+    extract_gps,
     extract_lzr,
     make_extract_zgrab2,
+    make_extract_zmap,
 )
-from gpsgpu.io.rejects import RejectedRecord
+from gpsgpu.io.rejects import REASONS, RejectedRecord
 
 REAL = Path(__file__).parent / "data" / "real"
 LZR = REAL / "lzr"
@@ -254,3 +263,192 @@ def test_censys_api_error_answer_is_one_reject() -> None:
     [rejected] = extract_censys(answer)
     assert rejected.reason == "malformed"
     assert rejected.detail.startswith("a Censys API error answer ('error'): Rate limit exceeded.")
+
+
+# --- Odd field types: a bad value is a null or that one record's reject, never an abort ----------------
+
+CERT = {
+    "raw": "MIIBszCCAVmgAwIBAgIUQ",
+    "parsed": {
+        "fingerprint_sha256": "AB" * 32,
+        "subject_dn": "CN=a",
+        "issuer_dn": "CN=b",
+        "subject": {"organization": ["Org"]},
+    },
+}
+
+
+def _templates() -> list[tuple[str, dict[str, Any]]]:
+    """A record of every format that holds every field its extractor reads, from the real samples."""
+    http = lines(ZGRAB2 / "zgrab2_http-http.json")[0] | {"port": 80, "zannotate": {"routing": {"asn": 1}}}
+    response = http["data"]["http"]["result"]["response"]
+    response["request"]["tls_log"] = {"handshake_log": {"server_certificates": {"certificate": CERT}}}
+    ssh = lines(ZGRAB2 / "zgrab2_ssh-ssh.json")[0]
+    ssh["data"]["ssh"] |= {"port": 22}
+    ssh["data"]["ssh"]["result"]["key_exchange"] = {"server_host_key": {"fingerprint_sha256": "ab" * 32}}
+    mysql = lines(ZGRAB2 / "zgrab2_mysql-5.5.json")[0] | {"port": 3306}
+    tls = {"status": "success", "protocol": "tls", "port": 443}
+    tls["result"] = {"handshake_log": {"server_certificates": {"certificate": CERT}}}
+    banner = {"status": "success", "protocol": "banner", "port": 7, "result": {"banner": "hi"}}
+    v2 = orjson.loads((CENSYS / "common-osint-model_9.9.9.9_censys_v2.json").read_bytes())
+    v2["services"] += [
+        {"port": 3306, "service_name": "MYSQL", "banner": "x", "mysql": {"server_version": "8.0"}},
+        {"port": 7547, "service_name": "CWMP", "transport_protocol": "TCP", "cwmp": {"http_info": {}}},
+    ]
+    v2["services"][1]["tls"]["certificates"] = {
+        "leaf_fp_sha_256": "ab" * 32,
+        "leaf_data": {"subject_dn": "CN=a", "issuer_dn": "CN=b", "subject": {"organization": ["O"]}},
+    }
+    lzr_2020 = lines(LZR / "lzr_default_20200305043956_trimmed.json")[0]
+    lzr = {
+        "saddr": "1.2.3.4",
+        "sport": 80,
+        "window": 65535,
+        "RST": False,
+        "fingerprint": "http",
+        "data": "HTTP/1.1 200 OK",
+        "zannotate": {"routing": {"asn": 13335}},
+    }
+    zmap = {"saddr": "1.2.3.4", "sport": 80, "window": 1024, "classification": "synack", "success": 1}
+    gps = {"ip": "1.2.3.4", "p": 80, "asn": 15169, "data": "x", "fingerprint": "http", "w": 65535}
+    return [
+        ("zgrab2", http),
+        ("zgrab2", ssh),
+        ("zgrab2", mysql),
+        ("zgrab2", {"ip": "1.2.3.4", "data": {"tls": tls, "banner": banner}}),
+        ("zgrab2", lines(ZGRAB2 / "zgrab2_ntp-openntp.json")[0]),
+        ("censys", v2),
+        ("censys", orjson.loads((CENSYS / "common-osint-model_140.82.121.4_censys_v2.json").read_bytes())),
+        ("censys", orjson.loads((CENSYS / "demisto_view_host_response_trimmed.json").read_bytes())),
+        ("censys", orjson.loads((CENSYS / "demisto_search_host_response.json").read_bytes())),
+        ("censys", orjson.loads((CENSYS / "censys-python_search_hosts.json").read_bytes())),
+        ("lzr", lzr_2020),
+        ("lzr", lzr),
+        ("zmap", zmap | {"zannotate": {"routing": {"asn": 1}}}),
+        ("gps", gps),
+    ]
+
+
+EXTRACTORS = {
+    "zgrab2": make_extract_zgrab2(None),
+    "censys": extract_censys,
+    "lzr": extract_lzr,
+    "zmap": make_extract_zmap(None),
+    "gps": extract_gps,
+}
+TEMPLATES = _templates()
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every field path of a record: objects' keys and the first element of lists, at every depth."""
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found += _paths(inner, (*prefix, key))
+    elif isinstance(value, list) and value:
+        found += _paths(value[0], (*prefix, 0))
+    return found
+
+
+FIELDS = [(index, path) for index, (_, record) in enumerate(TEMPLATES) for path in _paths(record)]
+
+
+def _replaced(record: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    record = orjson.loads(orjson.dumps(record))
+    inner = record
+    for key in path[:-1]:
+        inner = inner[key]
+    inner[path[-1]] = value
+    return record
+
+
+def check_items(items: list[Any]) -> None:
+    """What ingest needs of an extractor's items to store them (the Arrow types of the columns)."""
+    types = dict(schema.SERVICES_OPTIONAL)
+    for item in items:
+        if type(item) is Row:
+            pa.array([item.ip], pa.uint32()), pa.array([item.port], pa.uint16())
+            pa.array([item.asn], pa.uint32()), pa.array([item.window], pa.int32())
+            assert type(item.protocol) is str and type(item.banner) is str
+            for name, value in (item.optional or {}).items():
+                assert value is None or type(value) is (int if name == "http_status" else str), (name, value)
+                pa.array([value], types[name])
+        elif type(item) is Filtered:
+            assert re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", item.reason), item
+        else:
+            assert isinstance(item, RejectedRecord), item
+            assert item.reason in REASONS and type(item.detail) is str, item
+
+
+NASTY = [99999, -1, 2**70, -(2**70), "9" * 5000, "1.2.3.4\x00", "", [], {}, [[]], [{}], True, 1.5]
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.sampled_from(NASTY),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fields=st.lists(st.sampled_from(FIELDS), min_size=1, max_size=3), data=st.data())
+def test_random_json_values_in_every_known_field_never_raise(
+    fields: list[tuple[int, tuple[Any, ...]]], data: st.DataObject
+) -> None:
+    fmt, record = TEMPLATES[fields[0][0]]
+    for _, path in (f for f in fields if f[0] == fields[0][0]):
+        try:
+            record = _replaced(record, path, data.draw(json_values))
+        except (KeyError, IndexError, TypeError):  # an earlier replacement removed this path
+            continue
+    check_items(EXTRACTORS[fmt](record))
+
+
+def test_every_field_of_every_template_with_each_nasty_value() -> None:
+    for index, path in FIELDS:
+        fmt, record = TEMPLATES[index]
+        for value in [*NASTY, None, "x", {"a": ["b"]}, ["a", 1]]:
+            check_items(EXTRACTORS[fmt](_replaced(record, path, value)))
+
+
+def test_odd_types_from_the_issue_do_not_abort_ingest(tmp_path: Path) -> None:
+    http = lines(ZGRAB2 / "zgrab2_http-http.json")[0]
+    ssh = lines(ZGRAB2 / "zgrab2_ssh-ssh.json")[0]
+    odd_http = _replaced(http, ("data", "http", "result", "response", "status_code"), 99999)
+    odd_http = _replaced(odd_http, ("data", "http", "result", "response", "headers", "server"), [{"x": 1}])
+    odd_http = _replaced(odd_http, ("data", "http", "result", "response", "protocol", "name"), ["HTTP/1.1"])
+    odd_ssh = _replaced(ssh, ("data", "ssh", "result", "server_id", "raw"), 20)
+    bad_status = _replaced(ssh, ("data", "ssh", "status"), {"nested": "dict"})
+    list_ip = _replaced(ssh, ("ip",), ["172.17.0.9"])
+    rows = [odd_http | {"ip": "10.0.0.1"}, odd_ssh | {"ip": "10.0.0.2"}, bad_status, list_ip]
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    result = run([path], default_port=8080)
+    assert result.counts["services"] == 2
+    assert result.counts["filtered_by_reason"] == {"zgrab2_invalid_status": 1}
+    assert result.counts["rejected_by_reason"] == {"invalid_ip": 1}
+    frame = result.frame.sort_values("ip")
+    web, shell = frame.iloc[0], frame.iloc[1]
+    assert pd.isna(web.get("http_status"))  # 99999 is no HTTP status: null
+    assert pd.isna(web.get("http_server"))  # a list of objects is no Server header
+    assert web.banner.startswith("HTTP/1.1 200 OK\r\n")  # the status line is still in the banner
+    # raw 20 is no banner: it is rebuilt from server_id.version, software and comment
+    assert shell.banner == shell.ssh_banner == "SSH-2.0-OpenSSH_7.2p2 Ubuntu-4ubuntu2.4"
+    platform = orjson.loads((CENSYS / "demisto_view_host_response_trimmed.json").read_bytes())
+    services = ("result", "resource", "services")
+    odd = _replaced(platform, (*services, 2, "endpoints", 0, "http", "status_code"), 99999)
+    odd = _replaced(odd, (*services, 3, "transport_protocol"), {"tcp": True})
+    odd = _replaced(odd, (*services, 2, "protocol"), ["HTTP"])
+    path = tmp_path / "odd-censys.jsonl"
+    path.write_bytes(orjson.dumps(odd) + b"\n")
+    result = run([path])
+    assert result.counts["services"] == 1
+    assert result.counts["rejected_by_reason"] == {"invalid_type": 1}
+    row = result.frame.iloc[0]
+    assert (row.port, row.protocol, row.http_title) == (443, "http", "302 Moved")
+    assert pd.isna(row.get("http_status"))  # 99999 is no HTTP status: null

@@ -19,8 +19,6 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import orjson
-
 from gpsgpu.io.rejects import (
     INVALID_ASN,
     INVALID_IP,
@@ -72,7 +70,7 @@ def parse_ip(value: Any, field: str = "ip") -> int:
     if type(value) is str:
         try:
             return _unpack_u32(_inet_pton(_AF_INET, value))[0]
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL or an unpaired surrogate in the text
             why = "IPv6 is not supported" if ":" in value else "not an IPv4 address"
             raise RejectedRecord(INVALID_IP, f"{field}: {why}: {value[:64]!r}") from None
     if type(value) is int:
@@ -91,7 +89,7 @@ def parse_port(value: Any, field: str = "port") -> int:
         raise RejectedRecord(INVALID_PORT, f"{field}: {value} is outside 0..65535")
     if type(value) is str:
         text = value.strip()
-        if text.isdigit() and text.isascii():
+        if text.isdigit() and text.isascii() and len(text) <= 5:
             number = int(text)
             if number <= 65535:
                 return number
@@ -112,7 +110,7 @@ def parse_asn(value: Any, field: str = "asn") -> int:
         text = value.strip()
         if text[:2].upper() == "AS":
             text = text[2:]
-        if text.isdigit() and text.isascii() and int(text) <= UINT32_MAX:
+        if text.isdigit() and text.isascii() and len(text) <= 10 and int(text) <= UINT32_MAX:
             return int(text)
     raise RejectedRecord(INVALID_ASN, f"{field}: {value!r:.32} is not an AS number")
 
@@ -123,7 +121,7 @@ def parse_window(value: Any, field: str = "window") -> int:
             return value
     elif type(value) is str:
         text = value.strip()
-        if text.isdigit() and text.isascii() and int(text) <= INT32_MAX:
+        if text.isdigit() and text.isascii() and len(text) <= 10 and int(text) <= INT32_MAX:
             return int(text)
     elif value is None:
         raise RejectedRecord(MISSING_FIELD, f"{field} is missing")
@@ -155,10 +153,38 @@ def _first(value: Any) -> Any:
 
 
 def _str_or_none(value: Any) -> str | None:
+    """Text of a scalar field: a string, or a number written where text was expected; the first
+    element of a list; None for anything else (null, true/false, objects, nested lists)."""
     value = _first(value)
-    if value is None:
-        return None
-    return value if isinstance(value, str) else str(value)
+    if type(value) is str:
+        return value
+    if type(value) is int or type(value) is float:
+        return str(value)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    """A string field (or the first element of a list of strings); None for anything else."""
+    value = _first(value)
+    return value if type(value) is str else None
+
+
+def _http_status(value: Any) -> int | None:
+    """An HTTP status code (three digits), else None: the column is int16 and 99999 is no status."""
+    return value if type(value) is int and 100 <= value <= 999 else None
+
+
+#: Filter reasons that come from a record's own text (ZGrab2 ``status``, ZMap ``classification``)
+#: must stay short identifiers: they are keys of the counts in metadata.json.
+_REASON_TEXT = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+
+
+def _reason(prefix: str, value: Any, field: str) -> Filtered:
+    if value is None or value == "":
+        return Filtered(f"{prefix}_no_{field}")
+    if type(value) is str and _REASON_TEXT.fullmatch(value):
+        return Filtered(f"{prefix}_{value}")
+    return Filtered(f"{prefix}_invalid_{field}")
 
 
 def zannotate_asn(record: Mapping[str, Any]) -> int:
@@ -233,7 +259,7 @@ def extract_lzr(record: Any) -> list[Item]:
         data = "" if data is None else parse_text(data, data_field)
         fingerprint, fingerprint_field = _lzr_field(record, "fingerprint", "Fingerprint")
         if isinstance(fingerprint, list):  # some LZR builds list every matching handshake
-            fingerprint = ",".join(str(f) for f in fingerprint)
+            fingerprint = ",".join(f for f in fingerprint if type(f) is str)
         fingerprint = "" if fingerprint is None else parse_text(fingerprint, fingerprint_field)
     except RejectedRecord as rejected:
         return [rejected]
@@ -269,7 +295,7 @@ def make_extract_zmap(default_port: int | None) -> Extractor:
             return [rejected]
         classification = record.get("classification")
         if classification not in (None, "", "synack"):
-            return [Filtered(f"zmap_{classification}")]
+            return [_reason("zmap", classification, "classification")]
         success = record.get("success")
         if success is not None and str(success).lower() not in ("1", "true"):
             return [Filtered("zmap_unsuccessful")]
@@ -299,12 +325,27 @@ def _zgrab2_headers(headers: Any) -> list[tuple[str, str]]:
     for name, values in headers.items():
         if name == "unknown" and isinstance(values, list):
             for entry in values:
-                if isinstance(entry, Mapping) and entry.get("key"):
-                    pairs.extend((str(entry["key"]), str(value)) for value in entry.get("value") or [""])
+                key = _str_or_none(entry.get("key")) if isinstance(entry, Mapping) else None
+                if key:
+                    pairs.extend((key, value) for value in _header_values(entry.get("value") or [""]))
             continue
         name = _header_name(str(name))
-        pairs.extend((name, str(value)) for value in (values if isinstance(values, list) else [values]))
+        pairs.extend((name, value) for value in _header_values(values))
     return pairs
+
+
+def _header_values(values: Any) -> list[str]:
+    """A header's values as text (numbers too); values of other types are left out."""
+    values = values if isinstance(values, list) else [values]
+    return [text for text in map(_scalar_text, values) if text is not None]
+
+
+def _scalar_text(value: Any) -> str | None:
+    if type(value) is str:
+        return value
+    if type(value) is int or type(value) is float:
+        return str(value)
+    return None
 
 
 def html_title(body: str) -> str | None:
@@ -342,14 +383,15 @@ def _zgrab2_http(result: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     response = result.get("response")
     if not isinstance(response, Mapping):
         return "", {}
-    protocol = _dig(response, "protocol", "name") or "HTTP/1.1"
-    status_line = response.get("status_line") or str(response.get("status_code") or "")
+    protocol = _text(_dig(response, "protocol", "name")) or "HTTP/1.1"
+    code = response.get("status_code")
+    status_line = _text(response.get("status_line")) or (str(code) if type(code) is int and code else "")
     headers = _zgrab2_headers(response.get("headers"))
     body = response.get("body") if isinstance(response.get("body"), str) else ""
     head = f"{protocol} {status_line}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
     body_bytes = body.encode("utf-8", "surrogatepass")
     fields: dict[str, Any] = {
-        "http_status": response.get("status_code") if isinstance(response.get("status_code"), int) else None,
+        "http_status": _http_status(code),
         "http_server": next((v for k, v in headers if k.lower() == "server"), None),
         "http_title": html_title(body),
         "http_body_sha256": (
@@ -370,11 +412,13 @@ def _zgrab2_ssh(result: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     server_id = result.get("server_id")
     banner = ""
     if isinstance(server_id, Mapping):
-        banner = server_id.get("raw") or ""
-        if not banner and server_id.get("version"):
-            banner = f"SSH-{server_id.get('version')}-{server_id.get('software') or ''}"
-            if server_id.get("comment"):
-                banner += f" {server_id['comment']}"
+        banner = _text(server_id.get("raw")) or ""
+        version = _str_or_none(server_id.get("version"))
+        if not banner and version:
+            banner = f"SSH-{version}-{_text(server_id.get('software')) or ''}"
+            comment = _text(server_id.get("comment"))
+            if comment:
+                banner += f" {comment}"
     if not banner and isinstance(result.get("banner"), str):
         banner = result["banner"]
     hostkey = _dig(result, "key_exchange", "server_host_key", "fingerprint_sha256") or _dig(
@@ -448,7 +492,7 @@ def make_extract_zgrab2(default_port: int | None) -> Extractor:
                 continue
             status = module.get("status")
             if status != "success":
-                items.append(Filtered(f"zgrab2_{status or 'no_status'}"))
+                items.append(_reason("zgrab2", status, "status"))
                 continue
             raw_port = module.get("port", record.get("port"))
             if raw_port is None:
@@ -490,7 +534,7 @@ def _censys_headers(headers: Any) -> list[tuple[str, str]]:
         if isinstance(values, Mapping):  # {"Server": {"headers": ["nginx"]}}
             values = values.get("headers", [])
         name = str(name).replace("_", "-")
-        pairs.extend((name, str(value)) for value in (values if isinstance(values, list) else [values]))
+        pairs.extend((name, value) for value in _header_values(values))
     return pairs
 
 
@@ -505,14 +549,15 @@ def _censys_optional(service: Mapping[str, Any], protocol: str, banner: str) -> 
         platform = True
     if isinstance(response, Mapping):
         headers = _censys_headers(response.get("headers"))
-        status = response.get("status_code")
-        fields["http_status"] = status if isinstance(status, int) else None
+        fields["http_status"] = _http_status(response.get("status_code"))
         fields["http_title"] = _str_or_none(response.get("html_title"))
         if platform and fields["http_title"] is None and isinstance(response.get("body"), str):
             fields["http_title"] = html_title(response["body"])
         fields["http_server"] = next((v for k, v in headers if k.lower() == "server"), None)
         fields["http_headers"] = "\n".join(sorted(f"{k.lower()}: {v}" for k, v in headers)) or None
-        hashes = response.get("body_hashes") or [response.get("body_hash")]
+        hashes = response.get("body_hashes")
+        if not (isinstance(hashes, list) and hashes):
+            hashes = [response.get("body_hash")]
         sha = next((h for h in hashes if isinstance(h, str) and h.startswith("sha256:")), None)
         fields["http_body_sha256"] = sha.split(":", 1)[1] if sha else None
         if platform and sha is None:
@@ -601,7 +646,7 @@ def censys_hosts(record: Any, _depth: int = 0) -> list[Any]:
         return [CENSYS_NOT_HOST]
     error = record.get("error")
     if error is not None:
-        text = _SPACES.sub(" ", error if isinstance(error, str) else orjson.dumps(error).decode())
+        text = _SPACES.sub(" ", error if isinstance(error, str) else repr(error)[:200])
         code = record.get("code", record.get("status"))
         return [RejectedRecord(MALFORMED, f"a Censys API error answer ({code!r:.16}): {text[:200]}")]
     return [record]
@@ -639,8 +684,16 @@ def _extract_censys_host(record: Mapping[str, Any]) -> list[Item]:
         if not isinstance(service, Mapping):
             items.append(RejectedRecord(MALFORMED, f"services[{index}] is not an object"))
             continue
-        transport = str(service.get("transport_protocol") or "tcp").lower()
-        if transport != "tcp":
+        transport = service.get("transport_protocol")
+        if transport is None or transport == "":
+            transport = "tcp"
+        elif _text(transport) is None:
+            detail = (
+                f"services[{index}].transport_protocol: expected a string, got {type(transport).__name__}"
+            )
+            items.append(RejectedRecord(INVALID_TYPE, detail))
+            continue
+        if _text(transport).lower() != "tcp":
             items.append(CENSYS_NON_TCP)
             continue
         try:
@@ -650,6 +703,8 @@ def _extract_censys_host(record: Mapping[str, Any]) -> list[Item]:
         except RejectedRecord as rejected:
             items.append(rejected)
             continue
-        protocol = str(service.get("service_name") or service.get("protocol") or "").lower()
+        protocol = (
+            _str_or_none(service.get("service_name")) or _str_or_none(service.get("protocol")) or ""
+        ).lower()
         items.append(Row(ip, port, asn, protocol, 0, banner, _censys_optional(service, protocol, banner)))
     return items
