@@ -30,8 +30,9 @@ from gpsgpu.io.records import (
     extract_lzr,
     make_extract_zgrab2,
     make_extract_zmap,
+    no_port_note,
 )
-from gpsgpu.io.rejects import REASONS, RejectedRecord
+from gpsgpu.io.rejects import REASONS, RejectedRecord, Rejects
 
 REAL = Path(__file__).parent / "data" / "real"
 LZR = REAL / "lzr"
@@ -452,3 +453,68 @@ def test_odd_types_from_the_issue_do_not_abort_ingest(tmp_path: Path) -> None:
     row = result.frame.iloc[0]
     assert (row.port, row.protocol, row.http_title) == (443, "http", "302 Moved")
     assert pd.isna(row.get("http_status"))  # 99999 is no HTTP status: null
+
+
+# --- Records without a port: the --default-port hint, once --------------------------------------------
+
+ZMAP_DEFAULT = REAL / "zmap" / "zmap_documentation_default_output.csv"
+NOTE = "give --default-port PORT (the port you scanned)"
+
+
+def test_zmap_default_output_without_a_port_says_how_to_fix_it() -> None:
+    assert ZMAP_DEFAULT.read_text().splitlines()[0] == "115.237.116.119"
+    result = run([ZMAP_DEFAULT])
+    assert result.inputs[0]["format"] == "zmap"
+    assert result.counts["services"] == 0
+    assert result.counts["rejected_by_reason"] == {"missing_field": 5}
+    assert {e["detail"] for e in result.rejects.entries} == {f"sport is missing; {NOTE}"}
+    assert no_port_note(result.rejects) == f"gpsgpu: note: 5 records have no port; {NOTE}"
+    fixed = run([ZMAP_DEFAULT], default_port=80)
+    assert fixed.counts["services"] == 5 and fixed.counts["rejected"] == 0
+    assert set(fixed.frame.port.tolist()) == {80}
+    assert no_port_note(fixed.rejects) is None
+
+
+def test_zgrab2_output_without_a_port_says_how_to_fix_it() -> None:
+    result = run([ZGRAB2 / n for n in sorted(ZGRAB2_TCP) + list(ZGRAB2_NTP)])
+    assert result.counts["services"] == 0
+    assert result.counts["rejected_by_reason"] == {"missing_field": 6}
+    assert result.counts["filtered_by_reason"] == {"zgrab2_udp": 2}  # UDP is filtered first, with no note
+    details = sorted(e["detail"] for e in result.rejects.entries)
+    assert details[0] == f"data.amqp091.port is missing; {NOTE}"
+    assert all(d.endswith(NOTE) for d in details)
+    assert no_port_note(result.rejects) == f"gpsgpu: note: 6 records have no port; {NOTE}"
+    one = run([ZGRAB2 / "zgrab2_http-http.json"])
+    assert no_port_note(one.rejects) == f"gpsgpu: note: 1 record has no port; {NOTE}"
+
+
+def test_no_port_note_counts_only_missing_ports() -> None:
+    rejects = Rejects()
+    rejects.add("x", 1, "invalid_port", "sport: '70000' is not a port in 0..65535", "")
+    rejects.add("x", 2, "missing_field", "saddr is missing", "")
+    assert no_port_note(rejects) is None
+    extract = make_extract_zmap(None)
+    assert extract({"saddr": None, "sport": None})[0].detail == "saddr is missing"
+    assert extract({"saddr": "1.2.3.4", "sport": ""})[0].detail == f"sport is missing; {NOTE}"
+    assert make_extract_zmap(443)({"saddr": "1.2.3.4", "sport": ""})[0].port == 443
+    for line in range(3, 5):
+        rejects.add("x", line, "missing_field", f"sport is missing; {NOTE}", "")
+    assert no_port_note(rejects) == f"gpsgpu: note: 2 records have no port; {NOTE}"
+    rejects.counts["missing_field"] += 10  # past MAX_KEPT only the counts grow
+    assert no_port_note(rejects) == f"gpsgpu: note: at least 2 records have no port; {NOTE}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the note is printed by pipelines/ingest.py run_ingest, which must call records.no_port_note",
+)
+def test_ingest_command_says_the_note_once_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gpsgpu.errors import InputError
+    from gpsgpu.pipelines.ingest import run_ingest
+
+    with pytest.raises(InputError):
+        run_ingest([str(ZMAP_DEFAULT)], tmp_path / "s.parquet", IngestConfig(backend="cpu"))
+    err = capsys.readouterr().err.splitlines()
+    assert err.count(f"gpsgpu: note: 5 records have no port; {NOTE}") == 1

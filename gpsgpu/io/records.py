@@ -28,6 +28,7 @@ from gpsgpu.io.rejects import (
     MALFORMED,
     MISSING_FIELD,
     RejectedRecord,
+    Rejects,
 )
 
 _inet_pton = socket.inet_pton
@@ -272,6 +273,33 @@ def extract_lzr(record: Any) -> list[Item]:
     return [Row(ip, port, asn, fingerprint, window, data)]
 
 
+# --- records without a port ---------------------------------------------------------------------
+
+#: Ends the reject detail of a record that has no port: ZGrab2 run with ``-p`` before it wrote
+#: ``data.<module>.port`` (zgrab2 issue 703) and ZMap's default output (addresses only) carry none.
+NO_PORT_HINT = "give --default-port PORT (the port you scanned)"
+
+
+def _no_port(rejected: RejectedRecord, field: str) -> RejectedRecord:
+    if rejected.reason != MISSING_FIELD:
+        return rejected
+    return RejectedRecord(MISSING_FIELD, f"{field} is missing; {NO_PORT_HINT}")
+
+
+def no_port_note(rejects: Rejects) -> str | None:
+    """The one line to say on stderr when records were rejected for having no port, else None.
+
+    Counted from the kept reject entries (all of them unless there are more than
+    :data:`gpsgpu.io.rejects.MAX_KEPT`, when the count is a lower bound).
+    """
+    n = sum(1 for entry in rejects.entries if str(entry["detail"]).endswith(NO_PORT_HINT))
+    if not n:
+        return None
+    some = "at least " if len(rejects.entries) < rejects.total else ""
+    noun = "record has" if n == 1 and not some else "records have"
+    return f"gpsgpu: note: {some}{n:,} {noun} no port; {NO_PORT_HINT}"
+
+
 # --- ZMap ---------------------------------------------------------------------------------------
 
 ZMAP_FIELDS_DEFAULT = ("saddr", "sport")
@@ -284,10 +312,16 @@ def make_extract_zmap(default_port: int | None) -> Extractor:
             return [RejectedRecord(MALFORMED, "not a JSON object")]
         try:
             ip = parse_ip(record.get("saddr"), "saddr")
-            sport = record.get("sport")
-            if sport is None and default_port is not None:
-                sport = default_port
+        except RejectedRecord as rejected:
+            return [rejected]
+        sport = record.get("sport")
+        if sport is None or sport == "":  # an empty CSV field is no port either
+            sport = default_port
+        try:
             port = parse_port(sport, "sport")
+        except RejectedRecord as rejected:
+            return [_no_port(rejected, "sport")]
+        try:
             window = record.get("window")
             window = 0 if window in (None, "") else parse_window(window)
             asn = zannotate_asn(record)
@@ -500,11 +534,7 @@ def make_extract_zgrab2(default_port: int | None) -> Extractor:
             try:
                 port = parse_port(raw_port, f"data.{name}.port")
             except RejectedRecord as rejected:
-                if rejected.reason == MISSING_FIELD:
-                    rejected = RejectedRecord(
-                        MISSING_FIELD, f"data.{name}.port is missing (pass --default-port for zgrab2 -p runs)"
-                    )
-                items.append(rejected)
+                items.append(_no_port(rejected, f"data.{name}.port"))
                 continue
             result = module.get("result")
             result = result if isinstance(result, Mapping) else {}
