@@ -28,6 +28,7 @@ from gpsgpu.io.records import (
     extract_censys,
     extract_gps,
     extract_lzr,
+    is_censys_record,
     make_extract_zgrab2,
     make_extract_zmap,
     no_port_note,
@@ -252,6 +253,13 @@ def test_censys_platform_asset_and_hit_shapes() -> None:
     hits = {"result": {"hits": [certificate_hit, {"host_v1": asset}], "total_hits": 2.0}}
     assert extract_censys(hits) == [CENSYS_NOT_HOST, *expected]
     assert extract_censys({"result": {"hits": []}}) == []
+    # What format detection can use to send these shapes to the Censys reader:
+    for shape in (answer, asset, {"host_v1": asset}, asset["resource"], {"result": [asset]}, hits):
+        assert is_censys_record(shape)
+    zgrab2 = lines(ZGRAB2 / "zgrab2_http-http.json")[0]
+    assert not any(
+        is_censys_record(r) for r in (zgrab2, lines(LZR / "lzr_default_20200305043956_trimmed.json")[0])
+    )
 
 
 def test_censys_api_error_answer_is_one_reject() -> None:

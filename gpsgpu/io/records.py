@@ -635,7 +635,7 @@ _CENSYS_MAX_WRAPS = 6
 
 def is_censys_record(record: Mapping[str, Any]) -> bool:
     """Whether a JSON object is a Censys host or an API answer that wraps hosts (for format detection)."""
-    if "services" in record:
+    if "services" in record or isinstance(record.get("result"), list):  # a list: get many hosts
         return True
     return any(isinstance(record.get(key), Mapping) for key in ("host", "host_v1", "resource", "result"))
 
