@@ -355,6 +355,57 @@ def test_replay_does_not_depend_on_interleaving() -> None:
     pd.testing.assert_frame_equal(a, b)
 
 
+def scan_all_candidates(events: pd.DataFrame, index: replay.NeighborIndex, k: int) -> pd.DataFrame:
+    """The policy by its definition: every candidate's distance to the probed set, scanned whole
+    at each new port (what ``replay_blocking`` did before its heap; quadratic in a source's ports)."""
+    import heapq
+
+    sources = events.attrs["sources"].copy()
+    seen: dict[int, set[int]] = {}
+    near: dict[int, dict[int, float]] = {}
+    blocked: dict[int, set[int]] = {}
+    predicted: dict[int, set[int]] = {}
+    tp = np.zeros(len(sources), dtype=np.int64)
+    for s, p in zip(events["source"].tolist(), events[C.DPORT].astype(int).tolist(), strict=True):
+        if s in seen:
+            tp[s] += p in blocked[s]
+        known, dist = seen.setdefault(s, set()), near.setdefault(s, {})
+        known.add(p)
+        got = index.lists.get(p)
+        if got is not None:
+            for q, d in zip(got[0].tolist(), got[1].tolist(), strict=True):
+                dist[q] = min(d, dist.get(q, np.inf))
+        best = heapq.nsmallest(k, ((d, q) for q, d in dist.items() if q not in known))
+        blocked[s] = {q for _, q in best}
+        predicted.setdefault(s, set()).update(blocked[s])
+    sources["later_ports_blocked"] = tp
+    sources["predicted"] = [len(predicted.get(s, ())) for s in range(len(sources))]
+    sources["predicted_unprobed"] = [
+        len(predicted.get(s, set()) - seen.get(s, set())) for s in range(len(sources))
+    ]
+    return sources
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_replay_heap_matches_the_full_scan(k: int) -> None:
+    # Many probed ports per source and many equal distances (IANA's 0/1, rounded lengths), where a
+    # truncated list or a lazy heap entry would show first.
+    frame = simulate_day(DarknetParams(probes_per_day=50_000, days=1, seed=3), 0)
+    frame = sequences.sort_probes(frame[frame[C.CAMPAIGN] < VERTICAL_ID])
+    events = replay.replay_events(frame)
+    vocab = np.unique(frame[C.DPORT].to_numpy())
+    rng = np.random.default_rng(0)
+    rounded = {
+        p: (n, np.round(d / 4) + rng.integers(0, 2, d.size))
+        for p, (n, d) in peers.numeric_index(vocab, k=24).lists.items()
+    }
+    for index in (peers.iana_index(vocab, k=24), replay.NeighborIndex(lists=rounded)):
+        got = replay.replay_blocking(events, index=index, k=k)
+        want = scan_all_candidates(events, index, k)
+        for col in ("later_ports_blocked", "predicted", "predicted_unprobed"):
+            np.testing.assert_array_equal(got[col].to_numpy(), want[col].to_numpy(), err_msg=col)
+
+
 # --- peers and co-location ------------------------------------------------------------------------
 
 

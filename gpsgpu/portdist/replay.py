@@ -24,6 +24,7 @@ being built as it would be live.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,18 @@ def replay_events(probes: Any, /) -> pd.DataFrame:
     return events
 
 
+def _ranked_pairs(index: NeighborIndex) -> dict[int, list[tuple[float, int]]]:
+    """Each port's neighbours as ``(distance, port)`` pairs sorted by that pair, the order the
+    policy ranks candidates in (a metric's own tie-break may differ); cached on the index."""
+    cached = index.__dict__.get("_ranked")
+    if cached is None:
+        cached = {}
+        for port, (nbr, dist) in index.lists.items():
+            cached[port] = sorted(zip(dist.tolist(), nbr.tolist(), strict=True))
+        object.__setattr__(index, "_ranked", cached)
+    return cached
+
+
 def replay_blocking(
     events: pd.DataFrame,
     /,
@@ -133,6 +146,14 @@ def replay_blocking(
     progress_every: int = 20_000,
 ) -> pd.DataFrame:
     """Replay ``events`` (from :func:`replay_events`) under the k-nearest blocking policy.
+
+    Each source keeps, for every candidate port, its smallest distance to the ports probed so far,
+    and a heap of ``(distance, port)`` candidates with lazy deletion (entries for ports since
+    probed or since reached by a shorter distance are dropped when they surface), so a new probe
+    costs ``O((L + k) log H)`` instead of a scan of every candidate: the ``k`` blocked ports are
+    the ``k`` smallest valid heap entries. Only the first ``k + n_ports`` pairs of a port's list can
+    ever rank among the ``k`` nearest unprobed ports of a source that probes ``n_ports`` ports (at
+    least ``k`` unprobed ones come before the rest), so ``L`` is that, not the whole list.
 
     Returns
     -------
@@ -145,37 +166,54 @@ def replay_blocking(
     sources = events.attrs["sources"].copy()
     n_src = len(sources)
     campaign = sources[C.CAMPAIGN].to_numpy()
+    depth = (k + sources["n_ports"].to_numpy().astype(np.int64)).tolist()
+    ranked = _ranked_pairs(index)
+    inf = float("inf")
     seen: list[set[int] | None] = [None] * n_src
     dmin: list[dict[int, float] | None] = [None] * n_src
+    heaps: list[list[tuple[float, int]] | None] = [None] * n_src
+    left = sources["n_ports"].to_numpy().astype(np.int64).tolist()  # events still to come
     blocked: list[set[int]] = [set() for _ in range(n_src)]
     predicted: list[set[int]] = [set() for _ in range(n_src)]
     tp = np.zeros(n_src, dtype=np.int64)
     totals: dict[int, list[float]] = {}
-    src_ids = events["source"].to_numpy()
-    ports = events[C.DPORT].to_numpy().astype(np.int64)
-    n_events = len(events)
+    src_ids = events["source"].to_numpy().tolist()
+    ports = events[C.DPORT].to_numpy().astype(np.int64).tolist()
+    n_events = len(src_ids)
+    push, pop = heapq.heappush, heapq.heappop
     for i in range(n_events):
-        s, p = int(src_ids[i]), int(ports[i])
+        s, p = src_ids[i], ports[i]
         known = seen[s]
         if known is None:
-            known, near = set(), {}
-            seen[s], dmin[s] = known, near
+            known, near, heap = set(), {}, []
+            seen[s], dmin[s], heaps[s] = known, near, heap
         else:
-            near = dmin[s]  # type: ignore[assignment]
+            near, heap = dmin[s], heaps[s]  # type: ignore[assignment]
             hit = p in blocked[s]
             tp[s] += hit
             row = totals.setdefault(int(campaign[s]), [0.0, 0.0])
             row[0] += 1
             row[1] += hit
         known.add(p)
-        got = index.lists.get(p)
+        got = ranked.get(p)
         if got is not None:
-            for q, d in zip(got[0].tolist(), got[1].tolist(), strict=True):
-                if d < near.get(q, np.inf):
+            for d, q in itertools.islice(got, depth[s]):
+                if d < near.get(q, inf):
                     near[q] = d
-        best = heapq.nsmallest(k, ((d, q) for q, d in near.items() if q not in known))
-        blocked[s] = {q for _, q in best}
-        predicted[s].update(blocked[s])
+                    push(heap, (d, q))
+        best: list[tuple[float, int]] = []
+        while heap and len(best) < k:
+            d, q = pop(heap)
+            if q not in known and near[q] == d:
+                best.append((d, q))
+        for item in best:
+            push(heap, item)
+        chosen = {q for _, q in best}
+        blocked[s] = chosen
+        predicted[s].update(chosen)
+        left[s] -= 1
+        if left[s] == 0:  # the source's last new port: its candidates are no longer needed
+            dmin[s] = heaps[s] = None
         if progress is not None and (i + 1) % progress_every == 0:
             progress(i + 1, n_events, totals)
     if progress is not None:
