@@ -123,6 +123,15 @@ def test_zgrab2_ntp_is_filtered_as_udp(name: str, default_port: int | None) -> N
     assert result.counts["rejected"] == 0
 
 
+def test_zgrab2_current_format_ntp_with_its_port_is_filtered_as_udp() -> None:
+    path = ZGRAB2 / "zgrab2_README_ntp.json"
+    assert lines(path)[0]["data"]["ntp"]["port"] == 123  # ZGrab2 writes the port since #596
+    result = run([path])
+    assert result.counts["services"] == 0
+    assert result.counts["filtered_by_reason"] == {"zgrab2_udp": 1}
+    assert result.counts["rejected"] == 0
+
+
 def test_zgrab2_udp_modules_whatever_they_are_named_or_port_they_carry() -> None:
     ntp = lines(ZGRAB2 / ZGRAB2_NTP[0])[0]
     module = ntp["data"]["ntp"] | {"port": 123}  # as ZGrab2 writes it since #596
