@@ -1,62 +1,230 @@
-"""Progress on stderr: a live bar when stderr is a terminal, nothing otherwise (pipes, CI, logs).
+"""Progress of long steps on stderr: one line redrawn in place, only where someone is watching.
 
-Commands report what they did in one summary line either way; the bar only shows that work is
-going on and how fast.
+A step that runs for more than a moment shows its phase, ``done/total`` (with the share and the
+time left when the total is known), the elapsed time and the rate, redrawn with ``\\r`` at most
+every ``interval`` seconds, and ends with a final line that stays on the screen. Nothing is written
+when stderr is not a terminal (pipes, CI, log files), so commands' output stays what their
+summary lines say. ``GPSGPU_PROGRESS`` overrides the terminal test: ``0``/``off`` never draws,
+``1``/``on`` always does (how the tests see the lines).
+
+Commands report what they did in one summary line either way; progress only shows that work is
+going on, how far it got and how fast.
+
+Usage::
+
+    with Progress("peers: replay", total=n, unit="events") as bar:
+        for ...:
+            bar.advance(1000)
+            bar.note("word2vec k=10")
+
+    with Progress("peers: word2vec", total=epochs, unit="epochs", heartbeat=True) as bar:
+        ...  # one opaque call; the line still ticks the elapsed time
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
-from collections.abc import Iterator
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+#: The environment variable that forces progress on (1) or off (0).
+ENV = "GPSGPU_PROGRESS"
+_OFF = ("0", "false", "no", "off", "never")
+_ON = ("1", "true", "yes", "on", "always", "force")
 
 
-class _Silent:
-    def update(self, completed: float) -> None:
-        pass
+def enabled(stream: IO[str] | None = None) -> bool:
+    """Draw progress? ``GPSGPU_PROGRESS`` if set, else whether ``stream`` (stderr) is a terminal."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in _OFF:
+        return False
+    if value in _ON:
+        return True
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _count(value: float, unit: str) -> str:
+    if unit == "bytes":
+        for scale, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+            if value >= scale:
+                return f"{value / scale:,.1f} {name}"
+        return f"{value:,.0f} B"
+    return f"{value:,.0f}" if float(value).is_integer() or value >= 100 else f"{value:,.2f}"
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f} s"
+    minutes, s = divmod(round(s), 60)
+    return f"{minutes} min {s:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class Progress:
+    """One phase of work: ``done`` of ``total`` units, drawn on ``stream`` when :func:`enabled`.
+
+    Parameters
+    ----------
+    phase : str
+        What is being done, e.g. ``"portdist peers: replay"``; shown after ``gpsgpu: ``.
+    total : float, optional
+        Units in the whole phase (unknown: no share, no time left).
+    unit : str
+        ``"bytes"`` (shown as KiB/MiB/GiB) or a plural noun, e.g. ``"events"``.
+    interval : float
+        Least seconds between two redraws: a hot loop may call :meth:`advance` every item.
+    heartbeat : bool
+        Also redraw from a background thread every ``interval``, so the elapsed time moves while
+        one long call (a library's training loop, a file write) gives no chance to advance.
+    show : bool, optional
+        Draw or not; default :func:`enabled` for ``stream``.
+    stream : text stream, optional
+        Default ``sys.stderr`` (looked up when drawing, so test captures see it).
+    clock : callable
+        Seconds, monotonic (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        total: float | None = None,
+        *,
+        unit: str = "items",
+        interval: float = 0.25,
+        heartbeat: bool = False,
+        show: bool | None = None,
+        stream: IO[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.phase = phase
+        self.total = total
+        self.unit = unit
+        self.done: float = 0
+        self.interval = interval
+        self._stream = stream
+        self._clock = clock
+        self.show = enabled(stream) if show is None else show
+        self.start = clock()
+        self._last = self.start
+        self._width = 0
+        self._note = ""
+        self.drawn = 0
+        self.closed = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.show and heartbeat:
+            self._thread = threading.Thread(target=self._beat, name="gpsgpu-progress", daemon=True)
+            self._thread.start()
+
+    # -- feeding -----------------------------------------------------------------------------------
 
     def advance(self, amount: float = 1) -> None:
-        pass
+        """``amount`` more units done."""
+        self.done += amount
+        if self.show:
+            self._maybe_draw()
 
+    def update(self, done: float, total: float | None = None) -> None:
+        """``done`` units done so far (and a new ``total``, if given)."""
+        self.done = done
+        if total is not None:
+            self.total = total
+        if self.show:
+            self._maybe_draw()
 
-def enabled() -> bool:
-    """A bar is drawn only on an interactive stderr, and never when GPSGPU_PROGRESS=0."""
-    if os.environ.get("GPSGPU_PROGRESS", "").lower() in ("0", "false", "no", "off"):
-        return False
-    return sys.stderr.isatty()
+    def note(self, text: str) -> None:
+        """A short detail shown after the phase, e.g. the metric being replayed."""
+        self._note = text
+        if self.show:
+            self._maybe_draw()
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self.start
+
+    # -- drawing -----------------------------------------------------------------------------------
+
+    def line(self, *, final: bool = False) -> str:
+        """The text of the progress line (without ``\\r``)."""
+        elapsed = max(self.elapsed, 0.0)
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        head = f"gpsgpu: {self.phase}" + (f" [{self._note}]" if self._note else "")
+        unit = "" if self.unit == "bytes" else f" {self.unit}"
+        done = _count(self.done, self.unit)
+        per_s = f"{_count(rate, self.unit) if self.unit == 'bytes' else _rate(rate)}{unit}/s"
+        if final:
+            return f"{head}: {done}{unit} in {_seconds(elapsed)} ({per_s})"
+        if self.total:
+            share = min(self.done / self.total, 1.0)
+            left = ""
+            if rate > 0 and self.done < self.total:
+                left = f", ~{_seconds((self.total - self.done) / rate)} left"
+            total = _count(self.total, self.unit)
+            return f"{head}: {done}/{total}{unit} ({share:.0%}) {_seconds(elapsed)}, {per_s}{left}"
+        return f"{head}: {done}{unit} {_seconds(elapsed)}, {per_s}"
+
+    def _maybe_draw(self) -> None:
+        now = self._clock()
+        if now - self._last >= self.interval:
+            self._draw(now)
+
+    def _draw(self, now: float | None = None, *, final: bool = False) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self._last = self._clock() if now is None else now
+            text = self.line(final=final)
+            columns = shutil.get_terminal_size((100, 24)).columns - 1
+            if len(text) > columns > 20 and not final:
+                text = text[: columns - 1] + "…"
+            stream = self._stream if self._stream is not None else sys.stderr
+            if final:  # blank the last drawn line, so the final one has no trailing spaces
+                stream.write(f"\r{' ' * self._width}\r{text}\n")
+            else:
+                stream.write(f"\r{text}{' ' * max(self._width - len(text), 0)}")
+            stream.flush()
+            self._width = len(text)
+            self.drawn += 1
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._draw()
+
+    # -- ending ------------------------------------------------------------------------------------
+
+    def close(self, *, final: bool | None = None) -> None:
+        """Stop; write the final line when anything was drawn (or ``final=True``)."""
+        if self.closed:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.show and (self.drawn if final is None else final):
+            self._draw(final=True)
+        self.closed = True
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @contextlib.contextmanager
 def progress(description: str, total: float | None = None, *, unit: str = "bytes") -> Iterator[Any]:
-    """Yield an object with ``update(completed)`` and ``advance(amount)``."""
-    if not enabled():
-        yield _Silent()
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn()]
-    columns += [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
-    columns.append(TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-
-        class _Task:
-            def update(self, completed: float) -> None:
-                bar.update(task, completed=completed)
-
-            def advance(self, amount: float = 1) -> None:
-                bar.advance(task, amount)
-
-        yield _Task()
+    """A :class:`Progress` as a context manager: ``update(completed)`` and ``advance(amount)``."""
+    with Progress(description, total, unit=unit) as bar:
+        yield bar
