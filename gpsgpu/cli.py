@@ -405,6 +405,11 @@ def evaluate(
         },
     )
     _claim_output(output, predictions, cfg.truth, cfg.plan, config, force=force)
+    ablation_only = [flag for flag, value in (("--top-k", top_k), ("--rounds", rounds)) if value is not None]
+    if ablation_only and not cfg.ablation:
+        from gpsgpu.errors import UsageError
+
+        raise UsageError(f"{', '.join(ablation_only)}: only with --ablation")
     if cfg.ablation:
         from gpsgpu.pipelines.evaluate import run_ablation_command
 
@@ -524,6 +529,18 @@ def learn(
             "host_rules": False if no_host_rules else None,
         },
     )
+    improved_only = {
+        "--top-k": top_k,
+        "--min-count": min_count,
+        "--max-host-ports": max_host_ports,
+        "--seed-fraction": seed_fraction,
+        "--no-host-rules": no_host_rules or None,
+    }
+    given = [flag for flag, value in improved_only.items() if value is not None]
+    if given and cfg.mode != "improved":
+        from gpsgpu.errors import UsageError
+
+        raise UsageError(f"{', '.join(given)}: only for --mode improved (this run is compatible mode)")
     _claim_output(output, seed, config, force=force)
     run_learn(seed, output, cfg)
 

@@ -38,15 +38,19 @@ def gpsgpu(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
     )
 
 
-@pytest.fixture(scope="module")
-def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("seed")
+def make_seed(folder: Path) -> Path:
+    """A small GPS-schema seed scan ingested into ``folder/seed.parquet``."""
     records = folder / "seed.jsonl"
     records.write_text("".join(json.dumps(r) + "\n" for r in GPS_LINES))
     table = folder / "seed.parquet"
     done = gpsgpu("ingest", str(records), "-o", str(table))
     assert done.returncode == 0, done.stderr
     return table
+
+
+@pytest.fixture(scope="module")
+def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_seed(tmp_path_factory.mktemp("seed"))
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:

@@ -161,39 +161,108 @@ def read_model(directory: str | os.PathLike[str], *, rules: bool = True, seed: b
     for name in [PATTERNS_FILE] + [RULES_FILE] * rules + [SEED_FILE] * seed:
         if not (directory / name).is_file():
             raise InputError(f"{directory}: incomplete model, {name} is missing; run 'gpsgpu learn' again")
-    table = read_table(directory / PATTERNS_FILE, columns=[schema.IP, schema.NEEDED_P])
+    patterns_table = read_table(directory / PATTERNS_FILE, columns=None)
+    needed = _checked(patterns_table, directory / PATTERNS_FILE, {schema.NEEDED_P: pa.uint16()})
     patterns = pd.DataFrame(
         {
-            schema.IP: schema.ip_from_str(table[schema.IP].combine_chunks()),
-            schema.NEEDED_P: np.asarray(table[schema.NEEDED_P]).astype(np.uint16),
+            schema.IP: _addresses(patterns_table, directory / PATTERNS_FILE),
+            schema.NEEDED_P: np.asarray(needed[schema.NEEDED_P]),
         }
     )
-    empty_rules = pd.DataFrame(
-        {
-            schema.NEEDED_P: np.zeros(0, np.uint16),
-            schema.FKEY: np.zeros(0, np.uint64),
-            schema.P: np.zeros(0, np.uint16),
-            schema.SCORE: np.zeros(0, np.float64),
-        }
-    )
-    rules_frame = (
-        read_table(directory / RULES_FILE, columns=list(empty_rules.columns)).to_pandas()
-        if rules
-        else empty_rules
-    )
+    rule_types = {
+        schema.NEEDED_P: pa.uint16(),
+        schema.FKEY: pa.uint64(),
+        schema.P: pa.uint16(),
+        schema.SCORE: pa.float64(),
+    }
+    if rules:
+        rules_frame = _checked(
+            read_table(directory / RULES_FILE), directory / RULES_FILE, rule_types
+        ).to_pandas()
+    else:
+        rules_frame = pa.schema(list(rule_types.items())).empty_table().to_pandas()
+    seed_types = {schema.IP: pa.uint32(), schema.PORT: pa.uint16()}
     seed_frame = (
-        read_table(directory / SEED_FILE).to_pandas()
+        _checked(read_table(directory / SEED_FILE), directory / SEED_FILE, seed_types).to_pandas()
         if seed
-        else pd.DataFrame({schema.IP: np.zeros(0, np.uint32), schema.PORT: np.zeros(0, np.uint16)})
+        else pa.schema(list(seed_types.items())).empty_table().to_pandas()
     )
     host_rules = None
     if rules and (directory / HOST_RULES_FILE).is_file():
-        host_rules = read_table(
-            directory / HOST_RULES_FILE, columns=[schema.ASN, schema.P, schema.SCORE]
+        host_rules = _checked(
+            read_table(directory / HOST_RULES_FILE),
+            directory / HOST_RULES_FILE,
+            {schema.ASN: pa.uint32(), schema.P: pa.uint16(), schema.SCORE: pa.float64()},
         ).to_pandas()
+    _check_params(directory, metadata)
     return Model(
         patterns=patterns, rules=rules_frame, seed=seed_frame, metadata=metadata, host_rules=host_rules
     )
+
+
+def _checked(table: pa.Table, path: Path, types: dict[str, pa.DataType]) -> pa.Table:
+    """``types``' columns of a model table, cast without loss: a missing column, a null, or a value
+    its type cannot hold (port 70000) is one line naming the file, never a silent wrap."""
+    missing = [name for name in types if name not in table.column_names]
+    if missing:
+        raise InputError(
+            f"{path}: not a gpsgpu model table (no column {', '.join(missing)}); run 'gpsgpu learn' again"
+        )
+    columns = {}
+    for name, kind in types.items():
+        column = table[name]
+        if column.null_count:
+            raise InputError(
+                f"{path}: column {name} has {column.null_count} empty values; run 'gpsgpu learn' again"
+            )
+        try:
+            columns[name] = column.cast(kind, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise InputError(
+                f"{path}: column {name} holds values that are not {kind} (corrupt or edited model); "
+                "run 'gpsgpu learn' again"
+            ) from None
+    if schema.SCORE in columns:
+        score = np.asarray(columns[schema.SCORE])
+        if len(score) and not bool(np.all(np.isfinite(score) & (score >= 0) & (score <= 1))):
+            raise InputError(
+                f"{path}: column {schema.SCORE} holds values outside 0..1; run 'gpsgpu learn' again"
+            )
+    return pa.table(columns)
+
+
+def _addresses(table: pa.Table, path: Path) -> np.ndarray:
+    """The patterns' dotted addresses as uint32, every one a valid IPv4 address."""
+    import pyarrow.compute as pc
+
+    if schema.IP not in table.column_names:
+        raise InputError(
+            f"{path}: not a gpsgpu model table (no column {schema.IP}); run 'gpsgpu learn' again"
+        )
+    column = table[schema.IP].combine_chunks()
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        raise InputError(f"{path}: column {schema.IP} is not dotted addresses; run 'gpsgpu learn' again")
+    valid = pc.match_substring_regex(
+        column,
+        r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$",
+    )
+    bad = len(column) - pc.sum(pc.fill_null(valid, False)).as_py() if len(column) else 0
+    if bad:
+        raise InputError(
+            f"{path}: {bad} values of column {schema.IP} are not IPv4 addresses; run 'gpsgpu learn' again"
+        )
+    return schema.ip_from_str(column)
+
+
+def _check_params(directory: Path, metadata: dict[str, Any]) -> None:
+    params = metadata.get("params")
+    if not isinstance(params, dict):
+        raise InputError(f"{directory / METADATA_FILE}: no params; run 'gpsgpu learn' again")
+    step, hitrate = params.get("step"), params.get("hitrate")
+    if not isinstance(step, int) or isinstance(step, bool) or not 1 <= step <= 32:
+        raise InputError(f"{directory / METADATA_FILE}: step {step!r} is not a prefix length 1..32")
+    if not isinstance(hitrate, int | float) or isinstance(hitrate, bool) or not 0 <= hitrate < 1:
+        raise InputError(f"{directory / METADATA_FILE}: hitrate {hitrate!r} is not a number in 0..1")
 
 
 def read_plan_params(directory: str | os.PathLike[str]) -> dict[str, Any]:

@@ -24,6 +24,24 @@ from gpsgpu.blocklist import Blocklist
 from gpsgpu.io.atomic import atomic_open
 from gpsgpu.plan.priors import ALLOWED
 
+#: (port, CIDR) lines, blocklists cut: exactly the pairs to scan.
+ROWS_FILE = "rows.csv"
+#: The blocklist a plan was made with (IANA + the user's files), when blocklist.txt holds more.
+SCOPE_BLOCKLIST = "scope-blocklist.txt"
+
+
+def read_plan_blocklist(directory: str | os.PathLike[str]) -> Blocklist:
+    """The blocklist a ``PLAN/`` folder was made with (IANA + the user's files), which binds the
+    predictions made from its scan."""
+    from gpsgpu.errors import InputError
+    from gpsgpu.io.blocklist import read_blocklist
+
+    directory = Path(directory)
+    for name in (SCOPE_BLOCKLIST, "blocklist.txt"):
+        if (directory / name).is_file():
+            return read_blocklist(directory / name, what=f"--plan {directory}:")
+    raise InputError(f"--plan {directory}: no blocklist.txt; not a plan folder written by 'gpsgpu plan'")
+
 
 def priors_scan_name(step: int) -> str:
     return f"priors_scan_{step}.csv"
@@ -38,6 +56,7 @@ def write_plan(
     rate: int,
     zmap: str = "zmap",
     skips_known: bool = False,
+    scope: Blocklist | None = None,
 ) -> dict[str, str]:
     """Write the plan files into ``directory``; returns their names by role.
 
@@ -61,10 +80,21 @@ def write_plan(
             + (" plus the hosts already known live in the plan's /24s\n" if skips_known else "\n")
         )
         handle.writelines(f"{line}\n" for line in blocklist.to_lines())
+    if skips_known and scope is not None:
+        # blocklist.txt also skips hosts already known live (ZMap need not probe them again); what
+        # later steps must stay out of is the IANA ranges plus the user's files alone.
+        with atomic_open(directory / SCOPE_BLOCKLIST, "w", encoding="ascii", newline="\n") as handle:
+            handle.write("# gpsgpu: built-in IANA special-purpose ranges plus --blocklist files\n")
+            handle.writelines(f"{line}\n" for line in scope.to_lines())
     order: list[int] = list(dict.fromkeys(int(p) for p in ports))  # ports in plan order
     by_port: dict[int, list[str]] = {port: [] for port in order}
     for port, allowed in zip(ports.tolist(), plan[ALLOWED].tolist(), strict=True):
         by_port[int(port)].extend(allowed)
+    # rows.csv: exactly what to scan, blocklists cut (priors_scan_<step>.csv is the reference's
+    # record of the plan, whose rows may overlap reserved space).
+    with atomic_open(directory / ROWS_FILE, "w", encoding="ascii", newline="\n") as handle:
+        for port, allowed in zip(ports.tolist(), plan[ALLOWED].tolist(), strict=True):
+            handle.writelines(f"{int(port)},{cidr}\n" for cidr in allowed)
     for port, cidrs in by_port.items():
         with atomic_open(directory / "zmap" / f"{port}.txt", "w", encoding="ascii", newline="\n") as handle:
             handle.writelines(f"{cidr}\n" for cidr in cidrs)
@@ -96,5 +126,7 @@ def write_plan(
         "priors_scan": csv_name,
         "allowlists": "zmap/",
         "blocklist": "blocklist.txt",
+        "rows": ROWS_FILE,
+        **({"scope_blocklist": SCOPE_BLOCKLIST} if skips_known and scope is not None else {}),
         "commands": "commands.sh",
     }

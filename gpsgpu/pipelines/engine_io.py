@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,13 @@ def whole_frame(scan: Any, columns: list[str]) -> Any:
     return frame.to_pandas() if backend_of(frame) is Backend.GPU else frame
 
 
-def blocklist_for(paths: tuple[str, ...] | list[str]) -> Blocklist:
-    """The built-in IANA blocklist plus every ``--blocklist`` file."""
-    return effective_blocklist(list(paths))
+def blocklist_for(paths: tuple[str, ...] | list[str], *, plans: Iterable[str | None] = ()) -> Blocklist:
+    """The built-in IANA blocklist plus every ``--blocklist`` file plus the blocklists the ``plans``
+    (PLAN/ folders) were made with: a user blocklist given to ``plan`` binds what follows from it."""
+    from gpsgpu.io.plan import read_plan_blocklist
+
+    blocklist = effective_blocklist(list(paths))
+    for plan in plans:
+        if plan is not None:
+            blocklist = blocklist.union(read_plan_blocklist(plan))
+    return blocklist

@@ -71,10 +71,15 @@ def read_predictions(pred: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarr
 
 def plan_of(pred: str | os.PathLike[str], given: str | None) -> str:
     """The plan folder: ``--plan``, else the one ``gpsgpu predict --plan`` recorded."""
+    meta_path = Path(pred) / "metadata.json"
+    if not meta_path.is_file():
+        raise InputError(
+            f"{pred}: not a predictions folder (no metadata.json); make one with 'gpsgpu predict'"
+        )
     if given:
         return given
     try:
-        recorded = read_metadata(Path(pred) / "metadata.json").get("inputs", {}).get("plan")
+        recorded = read_metadata(meta_path).get("inputs", {}).get("plan")
     except (OSError, ValueError):
         recorded = None
     if not recorded:

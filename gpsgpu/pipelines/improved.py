@@ -322,7 +322,7 @@ def run_predict_improved(
     backend = resolve(config.backend)
     preset = str(model.params.get("preset", "gps2022"))
     with timings.step("read"):
-        blocklist = blocklist_for(config.blocklist)
+        blocklist = blocklist_for(config.blocklist, plans=[config.plan, *(config.scanned or ())])
         scan, described = read_scan(
             priors,
             backend=backend,

@@ -82,11 +82,13 @@ def run_plan(
         plan = cut_plan(plan, config.budget)
         cut = cut_blocklisted(plan, step=row_step, blocklist=blocklist)
         skipped = np.zeros(0, np.uint32)
+        scope = blocklist
         if skip_live:
             # The hosts known live in the tail's /24s go into the plan's blocklist.txt, which ZMap
             # (-b) and sim-scan honour.
             skipped = hosts_in_rows(live_ips, cut, length=TAIL_LENGTH)
             skipped = skipped[~np.asarray(blocklist.contains(skipped), bool)]
+            scope = blocklist
             blocklist = blocklist.union(Blocklist.from_addresses(skipped))
     size = probes_per_row(row_step)
     counts = {
@@ -118,7 +120,7 @@ def run_plan(
     with timings.step("write"), atomic_dir(output) as tmp:
         files = write_plan(
             cut, tmp, step=row_step, blocklist=blocklist, rate=config.rate, zmap=config.zmap,
-            skips_known=skip_live,
+            skips_known=skip_live, scope=scope,
         )  # fmt: skip
         if mode == IMPROVED:
             files["plan_rows"] = write_plan_rows(cut, tmp)

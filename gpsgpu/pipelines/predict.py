@@ -53,7 +53,7 @@ def run_predict(
     backend = engine_backend(config.backend, config.cluster)
     with timings.step("read"):
         model = read_model(model_dir)
-        blocklist = blocklist_for(config.blocklist)
+        blocklist = blocklist_for(config.blocklist, plans=[config.plan])
         # One services Parquet file is read host partition by host partition (out of core).
         scan, described = open_scan(
             priors,
