@@ -7,6 +7,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import logging
 import lzma
 import subprocess
 import sys
@@ -40,11 +41,15 @@ def run(
     monkeypatch.setattr(sys, "argv", ["gpsgpu", *args])
     if stdin is not None:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    handlers, level = logging.root.handlers[:], logging.root.level
     try:
         cli.main()
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)
+    finally:  # the command logs to this test's captured stderr: later tests must not
+        logging.root.handlers[:] = handlers
+        logging.root.setLevel(level)
     return code, capsys.readouterr().err
 
 
@@ -217,3 +222,218 @@ def test_unreadable_inputs_are_one_line(
     monkeypatch.setattr(sources, "open", denied, raising=False)
     code, err = run([*command, str(locked), "-o", out], capsys, monkeypatch)
     assert code == 3 and f"{locked}: cannot open (Permission denied)" in one_error_line(err)
+
+
+# --- 2. a quote that never closes ------------------------------------------------------------------
+
+
+def ingest_counts(path: Path, **flags: object) -> tuple[dict, list[dict]]:
+    from gpsgpu.config import IngestConfig
+    from gpsgpu.io.ingest import ingest
+
+    result = ingest([str(path)], IngestConfig(backend="cpu", **flags))  # type: ignore[arg-type]
+    return result.counts, result.rejects.entries
+
+
+GPS_HEADER = "ip,p,asn,data,fingerprint,w"
+
+
+def gps_csv_rows(n: int) -> list[str]:
+    return [f"10.0.{i >> 8}.{i & 255},{80 + i % 9},1,hello {i},http,0" for i in range(n)]
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 64])
+def test_an_unclosed_quote_costs_its_own_line_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int | None
+) -> None:
+    from gpsgpu.io import ingest as ingest_module
+
+    if chunk_bytes:  # rows carried across many small blocks
+        monkeypatch.setattr(ingest_module, "CHUNK_BYTES", chunk_bytes)
+    rows = gps_csv_rows(30)
+    rows[4] = '10.9.9.9,80,1,"never closed,http,0'
+    path = tmp_path / "seed.csv"
+    path.write_text("\n".join([GPS_HEADER, *rows]) + "\n")
+    counts, rejects = ingest_counts(path)
+    assert counts["records"] == 30 and counts["services"] == 29
+    assert counts["rejected_by_reason"] == {"unbalanced_quote": 1}
+    assert [(r["line"], r["reason"]) for r in rejects] == [(6, "unbalanced_quote")]
+    assert rejects[0]["record"] == rows[4]
+
+
+def test_an_unclosed_quote_closed_by_a_later_record_is_undone(tmp_path: Path) -> None:
+    rows = gps_csv_rows(12)
+    rows[2] = '10.9.9.9,80,1,"opens here,http,0'
+    rows[7] = '10.9.9.8,80,1,"a, quoted",http,0'  # its first quote closes the one on rows[2]
+    path = tmp_path / "seed.csv"
+    path.write_text("\n".join([GPS_HEADER, *rows]) + "\n")
+    counts, rejects = ingest_counts(path, max_reject_rate=1.0)
+    assert counts["records"] == 12 and counts["services"] == 11
+    assert [(r["line"], r["reason"]) for r in rejects] == [(4, "unbalanced_quote")]
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 100])
+def test_quoted_banners_spanning_lines_are_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int | None
+) -> None:
+    import csv
+
+    from gpsgpu.io import ingest as ingest_module
+
+    if chunk_bytes:
+        monkeypatch.setattr(ingest_module, "CHUNK_BYTES", chunk_bytes)
+    path = tmp_path / "seed.csv"
+    records = list(samples.gps_records(SERVICES))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["ip", "p", "asn", "data", "fingerprint", "w"])
+        writer.writeheader()
+        writer.writerows(records)
+    assert any("\n" in r["data"] for r in records)
+    counts, rejects = ingest_counts(path, max_reject_rate=0.0)
+    assert counts["records"] == len(records) and rejects == []
+
+
+def test_unclosed_quotes_in_zmap_csv(tmp_path: Path) -> None:
+    lines = ["saddr,sport"] + [f"10.0.0.{i},80" for i in range(1, 21)]
+    lines[5] = '"10.0.0.5,80'
+    path = tmp_path / "zmap.csv"
+    path.write_text("\n".join(lines) + "\n")
+    counts, rejects = ingest_counts(path, max_reject_rate=1.0)
+    assert counts["records"] == 20 and counts["services"] == 19
+    assert [(r["line"], r["reason"]) for r in rejects] == [(6, "unbalanced_quote")]
+
+
+def test_unclosed_quote_via_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = gps_csv_rows(200)
+    rows[10] = '10.9.9.9,80,1,"never closed,http,0'
+    path = tmp_path / "seed.csv"
+    path.write_text("\n".join([GPS_HEADER, *rows]) + "\n")
+    code, err = run(["ingest", str(path), "-o", str(tmp_path / "o.parquet")], capsys, monkeypatch)
+    assert code == 0, err
+    assert "200 records -> 199 services" in err and "1 rejected: unbalanced_quote 1" in err, err
+
+
+# --- 3. a maximum record length ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv", "jsonl-unterminated"])
+def test_a_line_over_the_limit_is_one_reject_read_in_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    from gpsgpu.io import ingest as ingest_module
+    from gpsgpu.io import sources
+
+    monkeypatch.setattr(sources, "MAX_RECORD_BYTES", 4096)
+    monkeypatch.setattr(ingest_module, "MAX_RECORD_BYTES", 4096)
+    monkeypatch.setattr(ingest_module, "CHUNK_BYTES", 1000)  # the long line spans many reads
+    if kind == "csv":
+        lines = [GPS_HEADER.encode(), *(r.encode() for r in gps_csv_rows(20))]
+        long_at = 6
+    else:
+        lines = list(GPS_LINES[:20])
+        long_at = 5
+    long_line = b"x" * 50_000
+    if kind == "jsonl-unterminated":
+        body = b"\n".join(lines) + b"\n" + long_line  # the input ends inside it
+        long_at = len(lines) + 1
+    else:
+        body = b"\n".join([*lines[: long_at - 1], long_line, *lines[long_at - 1 :]]) + b"\n"
+    path = tmp_path / "scan.txt"
+    path.write_bytes(body)
+    counts, rejects = ingest_counts(path, max_reject_rate=1.0, format="gps")
+    assert counts["records"] == 21 and counts["services"] == 20
+    assert [(r["line"], r["reason"]) for r in rejects] == [(long_at, "record_too_long")]
+    assert "50,000 bytes" in rejects[0]["detail"] and len(rejects[0]["record"]) <= 2048
+
+
+def test_the_record_limit_keeps_memory_bounded_on_an_endless_line() -> None:
+    from gpsgpu.io.sources import InputSource, _HashingReader, iter_line_chunks
+
+    class Zeros(io.RawIOBase):
+        """64 MiB of zero bytes without a newline, read as /dev/zero would be."""
+
+        left = 64 << 20
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: object) -> int:
+            n = min(len(buffer), self.left)  # type: ignore[arg-type]
+            buffer[:n] = bytes(n)  # type: ignore[index]
+            self.left -= n
+            return n
+
+    hashing = _HashingReader(Zeros(), "zeros")  # type: ignore[arg-type]
+    source = InputSource("zeros", io.BufferedReader(hashing), "none", hashing)
+    long_lines: list[tuple[int, int]] = []
+    blocks = list(
+        iter_line_chunks(source, 1 << 20, on_long_line=lambda n, head, size: long_lines.append((n, size)))
+    )
+    assert blocks == [] and long_lines == [(1, 64 << 20)]
+
+
+# --- 4. NUL bytes and deep nesting -------------------------------------------------------------------
+
+
+def nul_and_deep_inputs() -> list[tuple[str, str, bytes, int, int]]:
+    """(name, format, input, line of the bad record, records) for each JSON format and both CSV
+    formats: one address holds a NUL byte, or one line is JSON nested 100,000 deep."""
+    services = SERVICES[:10]
+    good = {
+        "gps": [orjson.dumps(r) for r in samples.gps_records(services)],
+        "lzr": [orjson.dumps(r) for r in samples.lzr_records(services)],
+        "zgrab2": [orjson.dumps(r) for r in samples.zgrab2_records(services)],
+        "censys": [orjson.dumps(r) for r in samples.censys_records(services)],
+        "zmap": [orjson.dumps({"saddr": s.ip, "sport": s.port}) for s in services],
+    }
+    deep = b"[" * 100_000 + b"]" * 100_000
+    cases = []
+    for fmt, lines in good.items():
+        ip = next(s.ip for s in services if f'"{s.ip}"'.encode() in lines[3])
+        nul = lines[3].replace(f'"{ip}"'.encode(), f'"{ip[:3]}\\u0000{ip[3:]}"'.encode())
+        cases.append(
+            (f"{fmt}-deep", fmt, b"\n".join([*lines[:3], deep, *lines[3:]]) + b"\n", 4, len(lines) + 1)
+        )
+        cases.append((f"{fmt}-nul", fmt, b"\n".join([*lines[:3], nul, *lines[4:]]) + b"\n", 4, len(lines)))
+    csv_rows = [GPS_HEADER, *gps_csv_rows(10)]
+    csv_rows[4] = "10.0.\x000.3,80,1,hello,http,0"
+    cases.append(("gps-csv-nul", "gps", ("\n".join(csv_rows) + "\n").encode(), 5, 10))
+    zmap_rows = ["saddr,sport"] + [f"10.0.0.{i},80" for i in range(1, 11)]
+    zmap_rows[4] = "10.0.\x000.4,80"
+    cases.append(("zmap-csv-nul", "zmap", ("\n".join(zmap_rows) + "\n").encode(), 5, 10))
+    return cases
+
+
+@pytest.mark.parametrize("case", nul_and_deep_inputs(), ids=lambda c: c[0])
+def test_a_nul_byte_or_deep_nesting_rejects_one_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, case: tuple
+) -> None:
+    _, fmt, data, bad_line, n_records = case
+    path = tmp_path / "scan.txt"
+    path.write_bytes(data)
+    for given in ("auto", fmt):
+        counts, rejects = ingest_counts(path, max_reject_rate=1.0, format=given)
+        assert [r["line"] for r in rejects] == [bad_line], (given, rejects)
+        assert counts["rejected"] == 1 and counts["records"] == n_records, counts
+    code, err = run(["ingest", str(path), "-o", str(tmp_path / "o.parquet")], capsys, monkeypatch)
+    assert code == 3 and "rejected" in one_error_line(err)  # over the 1% default, but one line
+
+
+# --- 6. comment lines --------------------------------------------------------------------------------
+
+
+def test_comment_lines_are_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = gps_csv_rows(10)
+    path = tmp_path / "seed.csv"
+    path.write_text(
+        "\n".join(["# written by a scanner", GPS_HEADER, *rows[:5], "#", " # x", *rows[5:]]) + "\n"
+    )
+    counts, rejects = ingest_counts(path)
+    assert counts["records"] == 13 and counts["services"] == 10 and rejects == []
+    assert counts["filtered_by_reason"] == {"comment": 3}
+    code, err = run(["ingest", str(path), "-o", str(tmp_path / "o.parquet")], capsys, monkeypatch)
+    assert code == 0 and "13 records -> 10 services" in err and "3 filtered" in err, err

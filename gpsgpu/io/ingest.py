@@ -3,6 +3,13 @@
 Parsing is host work (JSON/CSV/Parquet decoding, per-record validation); the parsed columns are then
 moved to the backend once, where duplicate ``(ip, port)`` rows are merged and ASNs annotated by
 stages that run the same on pandas and cuDF (:mod:`gpsgpu.services`).
+
+Every input line is accounted for: a record becomes a row, or is *filtered* (a well-formed record
+that is no service; CSV ``#`` comment lines are filtered as ``comment``), or is *rejected* with its
+line number: a line over :data:`~gpsgpu.io.sources.MAX_RECORD_BYTES` (``record_too_long``, skipped
+in bounded memory), a CSV line whose quote never closes (``unbalanced_quote``: that line alone; the
+lines after it are read on their own), a record the extractor cannot take (``malformed``). Blank
+lines and a CSV header are the only lines that are not records.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +49,25 @@ from gpsgpu.io.records import (
     make_extract_zmap,
     parse_ip,
 )
-from gpsgpu.io.rejects import MALFORMED, NON_UTF8, OVERSIZED_BANNER, RejectedRecord, Rejects
-from gpsgpu.io.sources import CHUNK_BYTES, PARQUET_MAGIC, InputSource, iter_line_chunks, open_input, read_all
+from gpsgpu.io.rejects import (
+    MALFORMED,
+    NON_UTF8,
+    OVERSIZED_BANNER,
+    RECORD_TOO_LONG,
+    UNBALANCED_QUOTE,
+    RejectedRecord,
+    Rejects,
+)
+from gpsgpu.io.sources import (
+    CHUNK_BYTES,
+    MAX_RECORD_BYTES,
+    PARQUET_MAGIC,
+    InputSource,
+    iter_line_chunks,
+    open_input,
+    printable,
+    read_all,
+)
 from gpsgpu.progress import progress
 from gpsgpu.services import annotate_asn, merge_duplicate_services
 
@@ -53,6 +77,21 @@ FORMATS = ("auto", "gps", "lzr", "zgrab2", "zmap", "censys", "services")
 
 #: How far into an input format detection looks.
 DETECT_BYTES = 1 << 20
+
+#: Filter reason of a CSV ``#`` comment line (counted, not a service).
+COMMENT = "comment"
+
+#: What an extractor may raise on a record no validator foresaw (a NUL byte in an address makes
+#: ``inet_pton`` raise ValueError): the record is rejected, the ingest goes on.
+_EXTRACT_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+)
 
 
 @dataclass
@@ -180,6 +219,18 @@ class _Account:
         self.n_records = 0  # input records (lines, array elements, rows)
         self.n_units = 0  # service candidates + record-level rejects: the reject rate's denominator
 
+    def reject_record(self, line: int, reason: str, detail: str, record: bytes | str | None) -> None:
+        """A whole input record rejected (it counts as a record and a candidate)."""
+        self.n_records += 1
+        self.n_units += 1
+        self.rejects.add(self.source, line, reason, detail, record)
+
+    def long_line(self, line: int, head: bytes, n_bytes: int) -> None:
+        """:func:`iter_line_chunks`'s report of a line over the limit."""
+        self.reject_record(
+            line, RECORD_TOO_LONG, f"line of {n_bytes:,} bytes > the limit of {MAX_RECORD_BYTES:,}", head
+        )
+
 
 def _consume(items: list[Any], line: int, raw: Any, columns: _Columns, account: _Account) -> None:
     for item in items:
@@ -214,6 +265,8 @@ def _reject_undecodable(line: bytes, number: int, account: _Account) -> None:
             reason, detail = NON_UTF8, "an escaped unpaired surrogate, not UTF-8"
         except ValueError:
             reason, detail = MALFORMED, "not valid JSON"
+        except RecursionError:
+            reason, detail = MALFORMED, "not valid JSON (nested too deeply)"
     account.n_units += 1
     account.rejects.add(account.source, number, reason, detail, line)
 
@@ -230,7 +283,10 @@ def _parse_json_line(
     except orjson.JSONDecodeError:
         _reject_undecodable(line, number, account)
         return
-    items = extract(record)
+    try:
+        items = extract(record)
+    except _EXTRACT_ERRORS as exc:
+        items = [_unforeseen(exc)]
     if len(items) == 1 and type(items[0]) is Row:  # the common case, inlined
         row = items[0]
         account.n_units += 1
@@ -248,7 +304,9 @@ def _parse_json_lines(
     source: InputSource, extract: Extractor, columns: _Columns, account: _Account, *, fast: bool = False
 ) -> None:
     """JSON Lines; with ``fast``, blocks go through the vectorized GPS-schema reader first."""
-    for first, block in iter_line_chunks(source, CHUNK_BYTES):
+    for first, block in iter_line_chunks(
+        source, CHUNK_BYTES, max_line_bytes=MAX_RECORD_BYTES, on_long_line=account.long_line
+    ):
         chunk = None
         if fast:
             n_lines = block.count(b"\n") + 1
@@ -277,7 +335,19 @@ def _parse_json_array(data: bytes, extract: Extractor, columns: _Columns, accoun
         raise InputError(f"{account.source}: expected a JSON array of records")
     for number, record in enumerate(records, start=1):
         account.n_records += 1
-        _consume(extract(record), number, lambda r=record: orjson.dumps(r), columns, account)
+        try:
+            items = extract(record)
+        except _EXTRACT_ERRORS as exc:
+            items = [_unforeseen(exc)]
+        _consume(items, number, lambda r=record: _dumps(r), columns, account)
+
+
+def _dumps(record: Any) -> bytes:
+    """A rejected record as JSON for the rejects file (whatever it holds)."""
+    try:
+        return orjson.dumps(record, default=str)
+    except (orjson.JSONEncodeError, TypeError, ValueError):  # nested deeper than orjson writes
+        return printable(repr(record), 2000).encode()
 
 
 def _csv_header(first_row: list[str], fmt: str) -> tuple[list[str], bool]:
@@ -296,47 +366,143 @@ def _csv_header(first_row: list[str], fmt: str) -> tuple[list[str], bool]:
     raise InputError(f"cannot read this CSV as {fmt}: header {first_row[:8]}")
 
 
+#: A line put after the last line of each block of a CSV input. Read as a row of its own when no
+#: quote is open; when one is, the open field swallows it and ends in ``_OPEN_AT_END``.
+_END_FIELD = "\ufdd0gpsgpu:end\ufdd0"
+_END_LINE = f'"{_END_FIELD}"\n'
+_OPEN_AT_END = _END_FIELD + '"'
+
+
 def _parse_csv(
     source: InputSource, fmt: str, extract: Extractor, columns: _Columns, account: _Account
 ) -> None:
-    text = io.TextIOWrapper(source.stream, encoding="utf-8", errors="surrogateescape", newline="")
-    csv.field_size_limit(1 << 30)
-    reader = csv.reader(text)
+    """CSV records; a quoted field may span lines. A line whose quote is still open at the end of
+    the input, past :data:`MAX_RECORD_BYTES` or in a row that then has the wrong number of fields
+    is rejected alone (``unbalanced_quote``) and the lines after it are read again on their own."""
+    # The reader runs over whole blocks of lines (no Python per line); rows are placed by its
+    # line count, and a row whose quote is open at a block's end is carried into the next block.
+    csv.field_size_limit(MAX_RECORD_BYTES)
     header: list[str] | None = None
-    previous_end = 0
-    try:
-        for row in reader:
-            start, previous_end = previous_end + 1, reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if row[0].lstrip().startswith("#"):
-                continue
-            if header is None:
-                header, is_header = _csv_header(row, fmt)
-                if is_header:
-                    continue
-            account.n_records += 1
-            raw = ",".join(row)
-            if not raw.isascii():
-                try:
-                    raw.encode("utf-8")
-                except UnicodeEncodeError:
-                    account.n_units += 1
-                    account.rejects.add(
-                        account.source, start, NON_UTF8, "not UTF-8", raw.encode("utf-8", "surrogateescape")
+    carry: list[tuple[int, str]] = []
+    blocks = iter_line_chunks(
+        source, CHUNK_BYTES, max_line_bytes=MAX_RECORD_BYTES, on_long_line=account.long_line
+    )
+    for first, block in _with_end(blocks):
+        fresh = [] if block is None else _lines_of(block)
+        n_carry = len(carry)
+        lines = [line for _, line in carry] + fresh if carry else fresh
+        lines.append(_END_LINE)
+        numbers = carry
+
+        def number(i: int, first: int = first, n_carry: int = n_carry, numbers: list[Any] = numbers) -> int:
+            return int(numbers[i][0]) if i < n_carry else first + i - n_carry
+
+        carry = []
+        end = len(lines) - 1  # the index of _END_LINE
+        begin = 0
+        while begin < end:
+            reader = csv.reader(map(lines.__getitem__, range(begin, len(lines))))
+            done = 0  # lines the reader consumed before the row it is reading
+            again = None  # where to start a new reader, after a rejected line
+            try:
+                for row in reader:
+                    i, used, done = begin + done, reader.line_num - done, reader.line_num
+                    if i == end:
+                        break
+                    if used > 1 and row and row[-1].endswith(_OPEN_AT_END):
+                        if block is not None:  # the quote may close in the next block
+                            carry = [(number(j), lines[j]) for j in range(i, end)]
+                            break
+                        _reject_unbalanced(number(i), lines[i], end - i - 1, account)
+                        again = i + 1
+                        break
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue
+                    if row[0].lstrip().startswith("#"):  # a comment is its first line, never more
+                        account.n_records += 1
+                        account.filtered[COMMENT] += 1
+                        if used > 1:
+                            again = i + 1
+                            break
+                        continue
+                    if header is None:
+                        header, is_header = _csv_header(row, fmt)
+                        if is_header:
+                            continue
+                    if used > 1 and len(row) != len(header):
+                        # a quote closed lines later, inside another record: the first line is the bad one
+                        _reject_unbalanced(number(i), lines[i], used - 1, account)
+                        again = i + 1
+                        break
+                    start = first + i - n_carry if i >= n_carry else number(i)
+                    _csv_record(row, header, start, extract, columns, account)
+            except csv.Error as exc:
+                i = begin + done
+                if "field limit" in str(exc):
+                    _reject_unbalanced(
+                        number(i), lines[i], min(end, begin + reader.line_num) - i - 1, account
                     )
-                    continue
-            if len(row) != len(header):
-                account.n_units += 1
-                detail = f"expected {len(header)} fields ({','.join(header)}), got {len(row)}"
-                account.rejects.add(account.source, start, MALFORMED, detail, raw)
-                continue
-            _consume(extract(dict(zip(header, row, strict=True))), start, raw, columns, account)
-    except csv.Error as exc:
-        raise InputError(f"{source.name}: line {reader.line_num}: unreadable CSV ({exc})") from None
-    finally:
-        text.detach()
-    source.drain()
+                else:
+                    account.reject_record(
+                        number(i), MALFORMED, f"unreadable CSV ({exc})", _line_bytes(lines[i])
+                    )
+                again = i + 1
+            if again is None:
+                break
+            begin = again
+
+
+def _with_end(blocks: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes | None]]:
+    yield from blocks
+    yield 0, None
+
+
+def _lines_of(block: bytes) -> list[str]:
+    """The lines of a block, each with its ``\\n`` when the block holds a quote (the reader needs
+    it inside a quoted field; without quotes no field spans lines, and splitting is faster)."""
+    text = block.decode("utf-8", "surrogateescape")
+    if b'"' not in block:
+        return text.split("\n")
+    return io.StringIO(text + "\n", newline="\n").readlines()
+
+
+def _line_bytes(line: str) -> bytes:
+    return line.rstrip("\r\n").encode("utf-8", "surrogateescape")
+
+
+def _csv_record(
+    row: list[str], header: list[str], start: int, extract: Extractor, columns: _Columns, account: _Account
+) -> None:
+    account.n_records += 1
+    raw = ",".join(row)
+    if not raw.isascii():
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            account.n_units += 1
+            record = raw.encode("utf-8", "surrogateescape")
+            account.rejects.add(account.source, start, NON_UTF8, "not UTF-8", record)
+            return
+    if len(row) != len(header):
+        account.n_units += 1
+        detail = f"expected {len(header)} fields ({','.join(header)}), got {len(row)}"
+        account.rejects.add(account.source, start, MALFORMED, detail, raw)
+        return
+    try:
+        items = extract(dict(zip(header, row, strict=True)))
+    except _EXTRACT_ERRORS as exc:
+        items = [_unforeseen(exc)]
+    _consume(items, start, raw, columns, account)
+
+
+def _reject_unbalanced(number: int, line: str, n_later: int, account: _Account) -> None:
+    where = f"is still open {n_later:,} lines later" if n_later > 0 else "never closes"
+    account.reject_record(
+        number,
+        UNBALANCED_QUOTE,
+        f"a quoted field opened on this line {where}; the lines after it are read on their own",
+        _line_bytes(line),
+    )
 
 
 def _parse_parquet_rows(table: pa.Table, extract: Extractor, columns: _Columns, account: _Account) -> None:
@@ -345,13 +511,11 @@ def _parse_parquet_rows(table: pa.Table, extract: Extractor, columns: _Columns, 
         base = account.n_records
         for offset, record in enumerate(batch.to_pylist()):
             account.n_records += 1
-            _consume(
-                extract(record),
-                base + offset + 1,
-                lambda r=record: orjson.dumps(r, default=str),
-                columns,
-                account,
-            )
+            try:
+                items = extract(record)
+            except _EXTRACT_ERRORS as exc:
+                items = [_unforeseen(exc)]
+            _consume(items, base + offset + 1, lambda r=record: _dumps(r), columns, account)
 
 
 # --- detection ----------------------------------------------------------------------------------
@@ -399,7 +563,7 @@ def detect_format(head: bytes, name: str) -> tuple[str, str]:
         if fmt is None:
             raise InputError(f"{name}: cannot tell the format from the first record; pass --format")
         return fmt, "jsonl"
-    first_line = stripped.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    first_line = _first_csv_line(stripped).decode("utf-8", "replace").strip()
     names = [f.strip().lower() for f in first_line.split(",")]
     if {"ip", "p"} <= set(names):
         return "gps", "csv"
@@ -408,10 +572,18 @@ def detect_format(head: bytes, name: str) -> tuple[str, str]:
     try:
         parse_ip(names[0])
         return "zmap", "csv"
-    except RejectedRecord:
+    except (RejectedRecord, ValueError):
         raise InputError(
             f"{name}: cannot tell the format (not JSON, Parquet or a known CSV); pass --format"
         ) from None
+
+
+def _first_csv_line(head: bytes) -> bytes:
+    """The first line of ``head`` that is neither blank nor a ``#`` comment."""
+    for line in head.split(b"\n"):
+        if line.strip() and not line.lstrip().startswith(b"#"):
+            return line
+    return b""
 
 
 def _container_for(fmt: str, head: bytes) -> str:
@@ -423,13 +595,15 @@ def _container_for(fmt: str, head: bytes) -> str:
     if stripped.startswith(b"["):
         return "json-array"
     first_line = stripped.split(b"\n", 1)[0]
+    if not first_line.startswith(b"{"):
+        first_line = _first_csv_line(stripped)
     if fmt in ("gps", "zmap") and not first_line.startswith(b"{") and b"," in first_line:
         return "csv"
     if fmt == "zmap" and not first_line.startswith(b"{"):
         try:  # ZMap's default single-port output: one address per line
             parse_ip(first_line.decode("utf-8", "replace").strip())
             return "csv"
-        except RejectedRecord:
+        except (RejectedRecord, ValueError):
             pass
     return "jsonl"
 
@@ -452,6 +626,14 @@ def _extractor(fmt: str, default_port: int | None) -> Extractor:
         "censys": lambda: extract_censys,
     }
     return extractors[fmt]()
+
+
+def _unforeseen(exc: Exception) -> RejectedRecord:
+    """The reject of a record on which an extractor failed in a way no validator foresaw."""
+    detail = str(exc)
+    if "null character" in detail or "null byte" in detail:
+        detail = "a field holds a NUL byte"
+    return RejectedRecord(MALFORMED, f"unreadable record ({type(exc).__name__}: {printable(detail, 120)})")
 
 
 # --- driver -------------------------------------------------------------------------------------

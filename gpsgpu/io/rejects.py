@@ -26,6 +26,8 @@ INVALID_ASN = "invalid_asn"
 INVALID_WINDOW = "invalid_window"
 INVALID_TYPE = "invalid_type"  # a field of the wrong type (e.g. data that is not a string)
 OVERSIZED_BANNER = "oversized_banner"
+RECORD_TOO_LONG = "record_too_long"  # a line over the length limit (skipped, never held whole)
+UNBALANCED_QUOTE = "unbalanced_quote"  # a CSV line whose quoted field never closes
 
 REASONS = (
     MALFORMED,
@@ -37,6 +39,8 @@ REASONS = (
     INVALID_WINDOW,
     INVALID_TYPE,
     OVERSIZED_BANNER,
+    RECORD_TOO_LONG,
+    UNBALANCED_QUOTE,
 )
 
 #: How much of a rejected record is kept in the rejects file.

@@ -321,16 +321,19 @@ def iter_line_chunks(
     source: InputSource,
     chunk_bytes: int = CHUNK_BYTES,
     *,
-    max_line_bytes: int = MAX_RECORD_BYTES,
+    max_line_bytes: int | None = None,
     on_long_line: LongLine | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """Yield ``(number of the block's first line, block)``: whole lines joined by ``\\n``, without the
     final newline. Lines never straddle blocks; line numbers start at 1.
 
-    A line longer than ``max_line_bytes`` is in no block (the blocks around it say where they start):
-    ``on_long_line(number, first bytes, length)`` is called for it instead, and the rest of it is
-    read past without being kept. Without ``on_long_line`` such a line raises :class:`InputError`.
+    A line longer than ``max_line_bytes`` (default :data:`MAX_RECORD_BYTES`) is in no block (the
+    blocks around it say where they start): ``on_long_line(number, first bytes, length)`` is called
+    for it instead, and the rest of it is read past without being kept. Without ``on_long_line``
+    such a line raises :class:`InputError`.
     """
+    if max_line_bytes is None:
+        max_line_bytes = MAX_RECORD_BYTES
     report = on_long_line or _too_long(source, max_line_bytes)
     next_line = 1
     tail = b""
