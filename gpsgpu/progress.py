@@ -161,10 +161,12 @@ class Progress:
         """The text of the progress line (without ``\\r``)."""
         elapsed = max(self.elapsed, 0.0)
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        head = f"gpsgpu: {self.phase}" + (f" [{self._note}]" if self._note else "")
+        head = f"gpsgpu: {self.phase}" + (f" [{self._note}]" if self._note and not final else "")
         unit = "" if self.unit == "bytes" else f" {self.unit}"
         done = _count(self.done, self.unit)
         per_s = f"{_count(rate, self.unit) if self.unit == 'bytes' else _rate(rate)}{unit}/s"
+        if self.total is None and not self.done:  # a phase with nothing to count: time only
+            return f"{head}: done in {_seconds(elapsed)}" if final else f"{head}: {_seconds(elapsed)}"
         if final:
             return f"{head}: {done}{unit} in {_seconds(elapsed)} ({per_s})"
         if self.total:

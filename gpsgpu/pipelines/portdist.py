@@ -35,6 +35,7 @@ from gpsgpu.io.probes import probe_days, probe_files, read_probes, read_probes_d
 from gpsgpu.io.rejects import enforce_reject_rate
 from gpsgpu.portdist import apsp, graph, replay, sequences
 from gpsgpu.portdist import columns as C
+from gpsgpu.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -668,11 +669,15 @@ def run_portdist_peers(
     )
     in_sample = not replay_days
     if in_sample:
+        # The window's own last day(s), as many as a held-out replay would take: replaying the
+        # whole window (7 days for a week) took 7 times as long for a score that is in-sample anyway.
+        replay_days = train_days[-config.replay_days :] if config.replay_days else train_days
         log.warning(
-            "no probes after the window's last day %s: replaying the window itself (in-sample)",
+            "no probes after the window's last day %s: replaying %s..%s of the window itself (in-sample)",
             stored.info["last_day"],
+            store.day_name(replay_days[0]) if replay_days else "-",
+            store.day_name(replay_days[-1]) if replay_days else "-",
         )
-        replay_days = train_days
     if not train_days:
         raise InputError(
             f"{probes}: no probes within the window {stored.info['first_day']}..{stored.info['last_day']}"
@@ -694,11 +699,20 @@ def run_portdist_peers(
         indexes["port2dist (GPS co-location)"] = peers.restrict_index(
             replay.NeighborIndex.from_frame(model.neighbors, "model"), vocab
         )
-    with timings.step("word2vec"):
+    started = time.perf_counter()
+    with (
+        timings.step("word2vec:sequences"),
+        Progress(f"portdist peers: sequences of {len(train_days)} day(s)", heartbeat=True),
+    ):
         table = read_probes_days(files, train_days[0], train_days[-1])
         ordered = sequences.sort_probes(table.to_pandas())
         seqs = sequences.classify_sequences(ordered, **thresholds)
         tokens, starts = sequences.sequence_tokens(ordered, seqs)
+        del table, ordered
+    with (
+        timings.step("word2vec"),
+        Progress("portdist peers: word2vec", total=config.w2v_epochs, unit="epochs", heartbeat=True) as bar,
+    ):
         w2v = peers.train_word2vec(
             tokens,
             starts,
@@ -706,9 +720,9 @@ def run_portdist_peers(
             epochs=config.w2v_epochs,
             min_count=config.w2v_min_count,
             seed=config.seed,
+            on_epoch=bar.advance,
         )
         indexes["word2vec"] = peers.word2vec_index(w2v, vocab, k=kmax)
-        del table, ordered
     indexes["numeric distance"] = peers.numeric_index(vocab, k=kmax)
     indexes["IANA ranges"] = peers.iana_index(vocab, k=kmax)
     fam = families[families[C.PORT].astype(np.int64).isin(vocab)]
@@ -720,24 +734,30 @@ def run_portdist_peers(
     kinds = dict(zip(campaigns[C.CAMPAIGN].astype(int), campaigns["kind"], strict=True))
     family_of = dict(zip(campaigns[C.CAMPAIGN].astype(int), campaigns["family"], strict=True))
     rows, by_campaign = [], []
-    with timings.step("replay"):
-        for name, idx in indexes.items():
-            for k in config.ks:
-                with _LiveReplay(names, f"{name} k={k}") as live:
-                    per_source = replay.replay_blocking(events, index=idx, k=k, progress=live)
-                per_source["kind"] = [kinds.get(int(c), "") for c in per_source[C.CAMPAIGN]]
-                camp = replay.summarize_replay(per_source)
-                camp.insert(0, "metric", name)
-                camp.insert(1, "k", k)
-                camp.insert(3, "name", [names.get(int(c), str(c)) for c in camp[C.CAMPAIGN]])
-                camp.insert(4, "kind", [kinds.get(int(c), "") for c in camp[C.CAMPAIGN]])
-                camp.insert(5, "family", [family_of.get(int(c), "") for c in camp[C.CAMPAIGN]])
-                by_campaign.append(camp)
-                tailored = replay.summarize_replay(per_source, by="kind")
-                for _, r in tailored.iterrows():
-                    rows.append(
-                        {"metric": name, "k": k, "kind": r["kind"], **{c: r[c] for c in tailored.columns[1:]}}
-                    )
+    runs = [(name, idx, k) for name, idx in indexes.items() for k in config.ks]
+    with (
+        timings.step("replay"),
+        Progress("portdist peers: replay", total=len(runs) * len(events), unit="events") as bar,
+    ):
+        for run, (name, idx, k) in enumerate(runs):
+            bar.note(f"{run + 1}/{len(runs)}: {name} k={k}")
+            base = run * len(events)
+            per_source = replay.replay_blocking(
+                events, index=idx, k=k, progress=lambda done, _n, _totals, base=base: bar.update(base + done)
+            )
+            per_source["kind"] = [kinds.get(int(c), "") for c in per_source[C.CAMPAIGN]]
+            camp = replay.summarize_replay(per_source)
+            camp.insert(0, "metric", name)
+            camp.insert(1, "k", k)
+            camp.insert(3, "name", [names.get(int(c), str(c)) for c in camp[C.CAMPAIGN]])
+            camp.insert(4, "kind", [kinds.get(int(c), "") for c in camp[C.CAMPAIGN]])
+            camp.insert(5, "family", [family_of.get(int(c), "") for c in camp[C.CAMPAIGN]])
+            by_campaign.append(camp)
+            tailored = replay.summarize_replay(per_source, by="kind")
+            for _, r in tailored.iterrows():
+                rows.append(
+                    {"metric": name, "k": k, "kind": r["kind"], **{c: r[c] for c in tailored.columns[1:]}}
+                )
     by_k = pd.DataFrame(rows)
     campaign_table = pd.concat(by_campaign, ignore_index=True)
     main = by_k[(by_k["k"] == config.k) & (by_k["kind"] == "tailored")].set_index("metric")
@@ -796,7 +816,11 @@ def run_portdist_peers(
     print(note)
     print()
     print(md)
-    _say(f"peers: {len(indexes)} metrics x {len(config.ks)} k in {timings['replay']:.1f} s -> {output}")
+    _say(
+        f"peers: {len(indexes)} metrics x {len(config.ks)} k on {len(events):,} replayed first probes "
+        f"in {time.perf_counter() - started:.1f} s (word2vec {timings['word2vec']:.1f} s, replay "
+        f"{timings['replay']:.1f} s) -> {output}"
+    )
     return {"table": table, "by_k": by_k, "campaigns": campaign_table, "quality": family_quality}
 
 

@@ -18,6 +18,7 @@ are in the vocabulary, the mean share of a port's ``k`` nearest ports that belon
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,7 @@ def train_word2vec(
     epochs: int = W2V_EPOCHS,
     min_count: int = W2V_MIN_COUNT,
     seed: int = 0,
+    on_epoch: Callable[[], Any] | None = None,
 ) -> Any:
     """A gensim skip-gram Word2Vec over port sequences (one thread, so it is deterministic).
 
@@ -100,11 +102,18 @@ def train_word2vec(
     ----------
     tokens : uint16 ports of all sequences, one after another (repeats collapsed).
     starts : int64 offsets of each sequence in ``tokens``, plus the end.
+    on_epoch : called after each training epoch (progress displays).
     """
     import itertools
     import logging
 
     from gensim.models import Word2Vec
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    class _EpochEnd(CallbackAny2Vec):  # type: ignore[misc]
+        def on_epoch_end(self, model: Any) -> None:
+            if on_epoch is not None:
+                on_epoch()
 
     # gensim logs every epoch at INFO; our stderr is for our own summary lines.
     logging.getLogger("gensim").setLevel(logging.WARNING)
@@ -120,6 +129,7 @@ def train_word2vec(
         seed=seed,
         epochs=epochs,
         hashfxn=_stable_hash,
+        callbacks=[_EpochEnd()] if on_epoch is not None else (),
     )
 
 
