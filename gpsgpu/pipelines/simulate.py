@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from gpsgpu.io.blocklist import read_blocklist
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.parquet import read_table, write_services, write_table
 from gpsgpu.io.predictions import SHARDS_DIR, read_targets
+from gpsgpu.progress import Progress as Bar
 from gpsgpu.sim import ServiceArrays, SimInternet, SimParams, read_params, write_params
 from gpsgpu.sim.partitioned import (
     Block,
@@ -125,9 +127,14 @@ def simulate_to(
     if output.exists() and not output.is_dir():
         raise UsageError(f"-o {output}: exists and is not a folder")
     progress = progress or (lambda msg: print(f"gpsgpu: simulate: {msg}", file=sys.stderr))
+    started = time.perf_counter()
     backend = resolve(config.backend)
     timings = Timings()
-    with timings.step("generate"), open_cluster(config.cluster, workers=config.workers) as mapper:
+    with (
+        timings.step("generate"),
+        Bar("simulate: generating", heartbeat=True),
+        open_cluster(config.cluster, workers=config.workers) as mapper,
+    ):
         # Workers render the seed's banners (and the truth's, when it is always written).
         internet, blocks = _generate(
             config, backend, progress, mapper, render_seed=True, render_truth=config.truth == "always"
@@ -146,14 +153,14 @@ def simulate_to(
         config.truth == "auto" and len(truth) <= config.truth_max_services
     )
     with atomic_dir(output) as tmp:
-        with timings.step("write_seed"):
+        with timings.step("write_seed"), Bar("simulate: writing the seed", heartbeat=True):
             seed_table = _concat_tables(seed_tables)
             write_table(seed_table, tmp / SEED_FILE)
             if config.export == "gps":
                 write_gps_jsonl(seed_table, tmp / GPS_EXPORT_FILE)
         if write_truth:
-            with timings.step("write_truth"):
-                progress(f"writing the ground truth ({len(truth):,} services)")
+            progress(f"writing the ground truth ({len(truth):,} services)")
+            with timings.step("write_truth"), Bar("simulate: writing the ground truth", heartbeat=True):
                 truth_table = (
                     _concat_tables(truth_tables)
                     if all(t is not None for t in truth_tables)
@@ -194,10 +201,12 @@ def simulate_to(
             },
         )
         write_metadata(tmp / "metadata.json", metadata)
+    # The whole command's time: generating is a small part once the ground truth is written.
+    steps = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in timings.items())
     progress(
         f"{stats['hosts']:,} hosts, {stats['services']:,} services in {internet.n_addresses:,} addresses; "
         f"seed: {len(seed):,} services of {n_sampled:,} addresses ({config.seed_fraction:g}) in "
-        f"{timings['generate']:.2f} s -> {output}"
+        f"{time.perf_counter() - started:.2f} s ({steps}) -> {output}"
     )
     return metadata, internet, truth
 
