@@ -437,3 +437,56 @@ def test_comment_lines_are_counted(
     assert counts["filtered_by_reason"] == {"comment": 3}
     code, err = run(["ingest", str(path), "-o", str(tmp_path / "o.parquet")], capsys, monkeypatch)
     assert code == 0 and "13 records -> 10 services" in err and "3 filtered" in err, err
+
+
+# --- 2 and 7: flow records of portdist ingest -------------------------------------------------------
+
+FLOW_HEADER = b"ts,src,dst,dport,proto,flags"
+
+
+def flow_rows(n: int) -> list[bytes]:
+    return [
+        b"2024-01-01T00:00:%02dZ,192.0.2.%d,10.0.0.1,%d,tcp,S" % (i % 60, i, 80 + i) for i in range(1, n + 1)
+    ]
+
+
+def test_flow_csv_unclosed_quote_costs_its_own_line(tmp_path: Path) -> None:
+    from gpsgpu.io.probes import read_probes
+
+    rows = flow_rows(10)
+    rows[2] = b'2024-01-01T00:00:03Z,"192.0.2.3,10.0.0.1,83,tcp,S'
+    path = tmp_path / "flows.csv"
+    path.write_bytes(b"\n".join([FLOW_HEADER, *rows]) + b"\n")
+    got = read_probes([str(path)])
+    assert got.counts["records"] == 10 and got.counts["probes"] == 9
+    assert got.counts["rejected_by_reason"] == {"unbalanced_quote": 1}
+    assert [e["line"] for e in got.rejects.entries] == [4]
+
+
+def test_flow_csv_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpsgpu.io.probes import read_probes
+
+    rows = flow_rows(10)
+    rows[5] = b"2024-01-01T00:00:06Z,192.0.2.\xe96,10.0.0.1,86,tcp,S"
+    path = tmp_path / "flows.csv"
+    path.write_bytes(b"\n".join([FLOW_HEADER, *rows]) + b"\n")
+    got = read_probes([str(path)])
+    assert got.counts["records"] == 10 and got.counts["probes"] == 9
+    assert got.counts["rejected_by_reason"] == {"non_utf8": 1}
+    assert [e["line"] for e in got.rejects.entries] == [7]
+    code, err = run(["portdist", "ingest", str(path), "-o", str(tmp_path / "p.parquet")], capsys, monkeypatch)
+    assert code == 3 and "1 of 10 records rejected" in one_error_line(err)
+
+
+def test_portdist_errors_never_echo_raw_input_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "flows.csv"
+    path.write_bytes(b"\x1b[2J\x1b]0;owned\x07ts,src,d\xe9st,dport\n" + b"\n".join(flow_rows(3)) + b"\n")
+    code, err = run(["portdist", "ingest", str(path), "-o", str(tmp_path / "p.parquet")], capsys, monkeypatch)
+    line = one_error_line(err)
+    assert code == 3 and "header line is not UTF-8" in line
+    assert "\x1b" not in err and "\x07" not in err and "\\x1b[2J" in line
+    assert len(line) < len(str(path)) + 160

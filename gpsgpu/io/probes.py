@@ -37,8 +37,27 @@ import pyarrow.parquet as pq
 
 from gpsgpu.errors import InputError
 from gpsgpu.io.parquet import read_table
-from gpsgpu.io.rejects import INVALID_IP, INVALID_PORT, MALFORMED, MISSING_FIELD, RejectedRecord, Rejects
-from gpsgpu.io.sources import PARQUET_MAGIC, InputSource, open_input, read_all
+from gpsgpu.io.rejects import (
+    INVALID_IP,
+    INVALID_PORT,
+    MALFORMED,
+    MISSING_FIELD,
+    NON_UTF8,
+    RECORD_EXCERPT_BYTES,
+    RECORD_TOO_LONG,
+    UNBALANCED_QUOTE,
+    RejectedRecord,
+    Rejects,
+)
+from gpsgpu.io.sources import (
+    MAX_RECORD_BYTES,
+    PARQUET_MAGIC,
+    InputSource,
+    long_line_spans,
+    open_input,
+    printable,
+    read_all,
+)
 from gpsgpu.portdist import columns as C
 
 #: Reject reasons of this module beyond :mod:`gpsgpu.io.rejects`'s.
@@ -639,15 +658,60 @@ def _records_table(
     )
 
 
+#: What a screened-out line of a flow CSV is replaced by: one field where the header has at least
+#: four, so the reader hands it to its invalid-row handler, which skips it without a second reject.
+_SCREENED = b"gpsgpu:screened-out"
+
+
+def _screen_lines(name: str, data: bytes, rejects: Rejects) -> tuple[bytes, int]:
+    """Screen out, each as one reject, the lines of a flow CSV that the CSV reader must not see: one
+    over :data:`MAX_RECORD_BYTES`, one that is not UTF-8, one with an odd number of ``"`` (its quote
+    would never close and swallow the lines after it). They keep their place (as ``_SCREENED``), so
+    the line numbers of the others stay right. Returns the data and how many lines were screened."""
+    plain = data.isascii() and b'"' not in data
+    if plain and not long_line_spans(data, MAX_RECORD_BYTES):
+        return data, 0
+    lines = data.split(b"\n")
+    header = lines[0]
+    try:
+        header.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{name}: the header line is not UTF-8: {printable(header)}") from None
+    if len(header) > MAX_RECORD_BYTES:
+        raise InputError(f"{name}: the header line is {len(header):,} bytes long: {printable(header)}")
+    n_blanked = 0
+    for index in range(1, len(lines)):
+        line = lines[index]
+        if len(line) > MAX_RECORD_BYTES:
+            reason, detail = (
+                RECORD_TOO_LONG,
+                f"line of {len(line):,} bytes > the limit of {MAX_RECORD_BYTES:,}",
+            )
+        elif line.count(b'"') % 2:
+            reason, detail = UNBALANCED_QUOTE, "a quoted field opened on this line never closes"
+        elif line.isascii():
+            continue
+        else:
+            try:
+                line.decode("utf-8")
+                continue
+            except UnicodeDecodeError as exc:
+                reason, detail = NON_UTF8, f"not UTF-8 at byte {exc.start}"
+        rejects.add(name, index + 1, reason, detail, line[:RECORD_EXCERPT_BYTES])
+        lines[index] = _SCREENED
+        n_blanked += 1
+    return (b"\n".join(lines) if n_blanked else data), n_blanked
+
+
 def _read_csv(source: InputSource, out: list[pa.Table], rejects: Rejects, filtered: Counter[str]) -> int:
     import pyarrow.csv as pa_csv
 
-    data = read_all(source)
+    data, n_blanked = _screen_lines(source.name, read_all(source), rejects)
     bad_lines: list[int] = []
     blank_lines: list[int] = []
 
     def on_invalid(row: Any) -> str:
-        if not (row.text or "").strip():
+        if row.text == _SCREENED.decode() or not (row.text or "").strip():
             blank_lines.append(int(row.number or 0))
         else:
             bad_lines.append(int(row.number or 0))
@@ -670,12 +734,15 @@ def _read_csv(source: InputSource, out: list[pa.Table], rejects: Rejects, filter
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise InputError(f"{source.name}: not readable as CSV flow records ({exc})") from None
+        # the reader's message quotes the input: escaped and cut, never raw bytes on a terminal
+        raise InputError(
+            f"{source.name}: not readable as CSV flow records ({printable(str(exc), 160)})"
+        ) from None
     skipped = np.asarray(sorted(bad_lines + blank_lines), dtype=np.int64)
     lines = np.arange(2, 2 + table.num_rows + skipped.size, dtype=np.int64)
     line_of = lines[~np.isin(lines, skipped)]
     _records_table(source, table, line_of, out, rejects, filtered)
-    return table.num_rows + len(bad_lines)
+    return table.num_rows + len(bad_lines) + n_blanked
 
 
 def _read_parquet(source: InputSource, out: list[pa.Table], rejects: Rejects, filtered: Counter[str]) -> int:
@@ -683,7 +750,9 @@ def _read_parquet(source: InputSource, out: list[pa.Table], rejects: Rejects, fi
     try:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{source.name}: not a readable Parquet table ({exc})") from None
+        raise InputError(
+            f"{source.name}: not a readable Parquet table ({printable(str(exc), 160)})"
+        ) from None
     _records_table(source, table, np.arange(1, table.num_rows + 1), out, rejects, filtered)
     return table.num_rows
 
@@ -725,8 +794,11 @@ def read_probes(paths: list[str], *, allow_truncated: bool = False) -> ProbesRea
                 cols = ProbeColumns()
                 try:
                     packets, cut = _read_capture(source, kind, cols, rejects, filtered)
-                except InputError as exc:
-                    raise InputError(f"{source.name}: {exc}") from None
+                except InputError as exc:  # named here unless the reader named the file already
+                    said = str(exc)
+                    raise InputError(
+                        said if said.startswith(f"{source.name}: ") else f"{source.name}: {said}"
+                    ) from None
                 records += packets
                 if cut is not None:
                     if not allow_truncated:
@@ -830,7 +902,7 @@ def read_probes_days(
         expr = (ds.field(C.TS) >= first_day * C.DAY_US) & (ds.field(C.TS) < (last_day + 1) * C.DAY_US)
         table = dataset.to_table(filter=expr, columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"probes: not readable Parquet ({exc})") from None
+        raise InputError(f"probes: not readable Parquet ({printable(str(exc), 160)})") from None
     missing = [
         c
         for c in (C.TS, C.SRC, C.DST, C.DPORT)
