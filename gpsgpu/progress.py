@@ -24,13 +24,14 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 #: The environment variable that forces progress on (1) or off (0).
 ENV = "GPSGPU_PROGRESS"
@@ -125,6 +126,8 @@ class Progress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        if self.show:
+            _LogGuard.attach(self)
         if self.show and heartbeat:
             self._thread = threading.Thread(target=self._beat, name="gpsgpu-progress", daemon=True)
             self._thread.start()
@@ -217,6 +220,17 @@ class Progress:
         if self.show and (self.drawn if final is None else final):
             self._draw(final=True)
         self.closed = True
+        if self.show:
+            _LogGuard.detach(self)
+
+    def erase(self) -> None:
+        """Blank the drawn line (before someone else writes to the stream); the next draw restores it."""
+        with self._lock:
+            if self._width and not self.closed:
+                stream = self._stream if self._stream is not None else sys.stderr
+                stream.write(f"\r{' ' * self._width}\r")
+                stream.flush()
+                self._width = 0
 
     def __enter__(self) -> Progress:
         return self
@@ -230,3 +244,33 @@ def progress(description: str, total: float | None = None, *, unit: str = "bytes
     """A :class:`Progress` as a context manager: ``update(completed)`` and ``advance(amount)``."""
     with Progress(description, total, unit=unit) as bar:
         yield bar
+
+
+class _LogGuard(logging.Filter):
+    """Erases the live progress lines before a log record is written to the same terminal, so a
+    log line never lands on the end of a progress line."""
+
+    bars: ClassVar[list[Progress]] = []
+    guard: ClassVar[_LogGuard | None] = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for bar in list(self.bars):
+            bar.erase()
+        return True
+
+    @classmethod
+    def attach(cls, bar: Progress) -> None:
+        if cls.guard is None:
+            cls.guard = cls()
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(cls.guard)
+        cls.bars.append(bar)
+
+    @classmethod
+    def detach(cls, bar: Progress) -> None:
+        if bar in cls.bars:
+            cls.bars.remove(bar)
+        if not cls.bars and cls.guard is not None:
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(cls.guard)
+            cls.guard = None

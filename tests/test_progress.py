@@ -153,3 +153,25 @@ def test_a_piped_command_writes_no_progress(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr
+
+
+def test_log_lines_do_not_land_on_a_progress_line() -> None:
+    import logging
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        clock = Clock()
+        with Progress("counting", total=4, stream=out, clock=clock, show=True, interval=0) as bar:
+            bar.advance()
+            logging.getLogger("gpsgpu.test").warning("a day counted")
+            bar.advance()
+        assert not handler.filters  # the guard leaves with the last bar
+    finally:
+        root.removeHandler(handler)
+    lines = out.getvalue().split("\n")
+    # The log line starts after the progress line was blanked: "\r<spaces>\r" then the message.
+    assert any(line.endswith("\ra day counted") for line in lines)
+    assert lines[-2].startswith("\r") and lines[-2].endswith("counting: 2 items in 0.0 s (0.00 items/s)")

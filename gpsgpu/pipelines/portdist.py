@@ -54,6 +54,7 @@ def run_portdist_ingest(
     output = Path(output)
     if str(output) == "-" or output.is_dir():
         raise UsageError("-o must name the probes Parquet file to write")
+    started = time.perf_counter()
     timings = Timings()
     with timings.step("read"):
         result = read_probes(inputs, allow_truncated=config.allow_truncated)
@@ -87,7 +88,7 @@ def run_portdist_ingest(
         f"ingest: {counts['records']:,} records -> {counts['probes']:,} probes "
         f"({counts['filtered']:,} filtered: {counts['filtered_by_reason']}; "
         f"{counts['rejected']:,} rejected{': ' + reasons if reasons else ''}) "
-        f"in {timings['read']:.2f} s -> {output}"
+        f"in {time.perf_counter() - started:.2f} s -> {output}"
     )
     if result.rejects.total:
         _say(f"ingest: rejected records with their packet/line numbers: {rejects_path}")
@@ -106,13 +107,12 @@ def run_portdist_simulate(output: str | Path, config: PortdistSimulateConfig) ->
         probes_per_day=config.probes_per_day, days=config.days, start=config.start, seed=config.seed
     )
     output = Path(output)
+    started = time.perf_counter()
     timings = Timings()
     per_day: dict[str, int] = {}
     with atomic_dir(output) as tmp:
         (tmp / "probes").mkdir()
-        from gpsgpu.progress import progress
-
-        with progress("simulating days", total=params.days, unit="days") as bar:
+        with Progress("portdist simulate", total=params.days, unit="days") as bar:
             for day in range(params.days):
                 with timings.step("simulate"):
                     frame = simulate_day(params, day)
@@ -135,7 +135,8 @@ def run_portdist_simulate(output: str | Path, config: PortdistSimulateConfig) ->
     total = sum(per_day.values())
     _say(
         f"simulate: {params.days} day(s), {total:,} probes on {params.prefix}/{params.prefix_len} "
-        f"in {timings['simulate']:.2f} s -> {output}"
+        f"in {time.perf_counter() - started:.2f} s (simulate {timings['simulate']:.1f} s, "
+        f"write {timings['write']:.1f} s) -> {output}"
     )
     return metadata
 
@@ -186,6 +187,11 @@ def _window_days(window: str, end: int, stored: list[int]) -> list[int]:
 
 
 def _distances(edges: Any, config: PortdistBuildConfig, engine: str, timings: Timings, label: str):
+    with Progress(f"portdist build: {label} distances", heartbeat=True):
+        return _distances_of(edges, config, engine, timings, label)
+
+
+def _distances_of(edges: Any, config: PortdistBuildConfig, engine: str, timings: Timings, label: str):
     with timings.step(f"{label}:rescale"):
         edges = graph.rescale_invert(edges, rescale=config.rescale)
     with timings.step(f"{label}:graph"):
@@ -209,6 +215,7 @@ def run_portdist_build(inputs: list[str], output: str | Path, config: PortdistBu
             f"nothing to build: give probes, or --from-model, or a DIST ({output}) with daily counts"
         )
     output.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     timings = Timings()
     described: list[dict[str, Any]] = []
     days_written: list[str] = []
@@ -235,7 +242,9 @@ def run_portdist_build(inputs: list[str], output: str | Path, config: PortdistBu
         days = probe_days(files) if files else []
         if tmp_table is not None and tmp_table.num_rows:
             days = sorted(set(days) | set(np.unique(np.asarray(tmp_table[C.TS]) // C.DAY_US).tolist()))
+    day_bar = Progress("portdist build: counting days", total=len(days), unit="days")
     for day in days:
+        day_bar.note(store.day_name(day))
         with timings.step("read"):
             parts = [read_probes_days(files, day, day)] if files else []
             if tmp_table is not None:
@@ -250,12 +259,14 @@ def run_portdist_build(inputs: list[str], output: str | Path, config: PortdistBu
             store.write_daily(output, day, counts, stats)
         n_probes += table.num_rows
         days_written.append(store.day_name(day))
+        day_bar.advance()
         log.info(
             "day %s: %s probes, %s transitions",
             store.day_name(day),
             f"{stats['probes']:,}",
             f"{stats['transitions']:,}",
         )
+    day_bar.close()
     stored = store.daily_days(output)
     windows_built: dict[str, Any] = {}
     if stored and config.windows:
@@ -358,7 +369,7 @@ def run_portdist_build(inputs: list[str], output: str | Path, config: PortdistBu
     rate = f" ({n_probes / counting_s:,.0f} probes/s)" if counting_s else ""
     _say(
         f"build: {n_probes:,} probes over {len(days_written)} day(s) counted{rate}; "
-        f"{len(stored)} day(s) stored; windows: {built} -> {output}"
+        f"{len(stored)} day(s) stored; windows: {built} in {time.perf_counter() - started:.1f} s -> {output}"
     )
     return metadata
 
@@ -580,6 +591,7 @@ def _markdown(frame: pd.DataFrame, percent: tuple[str, ...] = (), digits: int = 
 
 def run_portdist_block(probes: str, dist: str | Path, config: PortdistBlockConfig) -> dict[str, Any]:
     """Replay ``probes`` under the k-nearest blocking policy of one stored window; report per campaign."""
+    started = time.perf_counter()
     timings = Timings()
     stored, _ = _load(dist, config.source, config.window)
     index = replay.NeighborIndex.from_frame(stored.neighbors, name=f"{stored.source}/{stored.window}")
@@ -634,7 +646,7 @@ def run_portdist_block(probes: str, dist: str | Path, config: PortdistBlockConfi
         f"{counts['replayed_sources']:,} sources replayed; "
         f"new ports blocked {o.get('new_ports_blocked', 0):.1%}, later probes blocked "
         f"{o.get('later_probes_blocked', 0):.1%}, {o.get('fp_ports_per_source', 0):.1f} FP ports/source "
-        f"in {timings['replay']:.1f} s"
+        f"in {time.perf_counter() - started:.1f} s (replay {timings['replay']:.1f} s)"
     )
     return report
 
