@@ -9,6 +9,7 @@ import gzip
 import io
 import logging
 import lzma
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -225,6 +226,13 @@ def test_unreadable_inputs_are_one_line(
 
 
 # --- 2. a quote that never closes ------------------------------------------------------------------
+
+
+def _ingest_frame(path: Path) -> object:
+    from gpsgpu.config import IngestConfig
+    from gpsgpu.io.ingest import ingest
+
+    return ingest([str(path)], IngestConfig(backend="cpu")).frame
 
 
 def ingest_counts(path: Path, **flags: object) -> tuple[dict, list[dict]]:
@@ -490,3 +498,74 @@ def test_portdist_errors_never_echo_raw_input_bytes(
     assert code == 3 and "header line is not UTF-8" in line
     assert "\x1b" not in err and "\x07" not in err and "\\x1b[2J" in line
     assert len(line) < len(str(path)) + 160
+
+
+# --- 8. truncated or corrupt Parquet ----------------------------------------------------------------
+
+
+def a_parquet_file(path: Path, n: int = 50_000) -> bytes:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "ip": pa.array(np.arange(n, dtype=np.uint32)),
+            "port": pa.array(np.full(n, 80, np.uint16)),
+            "score": pa.array(np.linspace(0, 1, n, dtype=np.float32)),
+        }
+    )
+    pq.write_table(table, path)
+    return path.read_bytes()
+
+
+def test_a_truncated_or_corrupt_prediction_shard_is_one_error_naming_it(tmp_path: Path) -> None:
+    from gpsgpu.errors import InputError
+    from gpsgpu.io import predictions
+
+    parts = tmp_path / "PRED" / "parts"
+    parts.mkdir(parents=True)
+    data = a_parquet_file(parts / "part-00000.parquet")
+    cut = parts / "part-00001.parquet"
+    cut.write_bytes(data[: len(data) // 2])
+    for read in (predictions.read_targets, predictions.read_scores):
+        with pytest.raises(InputError, match=r"part-00001\.parquet: not a readable Parquet table") as info:
+            read(tmp_path / "PRED")
+        assert "\n" not in str(info.value)
+    cut.unlink()
+    (tmp_path / "PRED" / predictions.HELD_FILE).write_bytes(data[:100])
+    with pytest.raises(InputError, match=r"held\.parquet: not a readable Parquet table"):
+        predictions.read_held(tmp_path / "PRED")
+    (tmp_path / "PRED" / predictions.CALIBRATION_FILE).write_bytes(b"PAR1 not really")
+    with pytest.raises(InputError, match=r"calibration\.parquet: not a readable Parquet table"):
+        predictions.read_calibration(tmp_path / "PRED")
+
+
+def test_corrupt_parquet_pages_are_one_error_naming_the_file(tmp_path: Path) -> None:
+    from gpsgpu.errors import InputError
+    from gpsgpu.io.parquet import read_table
+
+    path = tmp_path / "t.parquet"
+    data = bytearray(a_parquet_file(path))
+    for i in range(100, len(data) // 2, 7):  # the footer is intact, the pages are not
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=re.escape(f"{path}: not a readable Parquet table")):
+        read_table(path)
+
+
+@pytest.mark.parametrize("command", ["ingest", "learn"])
+def test_a_truncated_parquet_input_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    from gpsgpu.io.parquet import write_services
+
+    scan = tmp_path / "seed.jsonl"
+    scan.write_bytes(b"\n".join(GPS_LINES) + b"\n")
+    path = tmp_path / "seed.parquet"
+    write_services(_ingest_frame(scan), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    code, err = run([command, str(path), "-o", str(tmp_path / "out")], capsys, monkeypatch)
+    line = one_error_line(err)
+    assert code == 3 and str(path) in line and "Parquet" in line, line

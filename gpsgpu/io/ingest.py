@@ -36,6 +36,7 @@ from gpsgpu.backend import Backend, resolve
 from gpsgpu.config import IngestConfig
 from gpsgpu.errors import InputError, UsageError
 from gpsgpu.io.fastjson import parse_gps_block
+from gpsgpu.io.parquet import one_line
 from gpsgpu.io.records import (
     GPS_FIELDS,
     ZMAP_FIELDS_DEFAULT,
@@ -656,8 +657,8 @@ def _ingest_one(path: str, config: IngestConfig, columns: _Columns) -> tuple[_Ac
             buffer = read_all(source)
             try:
                 table = pq.read_table(pa.BufferReader(buffer))
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise InputError(f"{path}: unreadable Parquet ({exc})") from None
+            except (pa.ArrowException, OSError) as exc:  # truncated or corrupt
+                raise InputError(f"{path}: unreadable Parquet ({one_line(exc)})") from None
             if fmt == "parquet?":
                 fmt = _parquet_format(table, path)
             if fmt == "services":

@@ -15,6 +15,7 @@ from gpsgpu.backend import Backend
 from gpsgpu.errors import InputError
 from gpsgpu.io.atomic import atomic_path
 from gpsgpu.io.outputs import PARQUET_METADATA_KEY
+from gpsgpu.io.sources import printable
 
 COMPRESSION = "zstd"
 
@@ -52,8 +53,16 @@ def read_table(path: str | os.PathLike[str], columns: list[str] | None = None) -
         raise InputError(f"{path}: no such file or folder")
     try:
         return pq.read_table(path, columns=columns)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet table ({exc})") from None
+    except (pa.ArrowException, OSError) as exc:  # truncated, corrupt, unreadable, missing columns
+        raise InputError(f"{path}: not a readable Parquet table ({one_line(exc)})") from None
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message as one short line for :class:`InputError` (Arrow's can run to many
+    lines; what they quote of a file is escaped when it holds control characters)."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    text = lines[0][:limit]
+    return text if text.isprintable() else printable(text, limit)
 
 
 def read_frame(path: str | os.PathLike[str], backend: Backend, columns: list[str] | None = None) -> Any:

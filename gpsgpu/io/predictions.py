@@ -21,11 +21,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from gpsgpu import schema
 from gpsgpu.errors import InputError
-from gpsgpu.io.parquet import write_table
+from gpsgpu.io.parquet import read_table, write_table
 
 EXPORT_FILE = "predictions.txt"
 SHARDS_DIR = "parts"
@@ -89,7 +88,8 @@ def _read_shards(folder: str | Path, columns: list[str], what: str) -> list[pa.T
         raise InputError(
             f"{what}{folder}: no {SHARDS_DIR}/ folder; is this a folder written by 'gpsgpu predict'?"
         )
-    return [pq.read_table(f, columns=columns) for f in sorted(shards.glob("*.parquet"))]
+    # each shard read through read_table: a truncated or corrupt one is one line naming it
+    return [read_table(f, columns=columns) for f in sorted(shards.glob("*.parquet"))]
 
 
 def read_targets(folder: str | Path, *, what: str = "") -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +124,7 @@ def write_calibration(table: pd.DataFrame, directory: str | Path) -> str:
 def read_calibration(folder: str | Path) -> pd.DataFrame | None:
     """A ``PRED/`` folder's calibration table (None when it has none)."""
     path = Path(folder) / CALIBRATION_FILE
-    return pq.read_table(path).to_pandas() if path.is_file() else None
+    return read_table(path).to_pandas() if path.is_file() else None
 
 
 def write_held(predictions: pd.DataFrame, directory: str | Path) -> str:
@@ -138,4 +138,4 @@ def write_held(predictions: pd.DataFrame, directory: str | Path) -> str:
 def read_held(folder: str | Path) -> pd.DataFrame | None:
     """The predictions a ``PRED/`` folder held back (None when it holds none back)."""
     path = Path(folder) / HELD_FILE
-    return pq.read_table(path).to_pandas() if path.is_file() else None
+    return read_table(path).to_pandas() if path.is_file() else None
