@@ -569,3 +569,34 @@ def test_a_truncated_parquet_input_is_one_line(
     code, err = run([command, str(path), "-o", str(tmp_path / "out")], capsys, monkeypatch)
     line = one_error_line(err)
     assert code == 3 and str(path) in line and "Parquet" in line, line
+
+
+def test_predict_refuses_truncated_priors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed = tmp_path / "seed.jsonl"
+    seed.write_bytes(b"\n".join(GPS_LINES) + b"\n")
+    code, err = run(["learn", str(seed), "-o", str(tmp_path / "model")], capsys, monkeypatch)
+    assert code == 0, err
+    data = COMPRESSORS["zstd"](many_gps_lines(60_000))
+    priors = tmp_path / "priors.jsonl.zst"
+    priors.write_bytes(data[: len(data) * 6 // 10])
+    code, err = run(
+        ["predict", str(tmp_path / "model"), str(priors), "-o", str(tmp_path / "PRED")], capsys, monkeypatch
+    )
+    assert code == 3 and f"{priors}: truncated zstd input" in one_error_line(err)
+    assert not (tmp_path / "PRED").exists()
+
+
+@pytest.mark.parametrize("compression", sorted(COMPRESSORS))
+def test_corrupt_compressed_data_is_one_error_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, compression: str
+) -> None:
+    data = bytearray(COMPRESSORS[compression](many_gps_lines(20_000)))
+    for i in range(len(data) // 3, len(data) // 3 + 64):
+        data[i] ^= 0xA5
+    path = tmp_path / f"scan.{compression}"
+    path.write_bytes(bytes(data))
+    code, err = run(["ingest", str(path), "-o", str(tmp_path / "o.parquet")], capsys, monkeypatch)
+    line = one_error_line(err)
+    assert code == 3 and str(path) in line and ("corrupt" in line or "truncated" in line), line

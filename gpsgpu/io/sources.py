@@ -135,14 +135,13 @@ class _Decompressed(io.RawIOBase):
         self._stream = stream
         self._name = name
         self._compression = compression
-        self.n_bytes = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         try:
-            n = self._stream.readinto(buffer)
+            return self._stream.readinto(buffer)  # type: ignore[attr-defined]
         except EOFError:
             raise InputError(
                 f"{self._name}: truncated {self._compression} input: the compressed data ends before its "
@@ -150,18 +149,12 @@ class _Decompressed(io.RawIOBase):
             ) from None
         except _CORRUPT as exc:
             raise InputError(
-                f"{self._name}: corrupt {self._compression} input after {self.n_bytes:,} bytes of data "
-                f"({printable(str(exc), 120)})"
+                f"{self._name}: corrupt {self._compression} input ({printable(str(exc), 120)})"
             ) from None
         except Exception as exc:
             if type(exc).__name__ != "ZstdError":
                 raise
-            raise InputError(
-                f"{self._name}: corrupt zstd input after {self.n_bytes:,} bytes of data "
-                f"({printable(str(exc), 120)})"
-            ) from None
-        self.n_bytes += n
-        return n
+            raise InputError(f"{self._name}: corrupt zstd input ({printable(str(exc), 120)})") from None
 
     def close(self) -> None:
         self._stream.close()
