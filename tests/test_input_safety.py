@@ -387,7 +387,7 @@ def test_the_record_limit_keeps_memory_bounded_on_an_endless_line() -> None:
 
 def nul_and_deep_inputs() -> list[tuple[str, str, bytes, int, int]]:
     """(name, format, input, line of the bad record, records) for each JSON format and both CSV
-    formats: one address holds a NUL byte, or one line is JSON nested 100,000 deep."""
+    formats: one address holds a NUL byte, or one line is JSON nested 50,000 or 100,000 deep."""
     services = SERVICES[:10]
     good = {
         "gps": [orjson.dumps(r) for r in samples.gps_records(services)],
@@ -397,8 +397,19 @@ def nul_and_deep_inputs() -> list[tuple[str, str, bytes, int, int]]:
         "zmap": [orjson.dumps({"saddr": s.ip, "sport": s.port}) for s in services],
     }
     deep = b"[" * 100_000 + b"]" * 100_000
+    # objects this deep crashed Arrow's JSON reader (the GPS fast path) with a segmentation fault
+    deep_objects = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
     cases = []
     for fmt, lines in good.items():
+        cases.append(
+            (
+                f"{fmt}-deep-objects",
+                fmt,
+                b"\n".join([*lines[:3], deep_objects, *lines[3:]]) + b"\n",
+                4,
+                len(lines) + 1,
+            )
+        )
         ip = next(s.ip for s in services if f'"{s.ip}"'.encode() in lines[3])
         nul = lines[3].replace(f'"{ip}"'.encode(), f'"{ip[:3]}\\u0000{ip[3:]}"'.encode())
         cases.append(
@@ -600,3 +611,12 @@ def test_corrupt_compressed_data_is_one_error_naming_the_file(
     code, err = run(["ingest", str(path), "-o", str(tmp_path / "o.parquet")], capsys, monkeypatch)
     line = one_error_line(err)
     assert code == 3 and str(path) in line and ("corrupt" in line or "truncated" in line), line
+
+
+def test_a_broken_first_record_does_not_decide_the_format(tmp_path: Path) -> None:
+    deep = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
+    path = tmp_path / "scan.jsonl"
+    path.write_bytes(b"\n".join([deep, *GPS_LINES[:10]]) + b"\n")
+    counts, rejects = ingest_counts(path, max_reject_rate=1.0)
+    assert counts["records"] == 11 and counts["services"] == 10
+    assert [(r["line"], r["reason"]) for r in rejects] == [(1, "malformed")]

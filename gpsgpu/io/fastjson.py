@@ -6,6 +6,11 @@ unexpected shape or merely unusual (``"AS123"``, ``" 80 "``) is handed back by l
 per-record extractor, which gives the exact reject reason or accepts it. A chunk the reader cannot
 take whole (blank lines, a malformed line, mixed types, bad UTF-8) goes to the per-record path
 entirely. Both paths therefore produce the same rows, and the fast one costs no Python per row.
+
+Arrow's reader recurses once per level of nesting and has no depth limit: a line nested some
+thousands deep overflows a thread's stack and kills the process. Lines that could nest deeper than
+:data:`MAX_FAST_DEPTH` are shown to it as ``{}`` (a row it hands back), so the per-record path,
+whose parser stops at a fixed depth, rejects them.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from gpsgpu import schema
+from gpsgpu.io.sources import long_line_spans
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
 DOTTED_QUAD = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
 
 _READ_OPTIONS = pj.ReadOptions(use_threads=True, block_size=1 << 26)
+
+#: The deepest nesting Arrow's reader is shown (GPS records are flat; orjson stops at 1024).
+MAX_FAST_DEPTH = 1024
 
 
 @dataclass
@@ -76,6 +85,24 @@ def _ipv4(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return values, ok.to_numpy(zero_copy_only=False)
 
 
+def _shield_deep_lines(block: bytes) -> bytes:
+    """``block`` with each line holding more than :data:`MAX_FAST_DEPTH` brackets replaced by
+    ``{}`` (only a line that long can; counting its brackets bounds its depth)."""
+    risky = [
+        (start, end)
+        for start, end in long_line_spans(block, MAX_FAST_DEPTH)
+        if block.count(b"{", start, end) + block.count(b"[", start, end) > MAX_FAST_DEPTH
+    ]
+    if not risky:
+        return block
+    parts, position = [], 0
+    for start, end in risky:
+        parts += [block[position:start], b"{}"]
+        position = end
+    parts.append(block[position:])
+    return b"".join(parts)
+
+
 def parse_gps_block(block: bytes, n_lines: int, max_banner_bytes: int) -> FastChunk | None:
     """Parse a block of GPS-schema JSON Lines (``ip, p, asn, data, fingerprint, w``).
 
@@ -86,7 +113,7 @@ def parse_gps_block(block: bytes, n_lines: int, max_banner_bytes: int) -> FastCh
     if b"\n\n" in block or block.startswith(b"\n") or block.endswith(b"\n"):
         return None
     try:
-        table = pj.read_json(io.BytesIO(block), read_options=_READ_OPTIONS)
+        table = pj.read_json(io.BytesIO(_shield_deep_lines(block)), read_options=_READ_OPTIONS)
     except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
         return None
     if table.num_rows != n_lines or not {"ip", "p", "data", "fingerprint", "w"} <= set(table.column_names):

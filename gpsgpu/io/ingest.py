@@ -78,6 +78,8 @@ FORMATS = ("auto", "gps", "lzr", "zgrab2", "zmap", "censys", "services")
 
 #: How far into an input format detection looks.
 DETECT_BYTES = 1 << 20
+#: Lines of JSON that detection tries for the first record that parses.
+DETECT_LINES = 100
 
 #: Filter reason of a CSV ``#`` comment line (counted, not a service).
 COMMENT = "comment"
@@ -556,11 +558,15 @@ def detect_format(head: bytes, name: str) -> tuple[str, str]:
     if stripped.startswith(b"["):
         return "censys", "json-array"
     if stripped.startswith(b"{"):
-        first_line = stripped.split(b"\n", 1)[0]
-        try:
-            fmt = _detect_json(orjson.loads(first_line))
-        except orjson.JSONDecodeError:
-            fmt = None
+        fmt = None
+        # the first record that parses decides (a broken first line is a reject, not the format)
+        for line in stripped.split(b"\n", DETECT_LINES)[:DETECT_LINES]:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            fmt = _detect_json(record)
+            break
         if fmt is None:
             raise InputError(f"{name}: cannot tell the format from the first record; pass --format")
         return fmt, "jsonl"
