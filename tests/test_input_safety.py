@@ -620,3 +620,14 @@ def test_a_broken_first_record_does_not_decide_the_format(tmp_path: Path) -> Non
     counts, rejects = ingest_counts(path, max_reject_rate=1.0)
     assert counts["records"] == 11 and counts["services"] == 10
     assert [(r["line"], r["reason"]) for r in rejects] == [(1, "malformed")]
+
+
+def test_a_truncated_window_file_of_dist_is_one_error_naming_it(tmp_path: Path) -> None:
+    from gpsgpu.errors import InputError
+    from gpsgpu.io.portdist import WINDOW_INFO, read_window
+
+    folder = tmp_path / "DIST" / "darknet" / "day"
+    folder.mkdir(parents=True)
+    (folder / WINDOW_INFO).write_text('{"dist_format": 1, "sou')
+    with pytest.raises(InputError, match=re.escape(f"{folder / WINDOW_INFO}: not a readable JSON file")):
+        read_window(tmp_path / "DIST", "darknet", "day")

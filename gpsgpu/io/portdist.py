@@ -107,8 +107,19 @@ def read_daily_stats(dist: Path, days: list[int]) -> dict[str, dict[str, Any]]:
     for day in days:
         path = Path(dist) / DAILY / f"{day_name(day)}.json"
         if path.is_file():
-            out[day_name(day)] = json.loads(path.read_text(encoding="utf-8"))
+            out[day_name(day)] = _read_json(path)
     return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object written by this module; a truncated or corrupt one is one line naming it."""
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InputError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(document, dict):
+        raise InputError(f"{path}: not a JSON object")
+    return document
 
 
 def write_window(
@@ -175,10 +186,9 @@ def pick_window(dist: Path, source: str | None, window: str | None) -> tuple[str
 
 def read_window(dist: Path, source: str, window: str) -> StoredWindow:
     folder = Path(dist) / source / window
-    try:
-        info = json.loads((folder / WINDOW_INFO).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{folder}: not a built window") from None
+    if not (folder / WINDOW_INFO).is_file():
+        raise InputError(f"{folder}: not a built window")
+    info = _read_json(folder / WINDOW_INFO)
     if info.get("dist_format") != DIST_FORMAT:
         raise InputError(
             f"{folder}: distances format {info.get('dist_format')}; this gpsgpu reads {DIST_FORMAT}"
