@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import shutil
@@ -135,8 +136,9 @@ class Progress:
     # -- feeding -----------------------------------------------------------------------------------
 
     def advance(self, amount: float = 1) -> None:
-        """``amount`` more units done."""
-        self.done += amount
+        """``amount`` more units done (from any thread)."""
+        with self._lock:
+            self.done += amount
         if self.show:
             self._maybe_draw()
 
@@ -237,6 +239,27 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_CURRENT: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("gpsgpu_progress", default=None)
+
+
+@contextlib.contextmanager
+def current(bar: Progress) -> Iterator[Progress]:
+    """Make ``bar`` the bar that stages deep in a call advance (:func:`current_bar`), so a loop
+    its caller owns (partitions of a predict round, say) shows progress without threading a
+    callback through every layer in between."""
+    token = _CURRENT.set(bar)
+    try:
+        yield bar
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_bar() -> Progress | None:
+    """The bar set by :func:`current` in this context, if any (read it in the calling thread and
+    hand it to worker threads: thread pools do not inherit context)."""
+    return _CURRENT.get()
 
 
 @contextlib.contextmanager

@@ -175,3 +175,14 @@ def test_log_lines_do_not_land_on_a_progress_line() -> None:
     # The log line starts after the progress line was blanked: "\r<spaces>\r" then the message.
     assert any(line.endswith("\ra day counted") for line in lines)
     assert lines[-2].startswith("\r") and lines[-2].endswith("counting: 2 items in 0.0 s (0.00 items/s)")
+
+
+def test_a_current_bar_is_advanced_from_deep_in_a_call() -> None:
+    out = io.StringIO()
+    assert progress.current_bar() is None
+    with Progress("round 1", total=10, stream=out, show=True, interval=0) as bar, progress.current(bar):
+        inner = progress.current_bar()
+        assert inner is bar
+        inner.advance(4)
+    assert progress.current_bar() is None
+    assert bar.done == 4

@@ -51,6 +51,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,8 @@ from gpsgpu.predict.ranked import (
     release_score,
     scanned_keys,
 )
+from gpsgpu.progress import Progress
+from gpsgpu.progress import current as current_progress
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +321,7 @@ def run_predict_improved(
 ) -> dict[str, Any]:
     """``gpsgpu predict`` of an improved model (module docstring)."""
     output = Path(output)
+    started = time.perf_counter()
     timings = Timings()
     backend = resolve(config.backend)
     preset = str(model.params.get("preset", "gps2022"))
@@ -378,27 +382,38 @@ def run_predict_improved(
         # Predictions held back by --min-score compete again in the next round (as in the ablation).
         held: pd.DataFrame | None = _held(config.after)
         for r in range(first_round, first_round + config.rounds):
-            preds = rank_predictions(
-                current, model.rules, known=known, scanned=scanned, blocklist=blocklist,
-                combine=config.combine, preset=preset, host_rules=model.host_rules, skip_hosts=seed_hosts,
-            )  # fmt: skip
-            merged = merge_held(preds, held, known=known, scanned=scanned)
-            preds, held = hold_back(merged, min_score=min_score)
-            if budget is not None:
-                preds = preds.iloc[: max(int(budget), 0)].reset_index(drop=True)
-            preds[schema.ROUND] = np.full(len(preds), r, np.uint16)
-            rounds.append(preds)
-            if budget is not None:
-                budget -= len(preds)
-            if scanner is None or len(preds) == 0 or (budget is not None and budget <= 0):
-                break
-            targets = known_keys(preds)
-            known = cpu.union_sorted(known, targets)
-            ip, port = preds[schema.IP].to_numpy(np.uint32), preds[schema.PORT].to_numpy(np.uint16)
-            hit = np.asarray(to_numpy(scanner.probe(ip, port)), bool)
-            current = services_at(
-                scanner.internet, targets[np.isin(targets, schema.pack_service(ip[hit], port[hit]))]
-            )
+            # One line per round: services predicted from (advanced deep in predict_services), then
+            # what the round does after them, with the elapsed time still moving (heartbeat).
+            with (
+                Progress(
+                    f"predict (improved): round {r}", total=len(current), unit="services", heartbeat=True
+                ) as bar,
+                current_progress(bar),
+            ):
+                bar.note("predicting and ranking")
+                preds = rank_predictions(
+                    current, model.rules, known=known, scanned=scanned, blocklist=blocklist,
+                    combine=config.combine, preset=preset, host_rules=model.host_rules, skip_hosts=seed_hosts,
+                )  # fmt: skip
+                bar.note(f"{len(preds):,} predictions: merging those held back")
+                merged = merge_held(preds, held, known=known, scanned=scanned)
+                preds, held = hold_back(merged, min_score=min_score)
+                if budget is not None:
+                    preds = preds.iloc[: max(int(budget), 0)].reset_index(drop=True)
+                preds[schema.ROUND] = np.full(len(preds), r, np.uint16)
+                rounds.append(preds)
+                if budget is not None:
+                    budget -= len(preds)
+                if scanner is None or len(preds) == 0 or (budget is not None and budget <= 0):
+                    break
+                bar.note(f"probing {len(preds):,} predictions on the simulated Internet")
+                targets = known_keys(preds)
+                known = cpu.union_sorted(known, targets)
+                ip, port = preds[schema.IP].to_numpy(np.uint32), preds[schema.PORT].to_numpy(np.uint16)
+                hit = np.asarray(to_numpy(scanner.probe(ip, port)), bool)
+                current = services_at(
+                    scanner.internet, targets[np.isin(targets, schema.pack_service(ip[hit], port[hit]))]
+                )
             log.info(
                 "round %d: %d predictions, %d found on the simulated Internet", r, len(preds), int(hit.sum())
             )
@@ -406,7 +421,10 @@ def run_predict_improved(
                 break
         predictions = pd.concat(rounds, ignore_index=True)
     with atomic_dir(output) as tmp:
-        with PredictionWriter(tmp, export=config.export) as writer:
+        with (
+            Progress(f"predict (improved): writing {len(predictions):,} predictions", heartbeat=True),
+            PredictionWriter(tmp, export=config.export) as writer,
+        ):
             writer.write(predictions)
         held_file = write_held(held, tmp) if min_score > 0 and held is not None else None
         calibration_file = write_calibration(calibration, tmp) if len(calibration) else None
@@ -441,7 +459,8 @@ def run_predict_improved(
         write_metadata(tmp / "metadata.json", metadata)
     print(
         f"gpsgpu: predict (improved): {len(scan):,} priors services x {len(model.rules):,} scored rules -> "
-        f"{len(predictions):,} ranked predictions in {len(rounds)} round(s) -> {output}",
+        f"{len(predictions):,} ranked predictions in {len(rounds)} round(s) "
+        f"in {time.perf_counter() - started:.2f} s -> {output}",
         file=sys.stderr,
     )
     return metadata

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,18 @@ from gpsgpu.learn import learn_patterns
 from gpsgpu.learn.patterns import LearnResult
 from gpsgpu.pipelines.engine_io import bytes_to_device, engine_backend, open_scan
 from gpsgpu.pipelines.improved import improved_params
+from gpsgpu.progress import Progress
 
 log = logging.getLogger(__name__)
+
+#: The steps named in the summary line (the whole command's time comes first).
+_STEPS = ("read", "learn", "learn_ranked", "write")
 
 
 def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConfig) -> dict[str, Any]:
     """Learn patterns and rules from ``seed`` (a services table or scan records) into ``output``."""
     output = Path(output)
+    started = time.perf_counter()
     backend = engine_backend(config.backend, config.cluster)
     timings = Timings()
     with timings.step("read"):
@@ -50,13 +56,13 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
                 keep_counts=config.save_counts,
             )
 
-        with timings.step("learn"):
+        with timings.step("learn"), Progress("learn: patterns and rules", heartbeat=True):
             result = retry_on_oom(stage, config.partitions, what="learn", on_retry=free_device_pools)
         counts = result.counts
         if improved:
             from gpsgpu.pipelines.improved import improve_rules
 
-            with timings.step("learn_ranked"):
+            with timings.step("learn_ranked"), Progress("learn: scored and host rules", heartbeat=True):
                 counts.update(improve_rules(services, result, config, mapper=mapper, workers=workers))
                 counts["n_rules"] = len(result.rules)
     if backend is Backend.GPU:
@@ -85,15 +91,20 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
             }
         },
     )
-    with timings.step("write"), atomic_dir(output) as tmp:
+    with (
+        timings.step("write"),
+        Progress("learn: writing the model", heartbeat=True),
+        atomic_dir(output) as tmp,
+    ):
         write_model(result, tmp, metadata, counts=config.save_counts)
         if improved:
             write_table(schema.frame_to_arrow(result.seed_real), tmp / "seed_real.parquet")
+    steps = ", ".join(f"{k} {timings[k]:.1f} s" for k in _STEPS if k in timings)
     print(
         f"gpsgpu: learn: {counts['n_services']:,} services on {counts['n_hosts']:,} hosts "
         f"({counts['n_hosts_counted']:,} with 2..10 ports) -> {counts['n_patterns']:,} patterns "
         f"({counts['n_patterns_single']:,} single-port), {counts['n_rules']:,} rules "
-        f"in {timings['learn']:.2f} s -> {output}",
+        f"in {time.perf_counter() - started:.2f} s ({steps}) -> {output}",
         file=sys.stderr,
     )
     return metadata

@@ -30,6 +30,7 @@ from gpsgpu.backend import Backend, backend_of
 from gpsgpu.blocklist import Blocklist
 from gpsgpu.features import DEFAULT_PRESET, feature_arrays_of_table, feature_columns
 from gpsgpu.ops import cpu, ops_for
+from gpsgpu.progress import current_bar
 
 COMBINE_CHOICES = ("max", "noisy-or")
 #: Scores are capped below 1 so that ``log(1 - score)`` stays finite.
@@ -251,9 +252,14 @@ def predict_services(
         chunk_rows = max(chunk_rows, n_rows)
     starts = list(range(0, n_rows, chunk_rows))
     workers = min(workers or os.cpu_count() or 1, len(starts))
+    # A caller's progress bar over observed services (a predict round), advanced as chunks finish.
+    bar = current_bar()
 
     def one(start: int) -> tuple[Any, Any]:
-        return _chunk_predictions(ops.table_slice(table, start, chunk_rows), tables, preset)
+        got = _chunk_predictions(ops.table_slice(table, start, chunk_rows), tables, preset)
+        if bar is not None:
+            bar.advance(min(chunk_rows, n_rows - start))
+        return got
 
     if workers > 1 and backend is Backend.CPU:
         with ThreadPoolExecutor(max_workers=workers) as pool:
