@@ -631,3 +631,12 @@ def test_a_truncated_window_file_of_dist_is_one_error_naming_it(tmp_path: Path) 
     (folder / WINDOW_INFO).write_text('{"dist_format": 1, "sou')
     with pytest.raises(InputError, match=re.escape(f"{folder / WINDOW_INFO}: not a readable JSON file")):
         read_window(tmp_path / "DIST", "darknet", "day")
+
+
+def test_a_key_that_is_not_utf8_is_one_reject_on_the_fast_path(tmp_path: Path) -> None:
+    lines = list(GPS_LINES[:10])
+    lines[6] = lines[6].replace(b'"asn"', b'"\xea\x01sn"')
+    path = tmp_path / "scan.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    counts, rejects = ingest_counts(path, max_reject_rate=1.0)
+    assert counts["records"] == 10 and [(r["line"], r["reason"]) for r in rejects] == [(7, "non_utf8")]

@@ -116,7 +116,11 @@ def parse_gps_block(block: bytes, n_lines: int, max_banner_bytes: int) -> FastCh
         table = pj.read_json(io.BytesIO(_shield_deep_lines(block)), read_options=_READ_OPTIONS)
     except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
         return None
-    if table.num_rows != n_lines or not {"ip", "p", "data", "fingerprint", "w"} <= set(table.column_names):
+    try:  # a key that is not UTF-8 fails only when its name is read
+        names = set(table.column_names)
+    except UnicodeDecodeError:
+        return None
+    if table.num_rows != n_lines or not {"ip", "p", "data", "fingerprint", "w"} <= names:
         return None
     try:  # the reader does not check that strings are UTF-8; a full validation does
         for name in ("ip", "data", "fingerprint"):
@@ -126,7 +130,7 @@ def parse_gps_block(block: bytes, n_lines: int, max_banner_bytes: int) -> FastCh
     ip, ok = _ipv4(table.column("ip"))
     port, port_ok = _ints(table.column("p"), 0, 65535)
     window, window_ok = _ints(table.column("w"), 0, 0x7FFFFFFF)
-    if "asn" in table.column_names and table.column("asn").null_count < table.num_rows:
+    if "asn" in names and table.column("asn").null_count < table.num_rows:
         asn_column = table.column("asn")
         asn, asn_ok = _ints(
             pc.fill_null(asn_column, 0) if pa.types.is_integer(asn_column.type) else asn_column, 0, 0xFFFFFFFF
