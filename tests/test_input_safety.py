@@ -640,3 +640,15 @@ def test_a_key_that_is_not_utf8_is_one_reject_on_the_fast_path(tmp_path: Path) -
     path.write_bytes(b"\n".join(lines) + b"\n")
     counts, rejects = ingest_counts(path, max_reject_rate=1.0)
     assert counts["records"] == 10 and [(r["line"], r["reason"]) for r in rejects] == [(7, "non_utf8")]
+
+
+@pytest.mark.parametrize("length", [4, 0xFFFFFFFC])
+def test_a_pcapng_section_header_of_impossible_length_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, length: int
+) -> None:
+    import struct
+
+    path = tmp_path / "cap.pcapng"
+    path.write_bytes(b"\x0a\x0d\x0d\x0a" + struct.pack("<I", length) + b"\x4d\x3c\x2b\x1a" + bytes(40))
+    code, err = run(["portdist", "ingest", str(path), "-o", str(tmp_path / "p.parquet")], capsys, monkeypatch)
+    assert code == 3 and f"corrupt section header length {length}" in one_error_line(err)

@@ -401,6 +401,8 @@ def iter_pcapng(stream: Any) -> Iterator[tuple[int, int, int, bytes]]:
             else:
                 raise InputError("not a pcapng file (bad section byte-order magic)")
             total = struct.unpack(order + "I", head[4:8])[0]
+            if total < 28 or total % 4 or total > MAX_CAPLEN + 1024:  # 28: the smallest section header
+                raise TruncatedCapture(number, offset, f"corrupt section header length {total}")
             body = bom + _read_exact(stream, total - 12)
             interfaces = []
         else:
