@@ -8,6 +8,7 @@ flags given on the command line win. The effective config is written into ``meta
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -120,7 +121,28 @@ def load_config(
             if name not in fields:
                 raise KeyError(f"{cls.__name__} has no field {name!r}")
             values[name] = value
+    for name, value in values.items():
+        _check_number(name, value)
     return cls(**values)
+
+
+#: Larger integers than any count, port, size or seed gpsgpu takes (and than JSON keeps exactly).
+MAX_INT = 1 << 53
+
+
+def _check_number(name: str, value: Any) -> None:
+    """Numbers no setting can mean: NaN, infinities, integers past :data:`MAX_INT` (a usage error,
+    not an overflow deep in NumPy)."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise UsageError(f"{flag} {value}: too large (at most {MAX_INT:,})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{flag} {value}: not a finite number")
+    if isinstance(value, tuple | list):
+        for item in value:
+            _check_number(name, item)
 
 
 def as_dict(config: Any) -> dict[str, Any]:

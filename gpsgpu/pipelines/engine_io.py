@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,23 @@ def read_scan(
         flags: dict[str, Any] = {"format": fmt, "backend": backend.value}
         if max_reject_rate is not None:
             flags["max_reject_rate"] = max_reject_rate
+        from gpsgpu.io.records import no_port_note
+
         result = ingest(inputs, IngestConfig(**flags))
         counts = result.counts
+        note = no_port_note(result.rejects)
         if counts.get("reject_rate", 0.0) > IngestConfig(**flags).max_reject_rate:
+            hint = (
+                "records without a port: run 'gpsgpu ingest --default-port PORT' first and give its table"
+                if note
+                else f"is it a scan of the format {fmt!r}? (try 'gpsgpu ingest' to see the rejects)"
+            )
             raise InputError(
                 f"{what} {', '.join(inputs)}: {counts['rejected']} of {counts['candidates']} records "
-                f"rejected; is it a scan of the format {fmt!r}? (try 'gpsgpu ingest' to see the rejects)"
+                f"rejected; {hint}"
             )
+        if note:
+            print(f"{note} (with 'gpsgpu ingest', then give its table)", file=sys.stderr)
         frame = result.frame
         described = result.inputs
     if len(frame) == 0 and not allow_empty:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from gpsgpu import schema
 from gpsgpu.backend import resolve
@@ -32,6 +31,7 @@ from gpsgpu.evaluate.metrics import Curve, Summary, Truth, dominates, make_truth
 from gpsgpu.evaluate.plots import plot_curves, plot_ports_comparison
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, read_metadata, write_metadata
+from gpsgpu.io.parquet import read_table
 from gpsgpu.pipelines.simulate import open_net, read_plan_rows, seed_keys_of, truth_of
 from gpsgpu.sim.internet import SimInternet
 from gpsgpu.sim.scanner import SimScanner
@@ -50,7 +50,11 @@ def read_predictions(pred: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarr
     files = sorted(parts.glob("*.parquet"))
     if not files:
         return np.zeros(0, np.uint32), np.zeros(0, np.uint16)
-    tables = [pq.read_table(f) for f in files]
+    tables = [read_table(f) for f in files]
+    for f, t in zip(files, tables, strict=True):
+        missing = {schema.IP, schema.PORT, schema.SCORE} - set(t.column_names)
+        if missing:
+            raise InputError(f"{f}: not a predictions shard (no column {', '.join(sorted(missing))})")
     ip = np.concatenate([np.asarray(t[schema.IP]).astype(np.uint32) for t in tables])
     port = np.concatenate([np.asarray(t[schema.PORT]).astype(np.uint16) for t in tables])
     score = np.concatenate([np.asarray(t[schema.SCORE]).astype(np.float64) for t in tables])

@@ -17,6 +17,7 @@ from gpsgpu.io.asn import read_asn_table
 from gpsgpu.io.ingest import ingest
 from gpsgpu.io.metadata import Timings, build_metadata, metadata_path_for, write_metadata
 from gpsgpu.io.parquet import read_services, write_services
+from gpsgpu.io.records import no_port_note
 from gpsgpu.io.rejects import enforce_reject_rate
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ def run_ingest(inputs: list[str], output: str | os.PathLike[str], config: Ingest
             asn_table = read_asn_table(config.asn_file)
     with timings.step("ingest"):
         result = ingest(inputs, config, asn_table)
+    note = no_port_note(result.rejects)
+    if note:  # the fix, said where the user looks (before the reject rate can end the run)
+        print(note, file=sys.stderr)
     counts = result.counts
     rejects_path = enforce_reject_rate(
         result.rejects, output=output, n_candidates=counts["candidates"], max_rate=config.max_reject_rate

@@ -278,7 +278,12 @@ def read_plan_rows(plan: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
         raise InputError(f"{plan}: no {csv.name}")
     ports: list[int] = []
     nets: list[str] = []
-    for number, line in enumerate(csv.read_text(encoding="ascii").splitlines(), start=1):
+    try:
+        text = csv.read_text(encoding="ascii")
+    except (UnicodeDecodeError, OSError) as exc:
+        why = type(exc).__name__
+        raise InputError(f"{csv}: not a plan's rows (port,a.b.c.d/{step} lines; {why})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -108,6 +108,8 @@ def read_params(folder: str | os.PathLike[str]) -> tuple[SimParams, dict[str, An
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
         params = SimParams.from_dict(document["sim"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not a simulation parameters file ({exc})") from None
+    except (ValueError, KeyError, TypeError) as exc:  # bad JSON, bad UTF-8, missing or odd fields
+        raise InputError(f"{path}: not a simulation parameters file ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
     return params, {k: v for k, v in document.items() if k != "sim"}
