@@ -652,3 +652,23 @@ def test_a_pcapng_section_header_of_impossible_length_is_one_line(
     path.write_bytes(b"\x0a\x0d\x0d\x0a" + struct.pack("<I", length) + b"\x4d\x3c\x2b\x1a" + bytes(40))
     code, err = run(["portdist", "ingest", str(path), "-o", str(tmp_path / "p.parquet")], capsys, monkeypatch)
     assert code == 3 and f"corrupt section header length {length}" in one_error_line(err)
+
+
+def test_an_unclosed_quote_is_given_up_past_the_record_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+
+    from gpsgpu.io import ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "MAX_RECORD_BYTES", 4096)
+    limit = csv.field_size_limit()
+    rows = gps_csv_rows(2_000)  # ~60 kB after the open quote: the reader stops at 4 kB, not the end
+    rows[1] = '10.9.9.9,80,1,"never closed,http,0'
+    path = tmp_path / "seed.csv"
+    path.write_text("\n".join([GPS_HEADER, *rows]) + "\n")
+    counts, rejects = ingest_counts(path)
+    assert counts["records"] == 2_000 and counts["services"] == 1_999
+    assert [(r["line"], r["reason"]) for r in rejects] == [(3, "unbalanced_quote")]
+    assert "lines later" in rejects[0]["detail"]
+    assert csv.field_size_limit() == limit  # the process-wide limit is put back

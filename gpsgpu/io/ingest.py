@@ -382,9 +382,19 @@ def _parse_csv(
     """CSV records; a quoted field may span lines. A line whose quote is still open at the end of
     the input, past :data:`MAX_RECORD_BYTES` or in a row that then has the wrong number of fields
     is rejected alone (``unbalanced_quote``) and the lines after it are read again on their own."""
+    # a quoted field that grows past the limit makes the reader raise (the limit is process-wide)
+    previous = csv.field_size_limit(MAX_RECORD_BYTES)
+    try:
+        _parse_csv_blocks(source, fmt, extract, columns, account)
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _parse_csv_blocks(
+    source: InputSource, fmt: str, extract: Extractor, columns: _Columns, account: _Account
+) -> None:
     # The reader runs over whole blocks of lines (no Python per line); rows are placed by its
     # line count, and a row whose quote is open at a block's end is carried into the next block.
-    csv.field_size_limit(MAX_RECORD_BYTES)
     header: list[str] | None = None
     carry: list[tuple[int, str]] = []
     blocks = iter_line_chunks(
