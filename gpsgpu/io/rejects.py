@@ -121,6 +121,7 @@ def enforce_reject_rate(
     Returns the rejects file's path when any record was rejected.
     """
     from gpsgpu.errors import InputError
+
     output = Path(output)
     path = rejects_path_for(output)
     if rejects.total:
