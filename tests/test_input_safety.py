@@ -672,3 +672,35 @@ def test_an_unclosed_quote_is_given_up_past_the_record_limit(
     assert [(r["line"], r["reason"]) for r in rejects] == [(3, "unbalanced_quote")]
     assert "lines later" in rejects[0]["detail"]
     assert csv.field_size_limit() == limit  # the process-wide limit is put back
+
+
+def test_a_truncated_compressed_capture_is_a_truncated_capture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import struct
+
+    from gpsgpu.io.probes import read_probes
+
+    def syn(i: int) -> bytes:  # Ethernet, IPv4, TCP SYN to port 1000 + i
+        ip = bytes(
+            [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 192, 0, 2, i & 255, 10, 0, i >> 8 & 255, i & 255]
+        )
+        tcp = struct.pack(">HHIIBBHHH", 40000, 1000 + i, 1, 0, 0x50, 0x02, 1024, 0, 0)
+        return b"\x04" * 6 + b"\x02" * 6 + b"\x08\x00" + ip + tcp
+
+    capture = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for i in range(20_000):
+        frame = syn(i)
+        capture += struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame
+    data = gzip.compress(capture)
+    path = tmp_path / "cap.pcap.gz"
+    path.write_bytes(data[: len(data) * 6 // 10])
+    out = str(tmp_path / "p.parquet")
+    code, err = run(["portdist", "ingest", str(path), "-o", out], capsys, monkeypatch)
+    line = one_error_line(err)
+    assert code == 3 and "truncated pcap: the gzip data ends before its end-of-stream marker" in line, line
+    assert "--allow-truncated" in line
+    got = read_probes([str(path)], allow_truncated=True)
+    n = got.counts["probes"]
+    assert 0 < n < 20_000 and got.counts["records"] == n + 1
+    assert got.counts["rejected_by_reason"] == {"truncated_file": 1}

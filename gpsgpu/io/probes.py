@@ -53,6 +53,7 @@ from gpsgpu.io.sources import (
     MAX_RECORD_BYTES,
     PARQUET_MAGIC,
     InputSource,
+    TruncatedInput,
     long_line_spans,
     open_input,
     printable,
@@ -479,6 +480,11 @@ def _read_capture(
             out.dport.append(got[2])
     except TruncatedCapture as cut:
         return packets, cut
+    except TruncatedInput:  # a compressed capture cut short is a capture cut short (--allow-truncated)
+        detail = (
+            f"the {source.compression} data ends before its end-of-stream marker, inside packet {packets + 1}"
+        )
+        return packets, TruncatedCapture(packets, getattr(source, "n_bytes", 0), detail)
     except (OSError, EOFError) as exc:
         raise InputError(f"{source.name}: corrupt {source.compression} stream ({exc})") from None
     source.drain()

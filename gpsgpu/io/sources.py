@@ -56,6 +56,11 @@ def printable(data: bytes | str, limit: int = 60) -> str:
     return shown + "..." if len(data) > limit else shown
 
 
+class TruncatedInput(InputError):
+    """A compressed input that ends before its end-of-stream marker (a copy cut short, or one still
+    being written): what came before it was read, the rest is missing."""
+
+
 class _HashingReader(io.RawIOBase):
     """A raw stream that hashes and counts every byte read through it."""
 
@@ -140,10 +145,13 @@ class _Decompressed(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
+        # one decompression step at a time (read1): a step that meets the end of a cut input raises,
+        # and what earlier steps made must reach the reader first (the packets before a cut)
+        read = getattr(self._stream, "read1", self._stream.read)
         try:
-            return self._stream.readinto(buffer)  # type: ignore[attr-defined]
+            data = read(len(buffer))
         except EOFError:
-            raise InputError(
+            raise TruncatedInput(
                 f"{self._name}: truncated {self._compression} input: the compressed data ends before its "
                 "end-of-stream marker; the file is incomplete"
             ) from None
@@ -155,6 +163,8 @@ class _Decompressed(io.RawIOBase):
             if type(exc).__name__ != "ZstdError":
                 raise
             raise InputError(f"{self._name}: corrupt zstd input ({printable(str(exc), 120)})") from None
+        buffer[: len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         self._stream.close()
