@@ -843,7 +843,18 @@ def portdist_build(
         typer.Option("--horizontal-min-dsts", help="... on at least this many addresses: horizontal"),
     ] = None,
     min_sources: Annotated[
-        int | None, typer.Option("--min-sources", help="an edge needs this many source-days")
+        int | None,
+        typer.Option(
+            "--min-sources",
+            help="an edge needs this many source-days (darknet) or shared hosts (--from-model)",
+        ),
+    ] = None,
+    colocation_prior: Annotated[
+        float | None,
+        typer.Option(
+            "--colocation-prior",
+            help="--from-model: pseudo-hosts shrinking P(a|b) of rarely seen ports toward 0 (10)",
+        ),
     ] = None,
     rescale: Annotated[
         str | None, typer.Option("--rescale", help="assoc|log|linear (weights -> (0, 1])")
@@ -870,6 +881,7 @@ def portdist_build(
             "horizontal_max_ports": horizontal_max_ports,
             "horizontal_min_dsts": horizontal_min_dsts,
             "min_sources": min_sources,
+            "colocation_prior": colocation_prior,
             "rescale": rescale,
             "store_k": store_k,
             "apsp": apsp,

@@ -218,10 +218,6 @@ def test_censys_api_answers(name: str, tmp_path: Path) -> None:
     assert result.counts["rejected"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a pretty-printed whole-file JSON object needs a whole-document container in io/ingest.py",
-)
 @pytest.mark.parametrize("name", sorted(CENSYS_EXPECTED))
 def test_censys_pretty_printed_files(name: str) -> None:
     assert (CENSYS / name).read_bytes().count(b"\n") > 10
@@ -521,10 +517,6 @@ def test_no_port_note_counts_only_missing_ports() -> None:
     assert no_port_note(rejects) == f"gpsgpu: note: at least 2 records have no port; {NOTE}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the note is printed by pipelines/ingest.py run_ingest, which must call records.no_port_note",
-)
 def test_ingest_command_says_the_note_once_on_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -46,6 +46,7 @@ from gpsgpu.io.records import (
     extract_censys,
     extract_gps,
     extract_lzr,
+    is_censys_record,
     make_extract_zgrab2,
     make_extract_zmap,
     parse_ip,
@@ -328,14 +329,17 @@ def _parse_json_lines(
 
 
 def _parse_json_array(data: bytes, extract: Extractor, columns: _Columns, account: _Account) -> None:
-    """A whole-file JSON array (Censys exports): record numbers stand in for line numbers."""
+    """A whole-file JSON array (Censys exports) or one pretty-printed JSON object (a Censys API
+    answer saved as it came): record numbers stand in for line numbers."""
     try:
         records = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         _reject_undecodable(data[:2048], 1, account)
-        raise InputError(f"{account.source}: not a valid JSON array ({exc})") from None
+        raise InputError(f"{account.source}: not a valid JSON document ({exc})") from None
+    if isinstance(records, dict):
+        records = [records]
     if not isinstance(records, list):
-        raise InputError(f"{account.source}: expected a JSON array of records")
+        raise InputError(f"{account.source}: expected a JSON array of records or one JSON object")
     for number, record in enumerate(records, start=1):
         account.n_records += 1
         try:
@@ -546,7 +550,7 @@ def _detect_json(record: Any) -> str | None:
     if not isinstance(record, dict):
         return None
     keys = record.keys()
-    if "services" in keys or isinstance(record.get("host"), dict) or isinstance(record.get("result"), dict):
+    if is_censys_record(record):
         return "censys"
     if "saddr" in keys:
         return "lzr" if keys & {"data", "fingerprint", "RST", "expectedRToLZR"} else "zmap"
@@ -569,6 +573,14 @@ def detect_format(head: bytes, name: str) -> tuple[str, str]:
         return "censys", "json-array"
     if stripped.startswith(b"{"):
         fmt = None
+        if stripped.split(b"\n", 1)[0].strip() == b"{":  # one pretty-printed object, not JSON Lines
+            try:
+                fmt = _detect_json(orjson.loads(head)) if len(head) < DETECT_BYTES else "censys"
+            except orjson.JSONDecodeError:
+                fmt = None
+            if fmt is None:
+                raise InputError(f"{name}: cannot tell the format of this JSON document; pass --format")
+            return fmt, "json-array"
         # the first record that parses decides (a broken first line is a reject, not the format)
         for line in stripped.split(b"\n", DETECT_LINES)[:DETECT_LINES]:
             try:
@@ -612,6 +624,8 @@ def _container_for(fmt: str, head: bytes) -> str:
     if stripped.startswith(b"["):
         return "json-array"
     first_line = stripped.split(b"\n", 1)[0]
+    if first_line.strip() == b"{":  # one pretty-printed object
+        return "json-array"
     if not first_line.startswith(b"{"):
         first_line = _first_csv_line(stripped)
     if fmt in ("gps", "zmap") and not first_line.startswith(b"{") and b"," in first_line:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from gpsgpu import schema
 from gpsgpu.backend import Backend
 from gpsgpu.errors import InputError
+from gpsgpu.io.parquet import read_table
 from gpsgpu.partition import HostPartitions, partition_of
 
 #: Rows decoded at once while a partition is gathered.
@@ -75,14 +76,17 @@ class ParquetHostPartitions(HostPartitions):
         if n_partitions < 1:
             raise ValueError(f"n_partitions must be >= 1, not {n_partitions}")
         if n_partitions == 1:
-            yield self._frame(pq.read_table(self.path))
+            yield self._frame(read_table(self.path))
             return
         for k in range(n_partitions):
             batches = []
-            for batch in self._file.iter_batches(batch_size=self.batch_rows, use_threads=True):
-                ip = batch.column(schema.IP).to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
-                keep = partition_of(ip, n_partitions) == k
-                if keep.any():
-                    batches.append(batch.filter(pa.array(keep)))
+            try:
+                for batch in self._file.iter_batches(batch_size=self.batch_rows, use_threads=True):
+                    ip = batch.column(schema.IP).to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
+                    keep = partition_of(ip, n_partitions) == k
+                    if keep.any():
+                        batches.append(batch.filter(pa.array(keep)))
+            except (pa.ArrowInvalid, OSError) as exc:  # a page cut or garbled past the footer
+                raise InputError(f"{self.path}: not a readable Parquet table ({exc})") from None
             table = pa.Table.from_batches(batches, schema=self._file.schema_arrow)
             yield self._frame(table)

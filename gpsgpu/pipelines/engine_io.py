@@ -22,8 +22,11 @@ def _is_parquet(path: str | os.PathLike[str]) -> bool:
     path = Path(path)
     if str(path) == "-" or not path.is_file():
         return False
-    with open(path, "rb") as handle:
-        return handle.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open ({exc.strerror})") from None
 
 
 def read_scan(

@@ -493,6 +493,16 @@ def run_portdist_export(
     else:
         with atomic_path(Path(output)) as tmp, open(tmp, "wb") as handle:
             write_all(handle)
+        # The sidecar says gpsgpu wrote the file, so a later export may replace it (gpsgpu.io.outputs).
+        write_metadata(
+            metadata_path_for(output),
+            build_metadata(
+                command="portdist export",
+                config={"source": stored.source, "window": stored.window, "k": k, "format": fmt},
+                inputs={"dist": str(dist)},
+                counts={"rows": rows},
+            ),
+        )
     what = f"each port's {k} nearest" if k else "every reachable pair"
     _say(f"export: {stored.source}/{stored.window}: {rows:,} rows ({what}) -> {output}")
     return {"rows": rows, "source": stored.source, "window": stored.window}
@@ -631,6 +641,15 @@ def run_portdist_block(probes: str, dist: str | Path, config: PortdistBlockConfi
 
             with atomic_path(out) as tmp:
                 summary.to_csv(tmp, index=False)
+        write_metadata(
+            metadata_path_for(out),
+            build_metadata(
+                command="portdist block",
+                config=as_dict(config),
+                inputs={"probes": str(probes), "dist": str(dist)},
+                counts=report["overall"],
+            ),
+        )
     shown = summary.drop(columns=[C.CAMPAIGN]).rename(
         columns={
             "new_ports_blocked": "new ports blocked",

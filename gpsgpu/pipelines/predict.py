@@ -22,6 +22,7 @@ from gpsgpu.pipelines.engine_io import blocklist_for, bytes_to_device, engine_ba
 from gpsgpu.pipelines.improved import IMPROVED, check_compatible_flags, model_mode, run_predict_improved
 from gpsgpu.plan import plan_priors
 from gpsgpu.predict import PredictTables, predict_services, prepare_predict
+from gpsgpu.progress import Progress, current
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,11 @@ def run_predict(
         }
 
         def stage(n: int) -> tuple[int, PredictionWriter]:
-            with PredictionWriter(tmp, export=config.export) as writer:
+            with (
+                PredictionWriter(tmp, export=config.export) as writer,
+                Progress("predict", total=len(scan), unit="services") as bar,
+                current(bar),  # this process's partitions advance it chunk by chunk
+            ):
                 parts = split_by_host(scan, n_partitions=n)  # read one at a time
                 for predicted in mapper.imap(_predict_partition, parts, **shared):
                     writer.write(predicted)
