@@ -8,7 +8,8 @@ line they show names options that exist.
   GitHub does.
 - Every ``gpsgpu ...`` command line in a code block or inline code span, and every option row of
   ``docs/cli.md``, must name a real command and only options that command has (from the Typer app
-  itself, the same definitions ``--help`` prints).
+  itself, the same definitions ``--help`` prints), and every option of every command has its row in
+  ``docs/cli.md``; no ``<!-- TODO`` comment is left in the docs.
 """
 
 from __future__ import annotations
@@ -236,3 +237,24 @@ def test_cli_reference_lists_only_real_options():
     if missing:
         problems.append(f"commands without a section: {', '.join(missing)}")
     assert not problems, "docs/cli.md:\n  " + "\n  ".join(problems)
+
+
+def test_cli_reference_lists_every_option():
+    """docs/cli.md: each command's section has a row for every option the command has (a new flag,
+    such as --force, must be documented), and no TODO comment is left anywhere in the docs."""
+    table = _commands()
+    text = COMMENT.sub("", (ROOT / "docs" / "cli.md").read_text(encoding="utf-8"))
+    sections = re.split(r"^## `gpsgpu ([a-z][\w -]*)`\s*$", text, flags=re.M)
+    problems = []
+    for name, body in zip(sections[1::2], sections[2::2], strict=True):
+        rows = re.findall(r"^\|\s*(`-[^|]*)\|", body, flags=re.M)
+        listed = {flag for row in rows for flag in re.findall(r"`(-{1,2}[\w-]+)`", row)}
+        missing = sorted(table.get(name, set()) - listed - {"--help"})
+        if missing:
+            problems.append(f"'gpsgpu {name}': no row for {', '.join(missing)}")
+    problems.extend(
+        f"{doc.relative_to(ROOT)}: a TODO comment is left"
+        for doc in DOCS
+        if re.search(r"<!--\s*TODO", doc.read_text(encoding="utf-8"))
+    )
+    assert not problems, "docs:\n  " + "\n  ".join(problems)
