@@ -118,7 +118,7 @@ def _main(
 @app.command()
 def ingest(
     inputs: Annotated[
-        list[str], typer.Argument(help="scan files (plain, .gz or .zst); '-' reads standard input")
+        list[str], typer.Argument(help="scan files (plain, .gz, .zst, .bz2 or .xz); '-' reads standard input")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="services table to write (Parquet)")],
     fmt: Annotated[
@@ -984,7 +984,11 @@ def portdist_peers(
     ] = None,
     window: WindowOpt = None,
     replay_days: Annotated[
-        int | None, typer.Option("--replay-days", help="held-out days after the window to replay (0: all)")
+        int | None,
+        typer.Option(
+            "--replay-days",
+            help="held-out days after the window to replay (0: all; none after it: its own last days)",
+        ),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Word2Vec seed")] = None,
     config: ConfigOpt = None,

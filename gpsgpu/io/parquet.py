@@ -18,6 +18,9 @@ from gpsgpu.io.outputs import PARQUET_METADATA_KEY
 from gpsgpu.io.sources import printable
 
 COMPRESSION = "zstd"
+#: The parts of gpsgpu's metadata a table's footer keeps (deterministic: no times, hosts, versions
+#: of other libraries); the full record is the ``NAME.metadata.json`` sidecar.
+FOOTER_KEYS = ("tool", "version", "command", "config", "inputs", "counts")
 
 
 def write_table(
@@ -35,7 +38,9 @@ def write_table(
     path = Path(path)
     if metadata is not None:
         footer = dict(table.schema.metadata or {})
-        footer[PARQUET_METADATA_KEY] = json.dumps(metadata, default=str).encode()
+        # Only what the run was (not when, where or how long), so the same run writes the same bytes.
+        recorded = {k: metadata[k] for k in FOOTER_KEYS if k in metadata}
+        footer[PARQUET_METADATA_KEY] = json.dumps(recorded, default=str, sort_keys=True).encode()
         table = table.replace_schema_metadata(footer)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression=COMPRESSION, row_group_size=row_group_size)

@@ -369,7 +369,8 @@ def run_sim_scan(
     write_metadata(metadata_path_for(output), metadata)
     what = f"{ports.size:,} predicted targets" if targets else f"{ports.size:,} (port, /{step}) rows"
     print(
-        f"gpsgpu: sim-scan: {what}, {scanner.n_probes:,} probes -> {n_found:,} services -> {output}",
+        f"gpsgpu: sim-scan: {what}, {scanner.n_probes:,} probes -> {n_found:,} services "
+        f"in {sum(timings.values()):.2f} s -> {output}",
         file=sys.stderr,
     )
     return metadata
