@@ -14,6 +14,7 @@ the hit rates of the predictions probed so far, ``calibration.parquet``):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,7 +25,8 @@ import pyarrow.compute as pc
 
 from gpsgpu import schema
 from gpsgpu.errors import InputError
-from gpsgpu.io.parquet import read_table, write_table
+from gpsgpu.io.parquet import one_line, read_table, write_table
+from gpsgpu.io.runs import ParquetStream, read_batches
 
 EXPORT_FILE = "predictions.txt"
 SHARDS_DIR = "parts"
@@ -51,6 +53,7 @@ class PredictionWriter:
         self.n_shards = 0
         self.n_predictions = 0
         self._text: IO[str] | None = None
+        self._stream: ParquetStream | None = None
         if export is not None:
             self._text = open(self.directory / EXPORT_FILE, "w", encoding="ascii", newline="\n")  # noqa: SIM115
 
@@ -70,7 +73,37 @@ class PredictionWriter:
             self._text.write("\n".join(lines.to_pylist()))
             self._text.write("\n")
 
+    def append(self, predictions: Any, *, empty: Any) -> None:
+        """Append rows to the shard being streamed (a new shard at the first call after
+        :meth:`end_shard`): the shard :meth:`write` makes of all the rows appended, byte for byte,
+        without them in memory at once. ``empty``: a frame of the shard's columns (no rows)."""
+        if self._stream is None:
+            extra = [c for c in (schema.N_RULES, schema.ROUND) if c in empty.columns]
+            columns = [schema.IP, schema.PORT, schema.SCORE, *extra]
+            path = self.directory / SHARDS_DIR / f"part-{self.n_shards:05d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._stream = ParquetStream(path, empty[columns])
+        self._stream.write(predictions)
+        self.n_predictions += len(predictions)
+        self._export(predictions)
+
+    def end_shard(self) -> None:
+        """Put the shard being streamed in place."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+            self.n_shards += 1
+
+    def _export(self, predictions: Any) -> None:
+        if self._text is not None and len(predictions):
+            ip = np.asarray(predictions[schema.IP]).astype(np.uint32)
+            port = np.asarray(predictions[schema.PORT]).astype(np.uint16)
+            lines = format_targets(ip, port, self.export or "gps")
+            self._text.write("\n".join(lines.to_pylist()))
+            self._text.write("\n")
+
     def close(self) -> None:
+        self.end_shard()
         if self._text is not None:
             self._text.close()
             self._text = None
@@ -78,7 +111,10 @@ class PredictionWriter:
     def __enter__(self) -> PredictionWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is not None and self._stream is not None:
+            self._stream.abort()
+            self._stream = None
         self.close()
 
 
@@ -133,6 +169,47 @@ def write_held(predictions: pd.DataFrame, directory: str | Path) -> str:
     table = schema.frame_to_arrow(predictions[columns].reset_index(drop=True))
     write_table(table, Path(directory) / HELD_FILE)
     return HELD_FILE
+
+
+def held_stream(directory: str | Path, name: str = HELD_FILE) -> ParquetStream:
+    """A held-back table streamed to disk a frame at a time (:func:`write_held`'s file, byte for
+    byte, of the rows written); ``name`` another file name in ``directory`` (a round's, moved to
+    ``held.parquet`` at the end)."""
+    empty = pd.DataFrame(
+        {
+            schema.IP: np.zeros(0, np.uint32),
+            schema.PORT: np.zeros(0, np.uint16),
+            schema.SCORE: np.zeros(0, np.float32),
+            schema.N_RULES: np.zeros(0, np.uint32),
+        }
+    )
+    return ParquetStream(Path(directory) / name, empty)
+
+
+def held_path(folder: str | Path) -> Path | None:
+    """A ``PRED/`` folder's held-back table (None when it holds none back); it is read a batch at
+    a time (:func:`read_held_batches`)."""
+    path = Path(folder) / HELD_FILE
+    if not path.is_file():
+        return None
+    read_table(path, columns=[])  # a truncated or corrupt file: one line naming it, before any work
+    return path
+
+
+def read_held_keys(path: str | Path) -> np.ndarray:
+    """Service keys (``ip << 16 | port``, uint64) of a held-back table, in its order."""
+    table = read_table(path, columns=[schema.IP, schema.PORT])
+    ip = np.asarray(table[schema.IP]).astype(np.uint32)
+    return schema.pack_service(ip, np.asarray(table[schema.PORT]).astype(np.uint16))
+
+
+def read_held_batches(path: str | Path, *, batch_rows: int = 1 << 20) -> Iterator[Any]:
+    """The rows of a held-back table as frames of at most ``batch_rows`` rows, in order (a page that
+    cannot be read: one line naming the file)."""
+    try:
+        yield from read_batches(path, batch_rows=batch_rows)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet table ({one_line(exc)})") from None
 
 
 def read_held(folder: str | Path) -> pd.DataFrame | None:

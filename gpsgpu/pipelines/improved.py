@@ -50,8 +50,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +71,18 @@ from gpsgpu.io.model import HOST_RULES_FILE, Model
 from gpsgpu.io.parquet import read_table, write_table
 from gpsgpu.io.predictions import (
     EXPORT_FILE,
+    HELD_FILE,
     PredictionWriter,
+    held_path,
+    held_stream,
     read_calibration,
-    read_held,
+    read_held_batches,
+    read_held_keys,
     read_scores,
     read_targets,
     write_calibration,
-    write_held,
 )
+from gpsgpu.io.runs import RunStore
 from gpsgpu.learn.ranked import learn_host_rules, learn_ranked_rules, real_hosts
 from gpsgpu.ops import cpu
 from gpsgpu.pipelines.engine_io import blocklist_for, read_scan, whole_frame
@@ -96,13 +102,16 @@ from gpsgpu.plan.budget import (
 from gpsgpu.predict.ranked import (
     add_calibration,
     calibration_counts,
-    hold_back,
+    empty_predictions,
+    held_keep,
     known_keys,
-    merge_held,
+    merge_ranked,
     part_yield,
-    rank_predictions,
+    rank_partitions,
     release_score,
     scanned_keys,
+    sort_ranked,
+    union_sorted_keys,
 )
 from gpsgpu.progress import Progress
 from gpsgpu.progress import current as current_progress
@@ -302,11 +311,121 @@ def _calibration(folders: tuple[str, ...], found: np.ndarray) -> pd.DataFrame:
     )
 
 
-def _held(folders: tuple[str, ...]) -> pd.DataFrame | None:
+def _held(folders: tuple[str, ...]) -> Path | None:
     """What the last ``--after`` folder held back: every ``predict --min-score`` carries forward what
     its own ``--after`` folders held and it did not probe, so the last one's is the whole backlog
     (:func:`merge_held` then drops what has been probed or scanned since)."""
-    return read_held(folders[-1]) if folders else None
+    return held_path(folders[-1]) if folders else None
+
+
+#: Sorted runs and held-back rows of the rounds, inside the output's temporary folder.
+RUNS_DIR = ".runs"
+
+
+def _empty_round() -> pd.DataFrame:
+    return empty_predictions().assign(**{schema.ROUND: np.zeros(0, np.uint16)})
+
+
+@dataclass
+class _Round:
+    """What one round of ranked predictions left (the predictions went to the shard as they came)."""
+
+    n_predictions: int
+    held: Path  # the rows held back, best first (PRED/held.parquet's format)
+    n_held: int
+    targets: np.ndarray | None  # sorted keys of the predictions (probed), with a scanner
+    found: np.ndarray | None  # sorted keys of those that hit
+
+
+def _rank_round(
+    current: Any,
+    model: Model,
+    held: Path | None,
+    store: RunStore,
+    *,
+    known: np.ndarray,
+    scanned: dict[int, np.ndarray],
+    blocklist: Any,
+    combine: str,
+    preset: str,
+    skip_hosts: np.ndarray,
+) -> bool:
+    """Rank a round's predictions a host partition at a time into sorted runs in ``store``, with the
+    held-back rows still wanted (:func:`merge_held`); returns the runs' order (``by_port``: there
+    were held-back rows, and ``merge_held`` breaks score ties by port, then ip)."""
+    held_keys = cpu.unique_sorted(read_held_keys(held)) if held is not None else np.zeros(0, np.uint64)
+    by_port = held_keys.size > 0
+    again = np.zeros(held_keys.size, bool)
+    for part in rank_partitions(
+        current, model.rules, known=known, scanned=scanned, blocklist=blocklist, combine=combine,
+        preset=preset, host_rules=model.host_rules, skip_hosts=skip_hosts, by_port=by_port,
+    ):  # fmt: skip
+        if by_port:  # which held-back targets are predicted again (they take the new score)
+            key = schema.pack_service(
+                part[schema.IP].to_numpy(np.uint32), part[schema.PORT].to_numpy(np.uint16)
+            )
+            at = np.minimum(np.searchsorted(held_keys, key), held_keys.size - 1)
+            again[at[held_keys[at] == key]] = True
+        store.add(part)
+    if by_port:
+        assert held is not None
+        predicted = held_keys[again]
+        del held_keys, again
+        columns = list(empty_predictions().columns)
+        for batch in read_held_batches(held):
+            keep = held_keep(batch, predicted=predicted, known=known, scanned=scanned)
+            store.add(sort_ranked(batch.loc[keep, columns].reset_index(drop=True), by_port=True))
+    return by_port
+
+
+def _write_round(
+    store: RunStore,
+    writer: PredictionWriter,
+    *,
+    by_port: bool,
+    round_no: int,
+    min_score: float,
+    budget: int | None,
+    scanner: Any,
+    held_dir: Path,
+) -> _Round:
+    """Merge a round's runs best first; the predictions scoring at least ``min_score`` (the first
+    ``budget`` of them) go to the shard (and, with a scanner, are probed), the others are held back
+    on disk (:func:`hold_back`)."""
+    floor = np.float32(min_score)
+    room = None if budget is None else max(int(budget), 0)
+    n_out = 0
+    targets = np.empty(store.n_rows, np.uint64) if scanner is not None else None
+    found = []
+    held_name = f"held-{round_no}.parquet"
+    with held_stream(held_dir, held_name) as later:
+        for block in merge_ranked(store.readers(), by_port=by_port):
+            keep = block[schema.SCORE].to_numpy() >= floor
+            now = block if bool(keep.all()) else block[keep]
+            if not bool(keep.all()):
+                later.write(block[~keep])
+            if room is not None:
+                now = now.iloc[: max(room - n_out, 0)]
+            if len(now) == 0:
+                continue
+            now = now.assign(**{schema.ROUND: np.full(len(now), round_no, np.uint16)})
+            writer.append(now, empty=_empty_round())
+            if targets is not None:
+                ip, port = now[schema.IP].to_numpy(np.uint32), now[schema.PORT].to_numpy(np.uint16)
+                key = schema.pack_service(ip, port)
+                targets[n_out : n_out + key.size] = key
+                found.append(key[np.asarray(to_numpy(scanner.probe(ip, port)), bool)])
+            n_out += len(now)
+    if targets is not None:
+        targets = targets[:n_out]
+        targets.sort()
+    return _Round(
+        n_predictions=n_out,
+        held=held_dir / held_name,
+        n_held=later.n_rows,
+        targets=targets,
+        found=None if targets is None else np.sort(np.concatenate([np.zeros(0, np.uint64), *found])),
+    )
 
 
 def run_predict_improved(
@@ -319,7 +438,12 @@ def run_predict_improved(
     step: int,
     hitrate: float,
 ) -> dict[str, Any]:
-    """``gpsgpu predict`` of an improved model (module docstring)."""
+    """``gpsgpu predict`` of an improved model (module docstring).
+
+    The ranked predictions never sit in memory whole: each round ranks a host partition at a time
+    into sorted runs on disk (in the output's temporary folder), merges them into the shard and
+    holds back the rest on disk; what later rounds must not predict again is sorted keys.
+    """
     output = Path(output)
     started = time.perf_counter()
     timings = Timings()
@@ -339,104 +463,122 @@ def run_predict_improved(
             found, _ = read_scan([path], backend=backend, what="--found", allow_empty=True)
             observed.append(found)
         previous = _previous_targets(config.after)
-    with timings.step("predict"):
-        # The rows the priors scan covered: PLAN/plan_rows.parquet (cut by its budget), else all.
-        rows_file = Path(config.plan) / PLAN_ROWS_FILE if config.plan else None
-        if rows_file is not None and rows_file.is_file():
-            plan = read_table(rows_file).to_pandas()
-        else:
-            plan = improved_plan(model_dir, model, step=step, hitrate=hitrate)
-        # Rows scanned besides: --scanned PLAN/ folders (a live tail of /24 rows, say).
-        extra = [read_table(Path(d) / PLAN_ROWS_FILE).to_pandas() for d in _plan_rows_dirs(config.scanned)]
-        rows = pd.concat([plan[[schema.NEEDED_P, schema.PREFIX, schema.LENGTH]], *extra], ignore_index=True)
-        scanned = scanned_keys(
-            rows[schema.NEEDED_P].to_numpy(), rows[schema.PREFIX].to_numpy(), rows[schema.LENGTH].to_numpy()
-        )
-        frames = [o.to_pandas() if hasattr(o, "to_pandas") else o for o in observed]
-        calibration = _calibration(config.after, known_keys(frames[0]))
-        min_score = config.min_score
-        if min_score == MIN_SCORE_YIELD:
-            # The last tail part's yield: what its scan (the last --found) brought that was not known
-            # before it, over its probes (the last --scanned plan's rows); the predictions expected to
-            # beat it, by what probing the earlier ones found.
-            before = cpu.union_sorted(known_keys(model.seed, *frames[:-1]), previous)
-            part = part_yield(known_keys(frames[-1]), before, int(row_probes(extra[-1]).sum()))
-            min_score = release_score(calibration, part)
-        min_score = float(min_score)
-        known = cpu.union_sorted(known_keys(model.seed, *frames), previous)
-        # The observed services stay on their backend: the one predictor joins them there.
-        current = observed[0] if len(observed) == 1 else backend.xdf.concat(observed, ignore_index=True)
-        scanner = None
-        if config.sim is not None:
-            from gpsgpu.evaluate.ablation import services_at
-            from gpsgpu.pipelines.simulate import open_net
-            from gpsgpu.sim.scanner import SimScanner
-
-            internet, _ = open_net(config.sim, backend)
-            scanner = SimScanner(internet)
-        # The seed's hosts were scanned on every port: host rules predict nothing there.
-        seed_hosts = np.unique(np.asarray(model.seed[schema.IP], np.uint32))
-        first_round = 1 + len(config.after)
-        budget = config.budget
-        rounds = []
-        # Predictions held back by --min-score compete again in the next round (as in the ablation).
-        held: pd.DataFrame | None = _held(config.after)
-        for r in range(first_round, first_round + config.rounds):
-            # One line per round: services predicted from (advanced deep in predict_services), then
-            # what the round does after them, with the elapsed time still moving (heartbeat).
-            with (
-                Progress(
-                    f"predict (improved): round {r}", total=len(current), unit="services", heartbeat=True
-                ) as bar,
-                current_progress(bar),
-            ):
-                bar.note("predicting and ranking")
-                preds = rank_predictions(
-                    current, model.rules, known=known, scanned=scanned, blocklist=blocklist,
-                    combine=config.combine, preset=preset, host_rules=model.host_rules, skip_hosts=seed_hosts,
-                )  # fmt: skip
-                bar.note(f"{len(preds):,} predictions: merging those held back")
-                merged = merge_held(preds, held, known=known, scanned=scanned)
-                preds, held = hold_back(merged, min_score=min_score)
-                if budget is not None:
-                    preds = preds.iloc[: max(int(budget), 0)].reset_index(drop=True)
-                preds[schema.ROUND] = np.full(len(preds), r, np.uint16)
-                rounds.append(preds)
-                if budget is not None:
-                    budget -= len(preds)
-                if scanner is None or len(preds) == 0 or (budget is not None and budget <= 0):
-                    break
-                bar.note(f"probing {len(preds):,} predictions on the simulated Internet")
-                targets = known_keys(preds)
-                known = cpu.union_sorted(known, targets)
-                ip, port = preds[schema.IP].to_numpy(np.uint32), preds[schema.PORT].to_numpy(np.uint16)
-                hit = np.asarray(to_numpy(scanner.probe(ip, port)), bool)
-                current = services_at(
-                    scanner.internet, targets[np.isin(targets, schema.pack_service(ip[hit], port[hit]))]
-                )
-            log.info(
-                "round %d: %d predictions, %d found on the simulated Internet", r, len(preds), int(hit.sum())
-            )
-            if len(current) == 0:
-                break
-        predictions = pd.concat(rounds, ignore_index=True)
     with atomic_dir(output) as tmp:
-        with (
-            Progress(f"predict (improved): writing {len(predictions):,} predictions", heartbeat=True),
-            PredictionWriter(tmp, export=config.export) as writer,
-        ):
-            writer.write(predictions)
-        held_file = write_held(held, tmp) if min_score > 0 and held is not None else None
+        with timings.step("predict"):
+            # The rows the priors scan covered: PLAN/plan_rows.parquet (cut by its budget), else all.
+            rows_file = Path(config.plan) / PLAN_ROWS_FILE if config.plan else None
+            if rows_file is not None and rows_file.is_file():
+                plan = read_table(rows_file).to_pandas()
+            else:
+                plan = improved_plan(model_dir, model, step=step, hitrate=hitrate)
+            # Rows scanned besides: --scanned PLAN/ folders (a live tail of /24 rows, say).
+            extra = [
+                read_table(Path(d) / PLAN_ROWS_FILE).to_pandas() for d in _plan_rows_dirs(config.scanned)
+            ]
+            rows = pd.concat(
+                [plan[[schema.NEEDED_P, schema.PREFIX, schema.LENGTH]], *extra], ignore_index=True
+            )
+            scanned = scanned_keys(
+                rows[schema.NEEDED_P].to_numpy(),
+                rows[schema.PREFIX].to_numpy(),
+                rows[schema.LENGTH].to_numpy(),
+            )
+            frames = [o.to_pandas() if hasattr(o, "to_pandas") else o for o in observed]
+            calibration = _calibration(config.after, known_keys(frames[0]))
+            min_score = config.min_score
+            if min_score == MIN_SCORE_YIELD:
+                # The last tail part's yield: what its scan (the last --found) brought that was not
+                # known before it, over its probes (the last --scanned plan's rows); the predictions
+                # expected to beat it, by what probing the earlier ones found.
+                before = cpu.union_sorted(known_keys(model.seed, *frames[:-1]), previous)
+                part = part_yield(known_keys(frames[-1]), before, int(row_probes(extra[-1]).sum()))
+                min_score = release_score(calibration, part)
+            min_score = float(min_score)
+            known = cpu.union_sorted(known_keys(model.seed, *frames), previous)
+            n_scan, n_found = len(scan), int(sum(len(f) for f in frames[1:]))
+            # The observed services stay on their backend: the one predictor joins them there.
+            current = observed[0] if len(observed) == 1 else backend.xdf.concat(observed, ignore_index=True)
+            del scan, observed, frames, previous  # the priors go once round 1 is ranked
+            scanner = None
+            if config.sim is not None:
+                from gpsgpu.evaluate.ablation import services_at
+                from gpsgpu.pipelines.simulate import open_net
+                from gpsgpu.sim.scanner import SimScanner
+
+                internet, _ = open_net(config.sim, backend)
+                scanner = SimScanner(internet)
+            # The seed's hosts were scanned on every port: host rules predict nothing there.
+            seed_hosts = np.unique(np.asarray(model.seed[schema.IP], np.uint32))
+            first_round = 1 + len(config.after)
+            budget = config.budget
+            per_round: list[int] = []
+            runs_dir = tmp / RUNS_DIR
+            runs_dir.mkdir()
+            # Predictions held back by --min-score compete again in the next round (as in the ablation).
+            held = _held(config.after)
+            n_held = 0
+            with PredictionWriter(tmp, export=config.export) as writer:
+                writer.append(_empty_round(), empty=_empty_round())
+                for r in range(first_round, first_round + config.rounds):
+                    # One line per round: services predicted from (advanced deep in predict_services),
+                    # then what the round does after them, with the elapsed time still moving.
+                    with (
+                        Progress(
+                            f"predict (improved): round {r}",
+                            total=len(current),
+                            unit="services",
+                            heartbeat=True,
+                        ) as bar,
+                        current_progress(bar),
+                        RunStore(runs_dir / f"round-{r}") as store,
+                    ):
+                        bar.note("predicting and ranking")
+                        by_port = _rank_round(
+                            current, model, held, store, known=known, scanned=scanned, blocklist=blocklist,
+                            combine=config.combine, preset=preset, skip_hosts=seed_hosts,
+                        )  # fmt: skip
+                        current = None
+                        bar.note(f"{store.n_rows:,} predictions: merging them best first")
+                        done = _write_round(
+                            store, writer, by_port=by_port, round_no=r, min_score=min_score, budget=budget,
+                            scanner=scanner, held_dir=runs_dir,
+                        )  # fmt: skip
+                    if held is not None and held.parent == runs_dir:
+                        held.unlink()  # the last round's held rows, merged into this round's
+                    held, n_held = done.held, done.n_held
+                    per_round.append(done.n_predictions)
+                    if budget is not None:
+                        budget -= done.n_predictions
+                    if scanner is None or done.n_predictions == 0 or (budget is not None and budget <= 0):
+                        break
+                    assert done.targets is not None and done.found is not None
+                    known = union_sorted_keys(known, done.targets)
+                    done.targets = None
+                    current = services_at(scanner.internet, done.found)
+                    log.info(
+                        "round %d: %d predictions, %d found on the simulated Internet",
+                        r,
+                        done.n_predictions,
+                        done.found.size,
+                    )
+                    if len(current) == 0:
+                        break
+            n_predictions = writer.n_predictions
+        held_file = None
+        if min_score > 0 and held is not None:
+            os.replace(held, tmp / HELD_FILE)
+            held_file = HELD_FILE
+        shutil.rmtree(runs_dir)
         calibration_file = write_calibration(calibration, tmp) if len(calibration) else None
         counts = {
-            "n_priors_services": len(scan),
-            "n_found_services": int(sum(len(f) for f in frames[1:])),
+            "n_priors_services": n_scan,
+            "n_found_services": n_found,
             "n_rules": len(model.rules),
             "n_plan_rows": len(plan),
-            "n_predictions": len(predictions),
-            "n_rounds": len(rounds),
-            "n_predictions_per_round": [len(p) for p in rounds],
-            "n_held_back": len(held) if held is not None else 0,
+            "n_predictions": n_predictions,
+            "n_rounds": len(per_round),
+            "n_predictions_per_round": per_round,
+            "n_held_back": n_held,
             "min_score": min_score,
         }
         metadata = build_metadata(
@@ -458,8 +600,8 @@ def run_predict_improved(
         )
         write_metadata(tmp / "metadata.json", metadata)
     print(
-        f"gpsgpu: predict (improved): {len(scan):,} priors services x {len(model.rules):,} scored rules -> "
-        f"{len(predictions):,} ranked predictions in {len(rounds)} round(s) "
+        f"gpsgpu: predict (improved): {n_scan:,} priors services x {len(model.rules):,} scored rules -> "
+        f"{n_predictions:,} ranked predictions in {len(per_round)} round(s) "
         f"in {time.perf_counter() - started:.2f} s -> {output}",
         file=sys.stderr,
     )

@@ -26,6 +26,7 @@ addresses.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,6 +147,137 @@ def rank_predictions(
             schema.N_RULES: np.concatenate(counts)[order],
         }
     )
+
+
+def rank_partitions(
+    observed: Any,
+    rules: pd.DataFrame,
+    /,
+    *,
+    known: np.ndarray | None = None,
+    scanned: dict[int, np.ndarray] | None = None,
+    blocklist: Blocklist | None = None,
+    combine: str = "noisy-or",
+    preset: str = DEFAULT_PRESET,
+    host_rules: pd.DataFrame | None = None,
+    skip_hosts: np.ndarray | None = None,
+    partition_rows: int = DEFAULT_PARTITION_ROWS,
+    by_port: bool = False,
+) -> Iterator[pd.DataFrame]:
+    """:func:`rank_predictions` a host partition at a time: each partition's predictions, sorted
+    best first (:func:`sort_ranked`), as the partitions are predicted.
+
+    The partitions hold distinct hosts, so their predictions are distinct services:
+    :func:`merge_ranked` of what this yields is :func:`rank_predictions` (``by_port``: the order of
+    :func:`merge_held`), without every prediction in memory at once. Arguments as
+    :func:`rank_predictions`; yields nothing where it returns no rows.
+    """
+    if combine not in COMBINE_CHOICES:
+        raise ValueError(f"combine must be one of {', '.join(COMBINE_CHOICES)}, not {combine!r}")
+    if len(observed) == 0 or (len(rules) == 0 and (host_rules is None or len(host_rules) == 0)):
+        return
+    tables = prepare_predict(
+        rules, known=known, scanned=scanned, blocklist=blocklist, host_rules=host_rules, skip_hosts=skip_hosts
+    )
+    for part in split_by_host(observed, n_partitions=max(1, math.ceil(len(observed) / partition_rows))):
+        preds = predict_services(part, tables, combine=combine, n_rules=True, preset=preset)
+        yield sort_ranked(preds[[schema.IP, schema.PORT, schema.SCORE, schema.N_RULES]], by_port=by_port)
+        del preds
+
+
+def _rank_keys(frame: pd.DataFrame, by_port: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The sort keys of ranked rows: the negated score (float64: ascending is best first) and the
+    tie-break as one integer (``ip << 16 | port``, or ``port << 32 | ip`` when ``by_port``)."""
+    ip = frame[schema.IP].to_numpy(np.uint32)
+    port = frame[schema.PORT].to_numpy(np.uint16)
+    tie = (
+        (port.astype(np.uint64) << np.uint64(32)) | ip.astype(np.uint64)
+        if by_port
+        else schema.pack_service(ip, port)
+    )
+    return -frame[schema.SCORE].to_numpy(np.float64), tie
+
+
+def sort_ranked(preds: pd.DataFrame, /, *, by_port: bool = False) -> pd.DataFrame:
+    """Predictions best first: score desc, then ``(ip, port)`` (:func:`rank_predictions`' order) or,
+    with ``by_port``, then port, then ip (:func:`merge_held`'s)."""
+    neg, tie = _rank_keys(preds, by_port)
+    return preds.iloc[np.lexsort((tie, neg))].reset_index(drop=True)
+
+
+def merge_ranked(
+    runs: Sequence[Iterator[pd.DataFrame]], /, *, by_port: bool = False
+) -> Iterator[pd.DataFrame]:
+    """The rows of sorted runs (:func:`sort_ranked`, one order for all) in that order, block by block.
+
+    Each run is an iterator of frames (a run read a batch at a time). Every service is in one run
+    at most, so the order is total and the blocks' concatenation is :func:`sort_ranked` of all the
+    rows, whatever the runs and their batches. A block is every buffered row up to the smallest of
+    the buffers' last rows: the rows of the runs after their buffers all come later.
+    """
+    sources = [iter(run) for run in runs]
+    buffers: dict[int, tuple[pd.DataFrame, np.ndarray, np.ndarray]] = {}
+    while True:
+        for i in [i for i, source in enumerate(sources) if source is not None and i not in buffers]:
+            for frame in sources[i]:  # type: ignore[union-attr]
+                if len(frame):
+                    buffers[i] = (frame, *_rank_keys(frame, by_port))
+                    break
+            else:
+                sources[i] = None  # type: ignore[call-overload]
+        if not buffers:
+            return
+        cut_neg, cut_tie = min((neg[-1], tie[-1]) for _, neg, tie in buffers.values())
+        taken = []
+        for i, (frame, neg, tie) in list(buffers.items()):
+            lo, hi = np.searchsorted(neg, cut_neg, side="left"), np.searchsorted(neg, cut_neg, side="right")
+            n = int(lo + np.searchsorted(tie[lo:hi], cut_tie, side="right"))
+            if n == 0:
+                continue
+            taken.append(frame.iloc[:n])
+            if n == len(frame):
+                del buffers[i]
+            else:
+                buffers[i] = (frame.iloc[n:], neg[n:], tie[n:])
+        yield sort_ranked(pd.concat(taken, ignore_index=True), by_port=by_port)
+
+
+def isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which ``values`` occur in ``sorted_set`` (ascending, distinct): a binary search each, no hash
+    table of the set (which may be every target probed so far)."""
+    if values.size == 0 or sorted_set.size == 0:
+        return np.zeros(values.size, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return sorted_set[at] == values
+
+
+def union_sorted_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of two sorted distinct arrays, holding only them and the result
+    (``cpu.union_sorted`` sorts their concatenation: three copies of tens of millions of keys)."""
+    if a.size < b.size:
+        a, b = b, a
+    b = b[~isin_sorted(b, a)]
+    return np.insert(a, np.searchsorted(a, b), b)
+
+
+def held_keep(
+    held: pd.DataFrame,
+    /,
+    *,
+    predicted: np.ndarray,
+    known: np.ndarray | None = None,
+    scanned: dict[int, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Which held-back predictions :func:`merge_held` keeps: those not ``predicted`` again (sorted
+    keys), not ``known`` (sorted keys) and not in ``scanned`` rows."""
+    h_ip, h_port = held[schema.IP].to_numpy(np.uint32), held[schema.PORT].to_numpy(np.uint16)
+    h_key = schema.pack_service(h_ip, h_port)
+    keep = ~isin_sorted(h_key, predicted)
+    if known is not None and known.size:
+        keep &= ~isin_sorted(h_key, known)
+    if scanned:
+        keep &= ~in_scanned(h_ip, h_port, scanned)
+    return keep
 
 
 def hold_back(preds: pd.DataFrame, /, *, min_score: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -280,12 +412,18 @@ __all__ = [
     "add_calibration",
     "calibration_counts",
     "empty_predictions",
+    "held_keep",
     "hold_back",
     "in_scanned",
+    "isin_sorted",
     "known_keys",
     "merge_held",
+    "merge_ranked",
     "part_yield",
+    "rank_partitions",
     "rank_predictions",
     "release_score",
     "scanned_keys",
+    "sort_ranked",
+    "union_sorted_keys",
 ]

@@ -156,11 +156,21 @@ def prepare_predict(
         p=rules[schema.P].to_numpy(np.uint16)[order],
         rank=rank[order],
         scores=-scores,
-        known=cpu.unique_sorted(np.concatenate(known_parts)) if known_parts else np.zeros(0, np.uint64),
+        known=_sorted_known(known_parts),
         scanned={length: cpu.unique_sorted(keys) for length, keys in rows.items()},
         blocklist=blocklist,
         **hosts,
     )
+
+
+def _sorted_known(parts: list[np.ndarray]) -> np.ndarray:
+    """Sorted distinct keys of ``parts``; one part already sorted and distinct (the targets of every
+    round so far, tens of millions) is taken as it is, not copied twice more."""
+    if not parts:
+        return np.zeros(0, np.uint64)
+    if len(parts) == 1 and (parts[0].size < 2 or bool(np.all(parts[0][1:] > parts[0][:-1]))):
+        return parts[0]
+    return cpu.unique_sorted(np.concatenate(parts))
 
 
 def _chunk_predictions(table: Any, tables: PredictTables, preset: str = DEFAULT_PRESET) -> tuple[Any, Any]:
@@ -289,11 +299,16 @@ def drop_mask(ip: Any, port: Any, tables: PredictTables) -> Any:
     """Which ``(ip, port)`` not to predict: known, in scanned space, or blocklisted."""
     ops = ops_for(backend_of(ip))
     xp = ops.namespace()
-    drop = (
-        ops.sorted_isin(schema.pack_service(ip, port), tables.known)
-        if tables.known.size
-        else (xp.zeros(ip.size, dtype=bool))
-    )
+    key = schema.pack_service(ip, port)
+    if not tables.known.size:
+        drop = xp.zeros(ip.size, dtype=bool)
+    elif tables.known.size > 4 * key.size:
+        # Many more known services than predictions (a later round's known targets): a binary
+        # search each rather than a hash table of them all.
+        at = xp.minimum(xp.searchsorted(tables.known, key), tables.known.size - 1)
+        drop = tables.known[at] == key
+    else:
+        drop = ops.sorted_isin(key, tables.known)
     drop |= in_scanned(ip, port, tables.scanned)
     if tables.blocklist is not None and len(tables.blocklist):
         drop |= xp.asarray(tables.blocklist.contains(ip))
