@@ -69,6 +69,7 @@ from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.model import HOST_RULES_FILE, Model
 from gpsgpu.io.parquet import read_table, write_table
+from gpsgpu.io.partitions import ParquetHostPartitions
 from gpsgpu.io.predictions import (
     EXPORT_FILE,
     HELD_FILE,
@@ -85,7 +86,7 @@ from gpsgpu.io.predictions import (
 from gpsgpu.io.runs import RunStore
 from gpsgpu.learn.ranked import learn_host_rules, learn_ranked_rules, real_hosts
 from gpsgpu.ops import cpu
-from gpsgpu.pipelines.engine_io import blocklist_for, read_scan, whole_frame
+from gpsgpu.pipelines.engine_io import blocklist_for, open_scan, read_scan, whole_frame
 from gpsgpu.plan.budget import (
     DEFAULT_HEAD_PATTERNS,
     TAIL_LENGTH,
@@ -367,6 +368,7 @@ def _rank_round(
             at = np.minimum(np.searchsorted(held_keys, key), held_keys.size - 1)
             again[at[held_keys[at] == key]] = True
         store.add(part)
+        del part  # before the next partition is predicted
     if by_port:
         assert held is not None
         predicted = held_keys[again]
@@ -451,7 +453,8 @@ def run_predict_improved(
     preset = str(model.params.get("preset", "gps2022"))
     with timings.step("read"):
         blocklist = blocklist_for(config.blocklist, plans=[config.plan, *(config.scanned or ())])
-        scan, described = read_scan(
+        # Alone, a services table is read a host partition at a time (the same partitions).
+        scan, described = (open_scan if not config.found else read_scan)(
             priors,
             backend=backend,
             fmt=config.format,
@@ -483,7 +486,14 @@ def run_predict_improved(
                 rows[schema.PREFIX].to_numpy(),
                 rows[schema.LENGTH].to_numpy(),
             )
-            frames = [o.to_pandas() if hasattr(o, "to_pandas") else o for o in observed]
+            # Of a services table read by partitions, only the addresses and ports are read whole.
+            frames = [
+                read_table(o.path, columns=[schema.IP, schema.PORT]).to_pandas()
+                if isinstance(o, ParquetHostPartitions)
+                else o
+                for o in observed
+            ]
+            frames = [o.to_pandas() if hasattr(o, "to_pandas") else o for o in frames]
             calibration = _calibration(config.after, known_keys(frames[0]))
             min_score = config.min_score
             if min_score == MIN_SCORE_YIELD:

@@ -181,6 +181,7 @@ def rank_partitions(
     )
     for part in split_by_host(observed, n_partitions=max(1, math.ceil(len(observed) / partition_rows))):
         preds = predict_services(part, tables, combine=combine, n_rules=True, preset=preset)
+        del part  # before the next partition is read
         yield sort_ranked(preds[[schema.IP, schema.PORT, schema.SCORE, schema.N_RULES]], by_port=by_port)
         del preds
 

@@ -141,7 +141,10 @@ def prepare_predict(
         rows[step] = np.concatenate([rows.get(step, np.zeros(0, np.uint64)), planned])
     hosts: dict[str, Any] = {}
     if host_rules is not None and len(host_rules):
-        by_asn = np.argsort(host_rules[schema.ASN].to_numpy(np.uint32), kind="stable")
+        # By AS, then port: a host's targets come out sorted (one rule per AS and port).
+        by_asn = np.lexsort(
+            (host_rules[schema.P].to_numpy(np.uint16), host_rules[schema.ASN].to_numpy(np.uint32))
+        )
         hosts = {
             "host_asn": host_rules[schema.ASN].to_numpy(np.uint32)[by_asn],
             "host_p": host_rules[schema.P].to_numpy(np.uint16)[by_asn],
@@ -278,21 +281,26 @@ def predict_services(
         parts = [one(start) for start in starts]
     key = xp.concatenate([p[0] for p in parts])
     rank = xp.concatenate([p[1] for p in parts])
+    del parts  # the chunks' candidates, a partition's largest arrays with these
     if combine == "max" and not n_rules:
         service, best = _best_per_service(ops, key, rank)
         score, count = tables.scores[best], None
     else:
-        service, score, count = _combine(ops, key, tables.scores[rank], combine)
+        score = tables.scores[rank]
+        del rank
+        service, score, count = _combine(ops, key, score, combine)
+    del key
     if tables.host_p is not None:
         service, score, count = _with_host_rules(ops, table, tables, service, score, count)
     ip, port = schema.unpack_service(service)
     keep = ~drop_mask(ip, port, tables)
-    return _frame(
-        ops.to_host(service[keep]),
-        ops.to_host(score[keep].astype(xp.float32)),
-        None if count is None else ops.to_host(count[keep]),
-        n_rules,
-    )
+    del ip, port
+    # Each array is replaced as it is cut: tens of millions of predictions per partition.
+    service = ops.to_host(service[keep])
+    score = ops.to_host(score[keep].astype(xp.float32))
+    count = None if count is None else ops.to_host(count[keep])
+    del keep
+    return _frame(service, score, count, n_rules)
 
 
 def drop_mask(ip: Any, port: Any, tables: PredictTables) -> Any:
@@ -330,12 +338,12 @@ def in_scanned(ip: Any, port: Any, scanned: dict[int, Any]) -> Any:
 
 def _frame(service: np.ndarray, score: np.ndarray, count: np.ndarray | None, n_rules: bool) -> pd.DataFrame:
     ip, port = schema.unpack_service(service)
-    columns = {schema.IP: ip, schema.PORT: port, schema.SCORE: score.astype(np.float32)}
+    columns = {schema.IP: ip, schema.PORT: port, schema.SCORE: score.astype(np.float32, copy=False)}
     if n_rules:
         columns[schema.N_RULES] = (
             count.astype(np.uint32) if count is not None else np.ones(service.size, np.uint32)
         )
-    return pd.DataFrame(columns)
+    return pd.DataFrame(columns, copy=False)
 
 
 def _combine(ops: ModuleType, key: Any, score: Any, combine: str) -> tuple[Any, Any, Any]:
@@ -374,26 +382,37 @@ def _with_host_rules(
     asn = xp.where(ops.sorted_isin(asn, ops.unique_sorted(tables.host_asn)), asn, xp.uint32(ANY_ASN))
     lo = xp.searchsorted(tables.host_asn, asn, side="left")
     n = xp.searchsorted(tables.host_asn, asn, side="right") - lo
-    host_row = ops.repeat(xp.arange(hosts.size, dtype=xp.int64), n)
-    within = xp.arange(host_row.size, dtype=xp.int64) - ops.repeat(xp.cumsum(n) - n, n)
-    rule_row = ops.repeat(lo, n) + within
-    h_key = schema.pack_service(hosts[host_row], tables.host_p[rule_row])
+    # Host h's rules are rows lo[h] .. lo[h] + n[h] - 1, by port: the keys come out sorted.
+    rule_row = ops.repeat(lo - (xp.cumsum(n) - n), n) + xp.arange(int(n.sum()), dtype=xp.int64)
+    h_key = schema.pack_service(ops.repeat(hosts, n), tables.host_p[rule_row])
     h_score = tables.host_score[rule_row]
+    del rule_row, lo, n
     if count is None:
         count = xp.ones(service.size, dtype=xp.int64)
     # ``service`` is sorted: a binary search each, no hash table of the (many) predictions.
-    at = xp.minimum(xp.searchsorted(service, h_key), max(int(service.size) - 1, 0))
+    pos = xp.searchsorted(service, h_key)
+    at = xp.minimum(pos, max(int(service.size) - 1, 0))
     both = (service[at] == h_key) if service.size else xp.zeros(h_key.size, dtype=bool)
     score = score.astype(xp.float64, copy=True)
     # Several host rules never name one target (one AS per host, one rule per port).
     score[at[both]] = xp.maximum(score[at[both]], h_score[both])
-    key = xp.concatenate([service, h_key[~both]])
-    order = xp.argsort(key)
-    return (
-        key[order],
-        xp.concatenate([score, h_score[~both]])[order],
-        xp.concatenate([count, xp.ones(int((~both).sum()), dtype=xp.int64)])[order],
-    )
+    new = ~both
+    del at, both
+    h_key, h_score, pos = h_key[new], h_score[new], pos[new]
+    del new
+    # Merge the two sorted key lists: new target j goes before the services not below it.
+    is_host = xp.zeros(service.size + h_key.size, dtype=bool)
+    is_host[pos + xp.arange(h_key.size, dtype=xp.int64)] = True
+    del pos
+    is_service = ~is_host
+    merged_key = xp.empty(is_host.size, dtype=service.dtype)
+    merged_key[is_host], merged_key[is_service] = h_key, service
+    merged_score = xp.empty(is_host.size, dtype=xp.float64)
+    merged_score[is_host], merged_score[is_service] = h_score, score
+    del h_key, h_score, score
+    merged_count = xp.empty(is_host.size, dtype=count.dtype)
+    merged_count[is_host], merged_count[is_service] = 1, count
+    return merged_key, merged_score, merged_count
 
 
 def _best_per_service(ops: ModuleType, service: Any, rank: Any) -> tuple[Any, Any]:
