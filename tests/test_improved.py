@@ -420,6 +420,10 @@ def test_cli_improved_rounds_and_compatible_guard(small_net: Path) -> None:
         "predict", str(root / "model"), priors, "-o", str(root / "p3"), "--sim", str(net), "--rounds", "3"
     )
     assert three.returncode == 0, three.stderr
+    # The rounds' sorted runs (and rows held back) lived in the output's temporary folder only.
+    for name in ("p1", "p3"):
+        assert sorted(p.name for p in (root / name).iterdir()) == ["metadata.json", "parts"]
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".")]
     p1 = pd.read_parquet(root / "p1" / "parts")
     p3 = pd.read_parquet(root / "p3" / "parts")
     assert set(p3[schema.ROUND]) >= {1}
