@@ -18,9 +18,11 @@ observed host and every port its AS's rules name (hosts of the seed, scanned on 
 a target that service rules name too keeps the higher of the two scores.
 
 Here the partitions' predictions are ranked best first (score desc, then ``(ip, port)``) and cut by
-``min_score`` and a probe ``budget``. What is already known or already probed is dropped: the seed,
-services found so far, targets probed in earlier rounds, space the plan scans and blocklisted
-addresses.
+``min_score`` and a probe ``budget``: :func:`rank_predictions` in memory, or :func:`rank_partitions`
+(each partition sorted on its own, a run) and :func:`merge_ranked` (the runs merged block by block,
+the same rows in the same order), which ``gpsgpu predict`` runs with the runs on disk. What is
+already known or already probed is dropped: the seed, services found so far, targets probed in
+earlier rounds, space the plan scans and blocklisted addresses.
 """
 
 from __future__ import annotations
