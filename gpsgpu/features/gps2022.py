@@ -304,6 +304,40 @@ def _chunk_features(
     window = window[rows].astype(xp.int32, copy=False)
     n = int(ip.size)
     all_rows = xp.arange(n, dtype=xp.int64)
+    d_strings, d_row, d_code = _data_features(ops, protocol, window, banner, tls_cert, rows, all_rows)
+    # The string steps' temporaries go back to the system before the crosses allocate theirs
+    # (freed heap pages otherwise stay resident and add to every later step's peak).
+    ops.release_memory()
+    feature_kinds: list[Any] = [d_strings]
+    feature_rows: list[Any] = [d_row]
+    feature_codes: list[Any] = [d_code]
+    cross_features(
+        feature_kinds, feature_rows, feature_codes, d_row, d_code, d_strings, ip, asn, use_asn=use_asn
+    )
+    ops.release_memory()
+
+    # --- network features --------------------------------------------------------------------------
+    prefix_features(feature_kinds, feature_rows, feature_codes, ip, PREFIX_LENGTHS)
+    feature_kinds.append(ops.text([L4_FEATURE] if n else []))
+    feature_rows.append(all_rows)
+    feature_codes.append(xp.zeros(n, dtype=xp.int64))
+    if use_asn:
+        asn_rows = xp.flatnonzero(asn != 0)
+        code, unique = ops.factorize(asn[asn_rows])
+        feature_kinds.append(ops.text_join("asn: ", ops.text_decimal(unique.astype(xp.uint32))))
+        feature_rows.append(asn_rows)
+        feature_codes.append(code)
+
+    return assemble_features(feature_kinds, feature_rows, feature_codes)
+
+
+def _data_features(
+    ops: ModuleType, protocol: Any, window: Any, banner: Any, tls_cert: Any | None, rows: Any, all_rows: Any
+) -> tuple[Any, Any, Any]:
+    """The data features of the chunk's ``rows`` (``window`` already taken at them): their distinct
+    strings and the distinct ``(row, code)`` pairs that carry them (int64, sorted). A function of
+    its own so that its encodings, lines and pieces are freed when it returns."""
+    xp = ops.namespace()
     banner_code, banners = ops.text_encode(ops.text(banner))
     protocol_code, protocols = ops.text_encode(ops.text(protocol))
     banner_code, protocol_code = banner_code[rows], protocol_code[rows]
@@ -344,26 +378,7 @@ def _chunk_features(
     d_code = xp.concatenate([c + off for c, off in zip(kind_codes, offsets[:-1], strict=True)])
     # A banner may repeat a line and a certificate a piece: keep each (row, feature) once.
     d_row, d_code = unique_row_features(d_row, d_code)
-    feature_kinds: list[Any] = [d_strings]
-    feature_rows: list[Any] = [d_row]
-    feature_codes: list[Any] = [d_code]
-    cross_features(
-        feature_kinds, feature_rows, feature_codes, d_row, d_code, d_strings, ip, asn, use_asn=use_asn
-    )
-
-    # --- network features --------------------------------------------------------------------------
-    prefix_features(feature_kinds, feature_rows, feature_codes, ip, PREFIX_LENGTHS)
-    feature_kinds.append(ops.text([L4_FEATURE] if n else []))
-    feature_rows.append(all_rows)
-    feature_codes.append(xp.zeros(n, dtype=xp.int64))
-    if use_asn:
-        asn_rows = xp.flatnonzero(asn != 0)
-        code, unique = ops.factorize(asn[asn_rows])
-        feature_kinds.append(ops.text_join("asn: ", ops.text_decimal(unique.astype(xp.uint32))))
-        feature_rows.append(asn_rows)
-        feature_codes.append(code)
-
-    return assemble_features(feature_kinds, feature_rows, feature_codes)
+    return d_strings, d_row, d_code
 
 
 def unique_row_features(d_row: Any, d_code: Any) -> tuple[Any, Any]:
@@ -451,6 +466,7 @@ def assemble_features(kinds: list[Any], rows: list[Any], codes: list[Any]) -> Fe
     rows.clear()
     strings = ops.text_concat(kinds)
     kinds.clear()
+    ops.release_memory()
     fkeys = ops.xxh64_strings(strings, schema.FKEY_SEED)
     return FeatureArrays(row=row, fid=fid, strings=strings, fkeys=fkeys)
 

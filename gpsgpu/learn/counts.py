@@ -134,15 +134,23 @@ def _order_rows(part: SeedPartition, row_gid: Any) -> None:
         part.row_slot, part.row_gid = part.row_slot[order], row_gid[order]
         part.row_fid = xp.zeros(0, dtype=xp.uint32)
         return
-    packed = (
-        (part.slot_count[part.row_slot].astype(xp.uint64) << xp.uint64(60))
-        | (row_gid.astype(xp.uint64) << xp.uint64(32))
-        | part.row_slot.astype(xp.uint64)
-    )
-    packed.sort()
-    part.row_slot = (packed & xp.uint64(0xFFFFFFFF)).astype(xp.int64)
-    part.row_gid = ((packed >> xp.uint64(32)) & xp.uint64(0x0FFFFFFF)).astype(xp.uint32)
+    # Packed and unpacked in place: one uint64 per row is alive beside the rows, not four.
+    packed = part.slot_count[part.row_slot].astype(xp.uint64)
+    packed <<= xp.uint64(60)
+    gid_bits = row_gid.astype(xp.uint64)
+    del row_gid
+    gid_bits <<= xp.uint64(32)
+    packed |= gid_bits
+    del gid_bits
+    packed |= part.row_slot.astype(xp.uint64, copy=False)
     part.row_fid = xp.zeros(0, dtype=xp.uint32)  # local ids are not needed past this point
+    part.row_slot = part.row_fid  # freed before the sort
+    packed.sort()
+    # Slots are below 2**32: the low half of a packed row, read as int64, is its slot.
+    part.row_slot = (packed & xp.uint64(0xFFFFFFFF)).view(xp.int64)
+    packed >>= xp.uint64(32)
+    packed &= xp.uint64(0x0FFFFFFF)
+    part.row_gid = packed.astype(xp.uint32)
 
 
 def server_keys(part: SeedPartition) -> Any:

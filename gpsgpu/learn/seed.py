@@ -160,6 +160,9 @@ def index_seed(
             single_service, single_row_fid = unique_row_features(single_service, single_row_fid)
         single_row_port = s_port[single_service]
 
+    fkeys, strings = features.fkeys, features.strings
+    del features, feature_service, on_slot
+    ops.release_memory()  # the features step's freed temporaries leave the resident set
     big = host_size > MAX_HOST_PORTS
     return SeedPartition(
         slot_ip=slot_ip,
@@ -168,8 +171,8 @@ def index_seed(
         slot_count=slot_count,
         row_slot=row_slot.astype(xp.int64, copy=False),
         row_fid=row_fid.astype(xp.uint32, copy=False),
-        fkeys=features.fkeys,
-        strings=features.strings,
+        fkeys=fkeys,
+        strings=strings,
         single_ip=s_ip[single],
         single_port=s_port[single],
         services=service,
