@@ -194,22 +194,25 @@ def sum_by_key(tables: list[tuple[Any, Any]]) -> tuple[Any, Any]:
     return ops.sum_tables(tables)
 
 
-def _chunks_by_gid(ops: ModuleType, row_gid: Any, row_pairs: Any, chunk_pairs: int) -> list[Any]:
+def _chunks_by_gid(ops: ModuleType, row_gid: Any, row_pairs: Any, chunk_pairs: int) -> list[list[Any]]:
     """Rows grouped into chunks of whole global-id ranges, each of at most ``chunk_pairs`` pairs
     (a single id with more pairs than that forms its own chunk); a chunk's rows keep their order.
 
-    Rows sorted by ``(port count, gid)`` (what :func:`assign_global_ids` leaves) are cut without a
-    gather or a sort: in each port-count block a gid range is a contiguous run of rows.
+    A chunk is a list of pieces, each a ``slice`` of the rows or an index array (see
+    :func:`_gather`). Rows sorted by ``(port count, gid)`` (what :func:`assign_global_ids` leaves)
+    are cut without a gather or a sort: in each port-count block a gid range is a contiguous run of
+    rows, one slice.
     """
     xp = ops.namespace()
-    total = int(row_pairs.sum())
+    total = int(row_pairs.sum(dtype=xp.int64))
     if total <= chunk_pairs:
-        return [xp.arange(row_gid.size)]
+        return [[slice(0, int(row_gid.size))]]
     n_gid = int(row_gid.max()) + 1
     next_block = row_pairs[1:] != row_pairs[:-1]
     in_order = bool(xp.all(row_pairs[1:] >= row_pairs[:-1])) and bool(
         xp.all((row_gid[1:] >= row_gid[:-1]) | next_block)
     )
+    del next_block
     if not in_order:
         return _chunks_by_gid_unsorted(ops, row_gid, row_pairs, chunk_pairs)
     blocks = [b.tolist() for b in ops.runs(row_pairs)]  # (pairs per row, first row, rows) per block
@@ -229,16 +232,17 @@ def _chunks_by_gid(ops: ModuleType, row_gid: Any, row_pairs: Any, chunk_pairs: i
     chunks = []
     for c in range(n_edges):
         pieces = [
-            xp.arange(cut[c], cut[c + 1] if c + 1 < n_edges else end)
-            for cut, end in zip(cuts, ends, strict=True)
+            slice(cut[c], cut[c + 1] if c + 1 < n_edges else end) for cut, end in zip(cuts, ends, strict=True)
         ]
-        rows = xp.concatenate(pieces) if pieces else xp.zeros(0, xp.int64)
-        if rows.size:
-            chunks.append(rows)
+        pieces = [piece for piece in pieces if piece.stop > piece.start]
+        if pieces:
+            chunks.append(pieces)
     return chunks
 
 
-def _chunks_by_gid_unsorted(ops: ModuleType, row_gid: Any, row_pairs: Any, chunk_pairs: int) -> list[Any]:
+def _chunks_by_gid_unsorted(
+    ops: ModuleType, row_gid: Any, row_pairs: Any, chunk_pairs: int
+) -> list[list[Any]]:
     """:func:`_chunks_by_gid` for rows in any order: a stable sort on the chunk number."""
     xp = ops.namespace()
     n_gid = int(row_gid.max()) + 1
@@ -251,7 +255,28 @@ def _chunks_by_gid_unsorted(ops: ModuleType, row_gid: Any, row_pairs: Any, chunk
     bucket = chunk_of_gid[row_gid]
     order = ops.argsort_stable(bucket)
     bounds = [0, *xp.cumsum(xp.bincount(bucket, minlength=n_chunks)).tolist()]
-    return [order[bounds[c] : bounds[c + 1]] for c in range(n_chunks)]
+    return [[order[bounds[c] : bounds[c + 1]]] for c in range(n_chunks)]
+
+
+def _gather(xp: Any, values: Any, pieces: list[Any]) -> Any:
+    """``values`` at a chunk's pieces (slices or index arrays), in order."""
+    taken = [values[piece] for piece in pieces]
+    return taken[0] if len(taken) == 1 else xp.concatenate(taken)
+
+
+def _row_pairs(part: SeedPartition, rows: Any) -> Any:
+    """Pairs of each of the feature rows ``rows`` (its host's port count - 1), uint16 (a host has at
+    most 2**16 ports), gathered in blocks: no int64 copy of every row's slot is made."""
+    xp = _ops(part).namespace()
+    pairs_of_slot = (part.slot_count - 1).astype(xp.uint16)
+    out = xp.empty(rows.size, dtype=xp.uint16)
+    for lo in range(0, int(rows.size), _ROW_BLOCK):
+        out[lo : lo + _ROW_BLOCK] = pairs_of_slot[part.row_slot[rows[lo : lo + _ROW_BLOCK]]]
+    return out
+
+
+#: Rows gathered at once by :func:`_row_pairs`.
+_ROW_BLOCK = 1 << 20
 
 
 #: Pairs per chunk the CPU works best with (a chunk's sort and searches stay mostly in cache);
@@ -310,21 +335,25 @@ def count_pairs(
     """
     ops = _ops(part)
     xp = ops.namespace()
-    row_slot = part.row_slot[rows]
-    row_gid = part.row_gid[rows]
-    if row_slot.size == 0:
+    if rows.size == 0:
         return xp.zeros(0, xp.uint64), xp.zeros(0, xp.int64)
-    row_pairs = part.slot_count[row_slot] - 1
+    # Chunks index ``rows``; each chunk gathers its own slots and ids (no copy of every row's).
+    row_gid = part.row_gid[rows]
+    row_pairs = _row_pairs(part, rows)
     host = ops.host_table(part.slot_port, part.slot_first, part.slot_count)
 
-    def count_chunk(chunk: Any) -> tuple[Any, Any]:
+    def count_chunk(chunk: list[Any]) -> tuple[Any, Any]:
+        at = _gather(xp, rows, chunk)
         keys = ops.expand_pairs(
-            row_slot[chunk], row_gid[chunk], part.slot_port, part.slot_first, part.slot_count, host=host
+            part.row_slot[at], part.row_gid[at], part.slot_port, part.slot_first, part.slot_count, host=host
         )
+        del at
         return ops.count_keys(keys)
 
-    chunk_size = _balanced(ops, chunk_pairs, int(row_pairs.sum()), workers)
-    tables = _map_chunks(count_chunk, _chunks_by_gid(ops, row_gid, row_pairs, chunk_size), workers)
+    chunk_size = _balanced(ops, chunk_pairs, int(row_pairs.sum(dtype=xp.int64)), workers)
+    chunks = _chunks_by_gid(ops, row_gid, row_pairs, chunk_size)
+    del row_gid, row_pairs
+    tables = _map_chunks(count_chunk, chunks, workers)
     return xp.concatenate([t[0] for t in tables]), xp.concatenate([t[1] for t in tables])
 
 
@@ -355,23 +384,24 @@ def best_slots(
     ops = _ops(part)
     xp = ops.namespace()
     best = xp.full(part.slot_ip.size, 0xFFFFFFFF, dtype=xp.uint32)
-    row_slot = part.row_slot[rows]
-    row_gid = part.row_gid[rows]
-    if row_slot.size == 0 or table_keys.size == 0:
+    if rows.size == 0 or table_keys.size == 0:
         return best
-    row_pairs = part.slot_count[row_slot] - 1
+    row_gid = part.row_gid[rows]
+    row_pairs = _row_pairs(part, rows)
     host = ops.host_table(part.slot_port, part.slot_first, part.slot_count)
-    total = int(row_pairs.sum())
+    total = int(row_pairs.sum(dtype=xp.int64))
     chunks = _chunks_by_gid(ops, row_gid, row_pairs, _balanced(ops, chunk_pairs, total, workers))
+    del row_gid, row_pairs
 
-    def best_of(own: Any, chunk: Any) -> Any:
+    def best_of(own: Any, chunk: list[Any]) -> Any:
         # A chunk holds a global-id range, so only that slice of the (key-sorted) table can match:
         # searching the slice keeps the binary searches in cache.
-        gids = row_gid[chunk]
+        at = _gather(xp, rows, chunk)
+        gids = part.row_gid[at]
         bounds = xp.asarray([int(gids.min()) << 32, (int(gids.max()) + 1) << 32], dtype=xp.uint64)
         lo, hi = xp.searchsorted(table_keys, bounds).tolist()
         return ops.best_predictor(
-            row_slot[chunk],
+            part.row_slot[at],
             gids,
             part.slot_port,
             part.slot_first,
