@@ -80,6 +80,23 @@ def test_host_text_hex8_and_rank() -> None:
     assert [words[i] for i in np.argsort(rank)] == [words[i] for i in by_bytes]
 
 
+def test_host_text_concat_drain() -> None:
+    rng = _rng()
+    words = _words(rng, 5000)
+    pieces = [words[:0], words[:1000], ["", "x"], words[1000:], []]
+    arrays = [pa.array(p, type=pa.large_string()) for p in pieces]
+    arrays.append(pa.array(words[:300], type=pa.string()).slice(7, 100))  # an offset, not large
+    expected = cpu.text_concat(arrays)
+    drained = list(arrays)
+    out = cpu.text_concat_drain(drained)
+    assert drained == []
+    assert out.type == pa.large_string()
+    assert out.equals(expected)
+    with_null = [arrays[1], pa.array(["a", None], type=pa.large_string())]
+    assert cpu.text_concat_drain(list(with_null)).equals(cpu.text_concat(with_null))
+    assert cpu.text_concat_drain([]).equals(cpu.text([]))
+
+
 def test_host_text_encode() -> None:
     words = _words(_rng(), 5000)
     codes, dictionary = cpu.text_encode(pa.array(words, type=pa.large_string()))

@@ -116,6 +116,10 @@ def _as_large(strings: Any) -> pa.Array:
     return cpu.text(strings)
 
 
+#: Banners parsed for a certificate per block (:func:`_tls_hex`).
+_PARSE_BLOCK = 1 << 12
+
+
 def _tls_hex(
     ops: ModuleType,
     tls_rows: Any,
@@ -144,8 +148,17 @@ def _tls_hex(
     if missing.size:
         banner_at, wanted = ops.factorize(banner_code[tls_rows[missing]])
         encoded = ops.text_to_arrow(ops.text_take(banners, wanted))
+        # Parsed a block of banners at a time: the Python strings of one block are alive at once.
         parsed = ops.text_from_arrow(
-            pa.array([certificate_hex(b) for b in encoded.to_pylist()], type=pa.large_string())
+            cpu.text_concat(
+                [
+                    pa.array(
+                        [certificate_hex(b) for b in encoded.slice(lo, _PARSE_BLOCK).to_pylist()],
+                        type=pa.large_string(),
+                    )
+                    for lo in range(0, len(encoded), _PARSE_BLOCK)
+                ]
+            )
         )
         # Banners without a certificate parse to null: drop them, renumber the others.
         found = xp.flatnonzero(ops.text_valid(parsed))
@@ -314,6 +327,7 @@ def _chunk_features(
     cross_features(
         feature_kinds, feature_rows, feature_codes, d_row, d_code, d_strings, ip, asn, use_asn=use_asn
     )
+    del d_strings, d_row, d_code  # the lists hold them: assemble_features frees each once copied
     ops.release_memory()
 
     # --- network features --------------------------------------------------------------------------
@@ -356,6 +370,8 @@ def _data_features(
     line_code, distinct_lines = ops.text_encode(lines)
     data(ops.text_join("http line: ", distinct_lines),
          *_per_row(ops, banner_code, line_banner, line_code, ops.text_size(banners)))  # fmt: skip
+    del lines, line_banner, line_code, distinct_lines
+    ops.release_memory()  # the banners' lines (freed pages stay resident otherwise)
     data(ops.text_join("fingerprint: ", protocols), all_rows, protocol_code)
     window_code, windows = ops.factorize(window)
     data(ops.text_join("window: ", ops.text_decimal(windows)), all_rows, window_code)
@@ -364,6 +380,7 @@ def _data_features(
     data(ops.text_join("ssh banner: ", ops.text_take(banners, ssh_banners)), ssh_rows, ssh_code)
     tls_rows = xp.flatnonzero(ops.text_equal(protocols, "tls")[protocol_code])
     tls_rows, hex_code, hexes = _tls_hex(ops, tls_rows, banner_code, banners, tls_cert, rows)
+    ops.release_memory()  # the parsed banners
     data(ops.text_join("tls cert: ", hexes), tls_rows, hex_code)
     pieces, piece_hex = ops.text_split(hexes, TLS_OID_SEPARATOR)
     long_enough = xp.flatnonzero(ops.text_length(pieces) >= TLS_OID_MIN_LENGTH)
@@ -455,17 +472,20 @@ def assemble_features(kinds: list[Any], rows: list[Any], codes: list[Any]) -> Fe
     ops = ops_for(backend_of(rows[0]))
     xp = ops.namespace()
     sizes = [int(c.size) for c in codes]
+    if len(sizes) != len(kinds) or len(sizes) != len(rows):
+        raise ValueError("one list of rows and one of codes per kind of feature")
     fid = xp.empty(sum(sizes), dtype=xp.uint32)
+    row = xp.empty(sum(sizes), dtype=xp.int64)
     at, offset = 0, 0
-    for kind, code in zip(kinds, codes, strict=True):
-        fid[at : at + code.size] = code + offset
-        at += int(code.size)
-        offset += ops.text_size(kind)
+    for k, size in enumerate(sizes):
+        fid[at : at + size] = codes[k] + offset
+        row[at : at + size] = rows[k]
+        codes[k] = rows[k] = None
+        at += size
+        offset += ops.text_size(kinds[k])
     codes.clear()
-    row = xp.concatenate(rows)
     rows.clear()
-    strings = ops.text_concat(kinds)
-    kinds.clear()
+    strings = ops.text_concat_drain(kinds)
     ops.release_memory()
     fkeys = ops.xxh64_strings(strings, schema.FKEY_SEED)
     return FeatureArrays(row=row, fid=fid, strings=strings, fkeys=fkeys)

@@ -143,25 +143,29 @@ def index_seed(
     features = feature_arrays_of_table(table, use_asn=use_asn, preset=preset, rows=rows)
     if features.n_features and not ops.all_distinct(features.fkeys):
         raise InputError("two different feature strings have the same XXH64 key; cannot learn exactly")
+    fkeys, strings, feature_fid = features.fkeys, features.strings, features.fid
     feature_service = inverse[rows][features.row]
+    del features  # its rows: one array per feature row at a time
     # Repeated (ip, port) rows: their features are the union, each (service, fid) once. (Rows of
     # one input row are distinct already.)
     repeated = rows.size > int(featured.sum())
-    on_slot = counted[feature_service]
-    row_slot = slot_of_service[feature_service[on_slot]]
-    row_fid = features.fid[on_slot]
+    row_slot = slot_of_service[feature_service]  # -1 exactly where the service is not counted
+    on_slot = row_slot >= 0
+    if not single_features:
+        del feature_service
+    row_slot = row_slot[on_slot]
+    row_fid = feature_fid[on_slot]
     if repeated:
         row_slot, row_fid = unique_row_features(row_slot, row_fid)
     single_row_port = single_row_fid = None
     if single_features:
         on_single = xp.flatnonzero(~on_slot)
-        single_service, single_row_fid = feature_service[on_single], features.fid[on_single]
+        single_service, single_row_fid = feature_service[on_single], feature_fid[on_single]
+        del feature_service
         if repeated:
             single_service, single_row_fid = unique_row_features(single_service, single_row_fid)
         single_row_port = s_port[single_service]
-
-    fkeys, strings = features.fkeys, features.strings
-    del features, feature_service, on_slot
+    del feature_fid, on_slot
     ops.release_memory()  # the features step's freed temporaries leave the resident set
     big = host_size > MAX_HOST_PORTS
     return SeedPartition(

@@ -548,6 +548,43 @@ def text_concat(arrays: list[pa.Array]) -> pa.Array:
     return text(pa.chunked_array([text(a) for a in arrays], type=pa.large_string()))
 
 
+#: A string array at least this large is handed back to the system as soon as it is copied.
+_RELEASE_BYTES = 1 << 24
+
+
+def text_concat_drain(arrays: list[Any]) -> pa.Array:
+    """:func:`text_concat` that empties ``arrays`` as it copies them: each array can be freed as
+    soon as it is copied (when nothing else holds it), so the peak is the result and one array,
+    not twice the result."""
+    parts = [text(a) for a in arrays]
+    if any(a.null_count for a in parts):
+        arrays.clear()
+        return text_concat(parts)
+    arrays.clear()
+    n = sum(len(a) for a in parts)
+    spans = []
+    for a in parts:
+        offsets, _ = string_buffers(a)
+        spans.append(int(offsets[-1] - offsets[0]))
+    out_offsets = np.empty(n + 1, dtype=np.int64)
+    out_data = np.empty(sum(spans), dtype=np.uint8)
+    row = byte = 0
+    for k in range(len(parts)):
+        offsets, data = string_buffers(parts[k])
+        parts[k] = None  # type: ignore[call-overload]
+        size = offsets.size - 1
+        out_offsets[row : row + size] = offsets[:-1] - (offsets[0] - byte)
+        out_data[byte : byte + spans[k]] = data[offsets[0] : offsets[-1]]
+        row, byte = row + size, byte + spans[k]
+        del offsets, data
+        if spans[k] >= _RELEASE_BYTES:
+            # Arrow's allocator keeps freed pages, which the NumPy result cannot reuse.
+            pa.default_memory_pool().release_unused()
+    out_offsets[n] = byte
+    buffers = [None, pa.py_buffer(out_offsets), pa.py_buffer(out_data)]
+    return pa.Array.from_buffers(pa.large_string(), n, buffers)
+
+
 def text_encode(strings: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """Dictionary encoding: the code (int64) of each string and the distinct strings (a null is one
     of them)."""

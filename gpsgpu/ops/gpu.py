@@ -461,6 +461,13 @@ def text_concat(arrays: list[Any]) -> Any:
     return cudf.concat(arrays, ignore_index=True)
 
 
+def text_concat_drain(arrays: list[Any]) -> Any:
+    """:func:`text_concat`, emptying ``arrays`` (the host twin frees each array as it copies it)."""
+    out = text_concat(arrays)
+    arrays.clear()
+    return out
+
+
 def text_encode(strings: Any) -> tuple[Any, Any]:
     """Dictionary encoding on the device: strings are keyed by XXH64 and the keys factorized; every
     string is then compared with its key's representative, so a collision cannot merge two
