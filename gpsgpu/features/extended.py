@@ -77,6 +77,7 @@ from gpsgpu.features.gps2022 import (
     _prepend,
 )
 from gpsgpu.features.tls import banner_bytes, first_certificate
+from gpsgpu.ops import cpu
 
 PRESET = "extended"
 
@@ -812,14 +813,15 @@ def _chunk_features(table: pa.Table, *, use_asn: bool) -> FeatureArrays:
         table["tls_cert"].combine_chunks() if "tls_cert" in table.column_names else None,
         use_asn=use_asn,
     )
+    cpu.release_memory()  # gps2022's temporaries, before the added kinds allocate theirs
     extra = _extra_features(table, ip, asn, use_asn=use_asn)
     # The prefixes of the added strings are not gps2022's: the two dictionaries are disjoint.
-    return FeatureArrays(
-        row=np.concatenate([base.row, extra.row]),
-        fid=np.concatenate([base.fid, extra.fid + np.uint32(base.n_features)]),
-        strings=_as_large(pa.chunked_array([base.strings, extra.strings], type=pa.large_string())),
-        fkeys=np.concatenate([base.fkeys, extra.fkeys]),
-    )
+    fkeys = np.concatenate([base.fkeys, extra.fkeys])
+    fid = np.concatenate([base.fid, extra.fid + np.uint32(base.n_features)])
+    row = np.concatenate([base.row, extra.row])
+    strings = [base.strings, extra.strings]
+    del base, extra  # each dictionary is freed as soon as it is copied
+    return FeatureArrays(row=row, fid=fid, strings=cpu.text_concat_drain(strings), fkeys=fkeys)
 
 
 def feature_arrays(
