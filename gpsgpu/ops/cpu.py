@@ -170,7 +170,8 @@ def _pair_blocks(
     ``k - 1`` pairs in its host's slot order with its own slot skipped. Rows of one ``k`` expand as
     one 2-D gather from a per-slot table of the host's other slots, with no ragged index arithmetic.
 
-    Yields ``(keys uint64[n_k, k - 1], target slots [n_k, k - 1] or None)``; with ``out`` (uint64
+    Yields ``(keys uint64[n, k - 1], target slots [n, k - 1] or None)`` for slices of the rows of
+    each ``k`` (at most :data:`_BLOCK_PAIRS` pairs, or one row, each), in order; with ``out`` (uint64
     of the total number of pairs) the key blocks are views of its consecutive slices, so the whole
     expansion is written in place, without a final concatenation.
     """
@@ -186,21 +187,27 @@ def _pair_blocks(
     bounds = np.searchsorted(count if in_order else count[order], np.arange(int(count.max()) + 2))
     position = 0
     for k in range(2, int(count.max()) + 1):
-        lo, hi = int(bounds[k]), int(bounds[k + 1])
-        if lo == hi:
-            continue
-        rows = slice(lo, hi) if order is None else order[lo:hi]
-        row_slots = row_slot[rows]
-        size = (hi - lo) * (k - 1)
-        if out is None:
-            block = np.empty((hi - lo, k - 1), dtype=np.uint64)
-        else:
-            block = out[position : position + size].reshape(hi - lo, k - 1)
-        position += size
-        # Whole-row takes (a copy per row) beat a 2-D fancy index with a column slice by 2-3x.
-        block[...] = np.take(other_port, row_slots, axis=0)[:, : k - 1]
-        block |= base[rows, None]
-        yield block, (np.take(other, row_slots, axis=0)[:, : k - 1] if targets else None)
+        # Rows of one k go a slice at a time: the whole-row takes copy the table's full width, so
+        # for small k a slice bounds them to a few MB instead of 9 copies of a chunk's pairs.
+        step = max(1, _BLOCK_PAIRS // (k - 1))
+        for lo in range(int(bounds[k]), int(bounds[k + 1]), step):
+            hi = min(lo + step, int(bounds[k + 1]))
+            rows = slice(lo, hi) if order is None else order[lo:hi]
+            row_slots = row_slot[rows]
+            size = (hi - lo) * (k - 1)
+            if out is None:
+                block = np.empty((hi - lo, k - 1), dtype=np.uint64)
+            else:
+                block = out[position : position + size].reshape(hi - lo, k - 1)
+            position += size
+            # Whole-row takes (a copy per row) beat a 2-D fancy index with a column slice by 2-3x.
+            block[...] = np.take(other_port, row_slots, axis=0)[:, : k - 1]
+            block |= base[rows, None]
+            yield block, (np.take(other, row_slots, axis=0)[:, : k - 1] if targets else None)
+
+
+#: Pairs :func:`_pair_blocks` yields at most at once.
+_BLOCK_PAIRS = 1 << 18
 
 
 def expand_pairs(
@@ -269,6 +276,7 @@ def best_predictor(
         return best
     blocks = _pair_blocks(row_slot, row_fid, slot_port, slot_first, slot_count, targets=True, host=host)
     for block, target in blocks:
+        # Blocks are at most _BLOCK_PAIRS pairs: the lookups' temporaries stay a few MB a worker.
         keys = block.ravel()
         # A binary search each: the learn step orders rows so that these keys come nearly sorted,
         # which keeps the search paths in cache (random keys would be faster with a hash lookup).
