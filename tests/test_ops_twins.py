@@ -80,6 +80,22 @@ def test_host_text_hex8_and_rank() -> None:
     assert [words[i] for i in np.argsort(rank)] == [words[i] for i in by_bytes]
 
 
+def test_host_sum_tables() -> None:
+    rng = _rng()
+    tables = []
+    for size in (0, 1, 5000, 20000):
+        keys = np.unique(rng.integers(0, 30000, size=size).astype(np.uint64))
+        tables.append((keys, rng.integers(1, 9, size=keys.size).astype(np.int64)))
+    want: dict[int, int] = {}
+    for keys, counts in tables:
+        for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+            want[key] = want.get(key, 0) + count
+    keys, totals = cpu.sum_tables(tables)
+    assert keys.dtype == np.uint64 and totals.dtype == np.int64
+    assert keys.tolist() == sorted(want)
+    assert totals.tolist() == [want[k] for k in sorted(want)]
+
+
 def test_host_text_concat_drain() -> None:
     rng = _rng()
     words = _words(rng, 5000)

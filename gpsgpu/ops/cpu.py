@@ -443,14 +443,19 @@ def sum_tables(tables: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     if len(tables) == 1:
         return tables[0]
-    import pandas as pd
-
-    keys = np.concatenate([t[0] for t in tables])
-    counts = np.concatenate([t[1] for t in tables]).astype(np.int64)
-    codes, uniques = pd.factorize(keys, sort=True)
-    return np.asarray(uniques, dtype=np.uint64), np.bincount(
-        codes, weights=counts, minlength=len(uniques)
-    ).astype(np.int64)
+    # Sorted in place and each table's counts added at its keys' places (a table's keys are
+    # distinct): no hash table, codes or float weights of every key (a factorization held 5x more).
+    keys = np.concatenate([t[0] for t in tables]).astype(np.uint64, copy=False)
+    keys.sort()
+    new = np.empty(keys.size, dtype=bool)
+    new[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    uniques = keys[new]
+    del keys, new
+    totals = np.zeros(uniques.size, dtype=np.int64)
+    for table_keys, table_counts in tables:
+        totals[np.searchsorted(uniques, table_keys)] += table_counts.astype(np.int64, copy=False)
+    return uniques, totals
 
 
 def device_bytes_free() -> int | None:
