@@ -1088,17 +1088,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def _os_error_line(exc: OSError) -> str:
     """``[Errno 28] ...: '/out/.x.123.abc.tmp'`` -> ``cannot write /out/x: No space left on device``."""
-    import re
+    from gpsgpu.io.atomic import target_of_temp
 
     reason = exc.strerror or type(exc).__name__
     name = exc.filename
     if name is None:
         return _one_line(f"{reason} ({exc})")
-    path = Path(str(name))
-    temp = re.match(r"^\.(.+?)\.\d+\.[^.]+\.tmp$", path.name)
-    if temp:  # our atomic temporary: name what the user asked for
-        return _one_line(f"cannot write {path.parent / temp.group(1)}: {reason}")
-    return _one_line(f"{path}: {reason}")
+    target = target_of_temp(str(name))
+    if target is not None:  # our atomic temporary: name what the user asked for
+        return _one_line(f"cannot write {target}: {reason}")
+    return _one_line(f"{name}: {reason}")
 
 
 def _one_line(text: str, limit: int = 500) -> str:

@@ -40,6 +40,16 @@ def _temp_pattern(target: Path) -> re.Pattern[str]:
     return re.compile(rf"^\.{re.escape(target.name)}\.(?:(\d+)\.[^.]+\.tmp|old-(\d+))$")
 
 
+_ANY_TEMP = re.compile(r"^\.(.+?)\.(?:\d+\.[^.]+\.tmp|old-\d+)$")
+
+
+def target_of_temp(path: str | os.PathLike[str]) -> Path | None:
+    """The output a temporary of this module stands for (``dir/.x.123.abc.tmp`` -> ``dir/x``), or None."""
+    path = Path(path)
+    match = _ANY_TEMP.match(path.name)
+    return path.with_name(match.group(1)) if match else None
+
+
 def clean_stale(target: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporaries of ``target`` left by writers that died; return what was removed.
 

@@ -161,7 +161,7 @@ def read_model(directory: str | os.PathLike[str], *, rules: bool = True, seed: b
     for name in [PATTERNS_FILE] + [RULES_FILE] * rules + [SEED_FILE] * seed:
         if not (directory / name).is_file():
             raise InputError(f"{directory}: incomplete model, {name} is missing; run 'gpsgpu learn' again")
-    patterns_table = read_table(directory / PATTERNS_FILE, columns=None)
+    patterns_table = _read_columns(directory / PATTERNS_FILE, [schema.IP, schema.NEEDED_P])
     needed = _checked(patterns_table, directory / PATTERNS_FILE, {schema.NEEDED_P: pa.uint16()})
     patterns = pd.DataFrame(
         {
@@ -177,22 +177,25 @@ def read_model(directory: str | os.PathLike[str], *, rules: bool = True, seed: b
     }
     if rules:
         rules_frame = _checked(
-            read_table(directory / RULES_FILE), directory / RULES_FILE, rule_types
+            _read_columns(directory / RULES_FILE, list(rule_types)), directory / RULES_FILE, rule_types
         ).to_pandas()
     else:
         rules_frame = pa.schema(list(rule_types.items())).empty_table().to_pandas()
     seed_types = {schema.IP: pa.uint32(), schema.PORT: pa.uint16()}
     seed_frame = (
-        _checked(read_table(directory / SEED_FILE), directory / SEED_FILE, seed_types).to_pandas()
+        _checked(
+            _read_columns(directory / SEED_FILE, list(seed_types)), directory / SEED_FILE, seed_types
+        ).to_pandas()
         if seed
         else pa.schema(list(seed_types.items())).empty_table().to_pandas()
     )
     host_rules = None
     if rules and (directory / HOST_RULES_FILE).is_file():
+        host_types = {schema.ASN: pa.uint32(), schema.P: pa.uint16(), schema.SCORE: pa.float64()}
         host_rules = _checked(
-            read_table(directory / HOST_RULES_FILE),
+            _read_columns(directory / HOST_RULES_FILE, list(host_types)),
             directory / HOST_RULES_FILE,
-            {schema.ASN: pa.uint32(), schema.P: pa.uint16(), schema.SCORE: pa.float64()},
+            host_types,
         ).to_pandas()
     _check_params(directory, metadata)
     return Model(
@@ -200,14 +203,25 @@ def read_model(directory: str | os.PathLike[str], *, rules: bool = True, seed: b
     )
 
 
-def _checked(table: pa.Table, path: Path, types: dict[str, pa.DataType]) -> pa.Table:
-    """``types``' columns of a model table, cast without loss: a missing column, a null, or a value
-    its type cannot hold (port 70000) is one line naming the file, never a silent wrap."""
-    missing = [name for name in types if name not in table.column_names]
+def _read_columns(path: Path, names: list[str]) -> pa.Table:
+    """Only ``names`` of a model table (its footer read first): a missing column is one line."""
+    import pyarrow.parquet as pq
+
+    try:
+        present = set(pq.read_schema(path).names)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet table ({' '.join(str(exc).split())})") from None
+    missing = [name for name in names if name not in present]
     if missing:
         raise InputError(
             f"{path}: not a gpsgpu model table (no column {', '.join(missing)}); run 'gpsgpu learn' again"
         )
+    return read_table(path, columns=names)
+
+
+def _checked(table: pa.Table, path: Path, types: dict[str, pa.DataType]) -> pa.Table:
+    """``types``' columns of a model table (:func:`_read_columns`), cast without loss: a null or a
+    value its type cannot hold (port 70000) is one line naming the file, never a silent wrap."""
     columns = {}
     for name, kind in types.items():
         column = table[name]
@@ -232,13 +246,9 @@ def _checked(table: pa.Table, path: Path, types: dict[str, pa.DataType]) -> pa.T
 
 
 def _addresses(table: pa.Table, path: Path) -> np.ndarray:
-    """The patterns' dotted addresses as uint32, every one a valid IPv4 address."""
+    """The patterns' dotted addresses (:func:`_read_columns`) as uint32, every one valid IPv4."""
     import pyarrow.compute as pc
 
-    if schema.IP not in table.column_names:
-        raise InputError(
-            f"{path}: not a gpsgpu model table (no column {schema.IP}); run 'gpsgpu learn' again"
-        )
     column = table[schema.IP].combine_chunks()
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
         raise InputError(f"{path}: column {schema.IP} is not dotted addresses; run 'gpsgpu learn' again")

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gpsgpu.errors import UsageError
+from gpsgpu.io.metadata import metadata_path_for
 
 #: Parquet footer key under which gpsgpu records what wrote a table (see io/parquet.py).
 PARQUET_METADATA_KEY = b"gpsgpu"
@@ -40,11 +41,6 @@ def _has_gpsgpu_footer(path: Path) -> bool:
     return PARQUET_METADATA_KEY in metadata
 
 
-def sidecar_path(output: Path) -> Path:
-    """``out.parquet`` -> ``out.metadata.json`` (the same rule as io.metadata.metadata_path_for)."""
-    return output.with_name(output.name.removesuffix(output.suffix) + ".metadata.json")
-
-
 def written_by_gpsgpu(path: str | os.PathLike[str], *, folder_entries: Iterable[str] = ()) -> bool:
     """Whether replacing ``path`` loses nothing gpsgpu did not write.
 
@@ -61,7 +57,11 @@ def written_by_gpsgpu(path: str | os.PathLike[str], *, folder_entries: Iterable[
         allowed = set(folder_entries)
         return bool(allowed) and all(e in allowed for e in entries)
     if path.is_file():
-        return path.stat().st_size == 0 or _is_gpsgpu_metadata(sidecar_path(path)) or _has_gpsgpu_footer(path)
+        return (
+            path.stat().st_size == 0
+            or _is_gpsgpu_metadata(metadata_path_for(path))
+            or _has_gpsgpu_footer(path)
+        )
     return False  # a device, a socket, a dangling link: never ours
 
 

@@ -88,13 +88,14 @@ def write_plan(
             handle.writelines(f"{line}\n" for line in scope.to_lines())
     order: list[int] = list(dict.fromkeys(int(p) for p in ports))  # ports in plan order
     by_port: dict[int, list[str]] = {port: [] for port in order}
+    # rows.csv: exactly what to scan, blocklists cut, in plan order (priors_scan_<step>.csv is the
+    # reference's record of the plan, whose rows may overlap reserved space).
+    rows: list[str] = []
     for port, allowed in zip(ports.tolist(), plan[ALLOWED].tolist(), strict=True):
         by_port[int(port)].extend(allowed)
-    # rows.csv: exactly what to scan, blocklists cut (priors_scan_<step>.csv is the reference's
-    # record of the plan, whose rows may overlap reserved space).
+        rows.extend(f"{int(port)},{cidr}\n" for cidr in allowed)
     with atomic_open(directory / ROWS_FILE, "w", encoding="ascii", newline="\n") as handle:
-        for port, allowed in zip(ports.tolist(), plan[ALLOWED].tolist(), strict=True):
-            handle.writelines(f"{int(port)},{cidr}\n" for cidr in allowed)
+        handle.writelines(rows)
     for port, cidrs in by_port.items():
         with atomic_open(directory / "zmap" / f"{port}.txt", "w", encoding="ascii", newline="\n") as handle:
             handle.writelines(f"{cidr}\n" for cidr in cidrs)

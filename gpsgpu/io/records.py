@@ -156,12 +156,7 @@ def _first(value: Any) -> Any:
 def _str_or_none(value: Any) -> str | None:
     """Text of a scalar field: a string, or a number written where text was expected; the first
     element of a list; None for anything else (null, true/false, objects, nested lists)."""
-    value = _first(value)
-    if type(value) is str:
-        return value
-    if type(value) is int or type(value) is float:
-        return str(value)
-    return None
+    return _scalar_text(_first(value))
 
 
 def _text(value: Any) -> str | None:

@@ -118,22 +118,19 @@ def rank_predictions(
         ``ip uint32, port uint16, score float32, n_rules uint32`` sorted by score desc, then
         ``(ip, port)``.
     """
-    if combine not in COMBINE_CHOICES:
-        raise ValueError(f"combine must be one of {', '.join(COMBINE_CHOICES)}, not {combine!r}")
-    if len(observed) == 0 or (len(rules) == 0 and (host_rules is None or len(host_rules) == 0)):
-        return empty_predictions()
-    tables = prepare_predict(
-        rules, known=known, scanned=scanned, blocklist=blocklist, host_rules=host_rules, skip_hosts=skip_hosts
-    )
     keys, scores, counts = [], [], []
-    for part in split_by_host(observed, n_partitions=max(1, math.ceil(len(observed) / partition_rows))):
-        preds = predict_services(part, tables, combine=combine, n_rules=True, preset=preset)
+    for preds in _partition_predictions(
+        observed, rules, known=known, scanned=scanned, blocklist=blocklist, combine=combine, preset=preset,
+        host_rules=host_rules, skip_hosts=skip_hosts, partition_rows=partition_rows,
+    ):  # fmt: skip
         keep = preds[schema.SCORE].to_numpy() >= np.float32(min_score)
         ip, port = preds[schema.IP].to_numpy()[keep], preds[schema.PORT].to_numpy()[keep]
         keys.append(schema.pack_service(ip, port))
         scores.append(preds[schema.SCORE].to_numpy()[keep])
         counts.append(preds[schema.N_RULES].to_numpy()[keep])
         del preds
+    if not keys:
+        return empty_predictions()
     key, score = np.concatenate(keys), np.concatenate(scores)
     del keys, scores
     # Best first, ties by (ip, port): the service key orders (ip, port) as one integer.
@@ -174,6 +171,29 @@ def rank_partitions(
     :func:`merge_held`), without every prediction in memory at once. Arguments as
     :func:`rank_predictions`; yields nothing where it returns no rows.
     """
+    for preds in _partition_predictions(
+        observed, rules, known=known, scanned=scanned, blocklist=blocklist, combine=combine, preset=preset,
+        host_rules=host_rules, skip_hosts=skip_hosts, partition_rows=partition_rows,
+    ):  # fmt: skip
+        yield sort_ranked(preds[[schema.IP, schema.PORT, schema.SCORE, schema.N_RULES]], by_port=by_port)
+        del preds
+
+
+def _partition_predictions(
+    observed: Any,
+    rules: pd.DataFrame,
+    /,
+    *,
+    known: np.ndarray | None,
+    scanned: dict[int, np.ndarray] | None,
+    blocklist: Blocklist | None,
+    combine: str,
+    preset: str,
+    host_rules: pd.DataFrame | None,
+    skip_hosts: np.ndarray | None,
+    partition_rows: int,
+) -> Iterator[pd.DataFrame]:
+    """Each host partition's predictions (with ``n_rules``), unsorted: what both rankers rank."""
     if combine not in COMBINE_CHOICES:
         raise ValueError(f"combine must be one of {', '.join(COMBINE_CHOICES)}, not {combine!r}")
     if len(observed) == 0 or (len(rules) == 0 and (host_rules is None or len(host_rules) == 0)):
@@ -184,8 +204,7 @@ def rank_partitions(
     for part in split_by_host(observed, n_partitions=max(1, math.ceil(len(observed) / partition_rows))):
         preds = predict_services(part, tables, combine=combine, n_rules=True, preset=preset)
         del part  # before the next partition is read
-        yield sort_ranked(preds[[schema.IP, schema.PORT, schema.SCORE, schema.N_RULES]], by_port=by_port)
-        del preds
+        yield preds
 
 
 def _rank_keys(frame: pd.DataFrame, by_port: bool) -> tuple[np.ndarray, np.ndarray]:
