@@ -285,6 +285,13 @@ def simulate(
         str | None,
         typer.Option("--truth", help="write truth.parquet: auto (when at most 5M services), always, never"),
     ] = None,
+    port_spread: Annotated[
+        str | None,
+        typer.Option(
+            "--port-spread",
+            help="spread of services over the ports: 1..100, default (1) or talk (closest to the GPS talk)",
+        ),
+    ] = None,
     backend: BackendOpt = None,
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
@@ -306,6 +313,7 @@ def simulate(
             "day": day,
             "export": export,
             "truth": truth,
+            "port_spread": port_spread,
             "backend": backend,
             "cluster": cluster,
             "workers": workers,

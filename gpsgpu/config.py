@@ -416,11 +416,15 @@ class SimulateConfig:
     backend: str = "auto"
     cluster: str = "none"  # none | local | local-cuda | tcp://host:port
     workers: int = 0  # workers of a local cluster (0: every core or GPU)
+    port_spread: float | str = 1.0  # 1..100, "default" (1.0) or "talk" (gpsgpu.sim.params)
 
     def __post_init__(self) -> None:
+        from gpsgpu.sim.params import parse_port_spread
+
         _check_cluster(self.cluster, self.workers)
         object.__setattr__(self, "hosts", _check_hosts(self.hosts))
         _check_fraction("--seed-fraction", self.seed_fraction)
+        object.__setattr__(self, "port_spread", parse_port_spread(self.port_spread))
         if self.day < 0:
             raise UsageError(f"--day must be 0 or more, not {self.day}")
         if not 0 <= self.seed < 2**63:

@@ -99,7 +99,7 @@ def _generate(
     render_seed: bool = False,
     render_truth: bool = False,
 ) -> tuple[SimInternet, list[Block]]:
-    params = SimParams(hosts=config.hosts, seed=config.seed, day=config.day)
+    params = SimParams(hosts=config.hosts, seed=config.seed, day=config.day, port_spread=config.port_spread)
     internet = internet_for(params, backend.value)
     progress(f"generating {internet.n_addresses:,} addresses in {internet.n_prefixes} /16s")
     blocks = generate_universe(

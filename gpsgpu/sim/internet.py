@@ -56,9 +56,14 @@ _S_FAMILY, _S_CONF, _S_LOCAL_J, _S_MODEL, _S_TOKEN = 20, 21, 22, 23, 24
 _S_SLOT, _S_EXCL, _S_RANDOM, _S_FWD, _S_FWD_ALT, _S_PPERIOD, _S_POFFSET = 30, 31, 32, 33, 34, 35, 36
 _S_PSEUDO_N, _S_PSEUDO_MODE, _S_PSEUDO_START, _S_PSEUDO_PORT = 40, 41, 42, 43
 _S_MODEL_PORT, _S_TAIL_RANK, _S_SPAN, _S_SEED_SAMPLE = 50, 51, 52, 60
+_S_MOVE, _S_MOVE_PORT = 53, 54
 
 #: One port of the random/tail port space per this many hosts (see ``SimInternet._build_port_span``).
 HOSTS_PER_SPAN_PORT = 150
+
+#: ``port_spread`` moves a service to one tail port per /16 (``ip >> MOVE_NET_SHIFT``): finer networks
+#: (/24s) leave too few hosts per moved port for ports to keep co-occurring (the talk's partner fact).
+MOVE_NET_SHIFT = 16
 
 #: How often a port-forwarded service keeps its standard port, uses a common alternative, or a random one.
 FORWARD_MODES = (0.40, 0.35, 0.25)
@@ -287,7 +292,9 @@ class SimInternet:
         rank = np.empty(65536, dtype=np.float64)
         rank[np.asarray(ranking, dtype=np.int64)] = np.arange(65536, dtype=np.float64)
         # A Zipf head over the ranking plus a flat floor: rare appliances use all of the port space.
-        weights = 1.0 / (rank + 300.0) + 1.0e-5
+        # port_spread flattens both (at 1.0 the products are exact: today's weights to the bit).
+        spread = self.params.port_spread
+        weights = 1.0 / (rank + 300.0 * spread) + 1.0e-5 * spread
         weights[:1024] *= 0.05  # vendors rarely put their own services on well-known ports
         usable = np.zeros(65536, dtype=bool)
         usable[:1024] = True
@@ -336,6 +343,9 @@ class SimInternet:
         max_models = self._model_cdf.shape[1]
         n_mp = max(1, max(f.n_model_ports for f in fams))
         tail_cdf = cdf_table(self._tail_ports())
+        self.tail_cdf = tail_cdf
+        # The share of hosts whose services port_spread moves to the tail (none at 1.0).
+        self.move_thr = int(threshold(1.0 - 1.0 / self.params.port_spread))
         mp = np.zeros((n_fam, max_models, n_mp), dtype=np.int64)
         m = np.arange(max_models, dtype=np.int64)
         for i, f in enumerate(fams):
@@ -384,6 +394,7 @@ class SimInternet:
                 "slot_n_alt", "slot_excl_cdf", "slot_anchor", "fam_exclusive", "fam_conf_thr",
                 "fam_local_models", "model_ports", "model_window", "pseudo_count_cdf", "pseudo_counts",
                 "active_thr", "level_cdf", "level_thr", "host_period", "port_period", "span_ports",
+                "tail_cdf",
             )
         }  # fmt: skip
         self.d["model_cdf"] = xp.asarray(self._model_cdf)
@@ -524,7 +535,24 @@ class SimInternet:
             xp.where(u < int(alt_thr), d["slot_alt"][f, cols, ai], rnd),
         )
         port = xp.where(c == cat.FORWARD_PORT, fwd, port)
+        if self.move_thr > 0:
+            port = self._spread_ports(port, c, f, m, hip, hgen, cols)
         return hip, port.astype(xp.int64), cols, rows
+
+    def _spread_ports(self, port: Any, code: Any, fam: Any, model: Any, ip: Any, gen: Any, slot: Any) -> Any:
+        """``port_spread``: move a share ``1 - 1/s`` of hosts' services to ports of the high-port tail.
+
+        A host moves as a whole (its services keep co-occurring); each of its services, except
+        random-port ones (uniform already), moves to one port per (/16, family, model, slot)
+        drawn from the tail: the hoster's image or the ISP's firmware puts it there, so the port
+        stays predictable from the network and the banner, as GPS assumes.
+        """
+        xp = self.xp
+        u = (self._hx(_S_MOVE, ip, gen) >> xp.uint64(32)).astype(xp.int64)
+        moved = (u < self.move_thr) & (code != cat.RANDOM_PORT)
+        net = (ip >> xp.uint32(MOVE_NET_SHIFT)).astype(xp.int64)
+        target = pick(xp, self.d["tail_cdf"], self._hx(_S_MOVE_PORT, net, fam, model, slot))
+        return xp.where(moved, target, port)
 
     def _pseudo_services(self, ip: Any, gen: Any) -> tuple:
         xp, d = self.xp, self.d

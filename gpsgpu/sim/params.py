@@ -17,6 +17,38 @@ SIM_VERSION = 1
 #: Default number of responsive hosts of ``gpsgpu simulate``.
 DEFAULT_HOSTS = 1_000_000
 
+#: ``port_spread`` of today's simulator (``--port-spread default``).
+DEFAULT_PORT_SPREAD = 1.0
+#: ``--port-spread talk``: closest to the talk's 5% on the top 10 ports and 63% missed by the top 7.6%
+#: (5.4% and 63.6% on 2e5 hosts, seed 7; bench/RESULTS.md "Simulator port spread").
+TALK_PORT_SPREAD = 20.0
+#: Largest ``port_spread``: at 100, 99% of hosts have moved to the tail already.
+MAX_PORT_SPREAD = 100.0
+
+#: Names ``--port-spread`` accepts besides numbers.
+PORT_SPREAD_NAMES = {"default": DEFAULT_PORT_SPREAD, "talk": TALK_PORT_SPREAD}
+
+
+def parse_port_spread(value: float | str) -> float:
+    """``--port-spread``: a number within 1..:data:`MAX_PORT_SPREAD`, ``default`` (1) or ``talk``."""
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if name in PORT_SPREAD_NAMES:
+            return PORT_SPREAD_NAMES[name]
+        try:
+            value = float(name)
+        except ValueError:
+            raise UsageError(
+                f"--port-spread must be a number within 1..{MAX_PORT_SPREAD:g}, 'default' or 'talk', "
+                f"not {value!r}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"--port-spread must be a number, not {value!r}")
+    spread = float(value)
+    if not math.isfinite(spread) or not DEFAULT_PORT_SPREAD <= spread <= MAX_PORT_SPREAD:
+        raise UsageError(f"--port-spread must be within 1..{MAX_PORT_SPREAD:g}, not {value}")
+    return spread
+
 
 @dataclasses.dataclass(frozen=True)
 class SimParams:
@@ -33,6 +65,12 @@ class SimParams:
     port_lifetime_days : mean number of days a random-port device keeps its port.
     port_ranking : ``builtin``, or ``nmap`` to order the head of the high-port tail by the open
         frequencies of ``/usr/share/nmap/nmap-services`` (read at run time when installed).
+    port_spread : how spread services are over the port space, 1 (today's simulator) to 100. At
+        ``s``, the high-port tail's Zipf head is flattened (offset ``300 s``, floor ``1e-5 s``) and
+        a share ``1 - 1/s`` of hosts moves its services (random-port ones aside) to ports of that
+        tail, one per (/16, family, model, slot); see
+        :meth:`gpsgpu.sim.internet.SimInternet._spread_ports`. :data:`TALK_PORT_SPREAD` comes
+        closest to the GPS talk's figures.
     version : :data:`SIM_VERSION` of the generator that wrote these parameters.
     """
 
@@ -43,6 +81,7 @@ class SimParams:
     host_lifetime_days: float = 120.0
     port_lifetime_days: float = 30.0
     port_ranking: str = "builtin"
+    port_spread: float = DEFAULT_PORT_SPREAD
     version: int = SIM_VERSION
 
     def __post_init__(self) -> None:
@@ -67,6 +106,8 @@ class SimParams:
                 raise UsageError(f"{name} must be at least 1 day, not {value}")
         if self.port_ranking not in ("builtin", "nmap"):
             raise UsageError(f"port_ranking must be 'builtin' or 'nmap', not {self.port_ranking!r}")
+        # A float, so that parameters read back from JSON (2 or 2.0) compare and hash alike.
+        object.__setattr__(self, "port_spread", parse_port_spread(self.port_spread))
         if self.version != SIM_VERSION:
             raise InputError(
                 f"these simulation parameters are of generator version {self.version}; this gpsgpu "
