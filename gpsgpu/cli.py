@@ -565,39 +565,6 @@ def plan(
     ] = None,
     zmap: Annotated[str | None, typer.Option("--zmap", help="zmap executable named in commands.sh")] = None,
     budget: BudgetOpt = None,
-    stage: Annotated[
-        str | None,
-        typer.Option(
-            "--stage",
-            help="improved: all (default); head (GPS's rows of >= 3 patterns; with --part K/N, the "
-            "part's rows to scan whole); head-live (the part's other rows, in live /24s); tail (the rest, "
-            "in live /24s)",
-        ),
-    ] = None,
-    live: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--live", help="improved, --stage head-live/tail: services found so far (any ingest format)"
-        ),
-    ] = None,
-    part: Annotated[
-        str | None,
-        typer.Option(
-            "--part",
-            help="improved, --stage head/head-live/tail: K/N, the K-th of N parts of the head (equal rows) "
-            "or of the tail (equal probes)",
-        ),
-    ] = None,
-    scanned: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--scanned", help="improved, --stage tail --part K/N: the K-1 earlier tail parts (PLAN/)"
-        ),
-    ] = None,
-    found: Annotated[
-        list[str] | None,
-        typer.Option("--found", help="improved, with --scanned: what scanning those tail parts found"),
-    ] = None,
     config: ConfigOpt = None,
     force: ForceOpt = False,
 ) -> None:
@@ -616,14 +583,9 @@ def plan(
             "rate": rate,
             "zmap": zmap,
             "budget": budget,
-            "stage": stage,
-            "live": tuple(live) if live else None,
-            "part": part,
-            "scanned": tuple(scanned) if scanned else None,
-            "found": tuple(found) if found else None,
         },
     )
-    _claim_output(output, model, cfg.blocklist, cfg.live, cfg.scanned, cfg.found, config, force=force)
+    _claim_output(output, model, cfg.blocklist, config, force=force)
     run_plan(model, output, cfg)
 
 
@@ -649,39 +611,15 @@ def predict(
     ] = None,
     budget: BudgetOpt = None,
     min_score: Annotated[
-        str | None,
+        float | None,
         typer.Option(
             "--min-score",
-            help="improved: probe predictions scoring at least this (0..1), the others are held back; "
-            "'yield': at least the new services per probe of the last --found file over the probes of "
-            "the last --scanned plan (a tail part)",
+            help="improved: keep the predictions scoring at least this (0..1); the others are not written",
         ),
     ] = None,
     combine: Annotated[
         str | None,
         typer.Option("--combine", help="improved: rules predicting one ip:port combine by noisy-or|max"),
-    ] = None,
-    rounds: Annotated[
-        int | None,
-        typer.Option(
-            "--rounds", help="improved: predict, probe (--sim), observe what was found, R times (1)"
-        ),
-    ] = None,
-    found: Annotated[
-        list[str] | None,
-        typer.Option("--found", help="improved: services found probing earlier rounds (any ingest format)"),
-    ] = None,
-    after: Annotated[
-        list[str] | None,
-        typer.Option("--after", help="improved: earlier rounds' PRED/ folders (not predicted again)"),
-    ] = None,
-    sim: Annotated[
-        str | None,
-        typer.Option("--sim", help="improved: a simulated Internet (NET/) to probe between rounds"),
-    ] = None,
-    scanned: Annotated[
-        list[str] | None,
-        typer.Option("--scanned", help="improved: more PLAN/ folders scanned besides --plan (a live tail)"),
     ] = None,
     backend: BackendOpt = None,
     cluster: ClusterOpt = None,
@@ -711,26 +649,9 @@ def predict(
             "budget": budget,
             "min_score": min_score,
             "combine": combine,
-            "rounds": rounds,
-            "found": tuple(found) if found else None,
-            "after": tuple(after) if after else None,
-            "sim": sim,
-            "scanned": tuple(scanned) if scanned else None,
         },
     )
-    _claim_output(
-        output,
-        model,
-        priors,
-        cfg.plan,
-        cfg.blocklist,
-        cfg.found,
-        cfg.after,
-        cfg.sim,
-        cfg.scanned,
-        config,
-        force=force,
-    )
+    _claim_output(output, model, priors, cfg.plan, cfg.blocklist, config, force=force)
     run_predict(model, priors, output, cfg)
 
 

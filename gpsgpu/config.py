@@ -19,9 +19,6 @@ from typing import Any, TypeVar
 
 from gpsgpu.errors import UsageError
 
-#: ``gpsgpu plan --stage`` (the same as :data:`gpsgpu.plan.budget.STAGES`, which a test checks).
-PLAN_STAGES = ("all", "head", "head-live", "tail")
-
 T = TypeVar("T")
 
 ENV_PREFIX = "GPSGPU_"
@@ -254,70 +251,14 @@ class PlanConfig:
     blocklist: tuple[str, ...] = ()
     rate: int = DEFAULT_ZMAP_RATE
     zmap: str = "zmap"
-    budget: int | None = None  # probes: keep the best rows within it
-    # Improved models only: all rows; the head (GPS's rows with >= 3 patterns), or of its --part K/N
-    # the rows to scan whole (head) and the rows narrowed to the /24s the --live scans found
-    # (head-live); the tail narrowed likewise, or one --part K/N of it (gpsgpu.plan.budget).
-    stage: str = "all"
-    live: tuple[str, ...] = ()  # services found so far (the seed's hosts count as live too)
-    part: str | None = None  # K/N: the K-th of N parts of the head (by rows) or the tail (by probes)
-    # --stage tail --part K/N with K > 1: the K-1 earlier tail parts (PLAN/ folders) and what scanning
-    # them found; the rows left are re-ranked by it (gpsgpu.plan.budget.next_tail_part).
-    scanned: tuple[str, ...] = ()
-    found: tuple[str, ...] = ()
+    budget: int | None = None  # probes: keep the best rows within it (improved models)
 
     def __post_init__(self) -> None:
         _check_step(self.step)
         _check_hitrate(self.hitrate)
         _check_budget(self.budget)
-        if self.stage not in PLAN_STAGES:
-            raise UsageError(f"--stage must be one of {', '.join(PLAN_STAGES)}, not {self.stage!r}")
-        if self.stage in ("tail", "head-live") and not self.live:
-            raise UsageError(
-                f"--stage {self.stage} needs --live FOUND (the services your scans found so far)"
-            )
-        if self.live and self.stage not in ("tail", "head-live"):
-            raise UsageError("--live narrows rows to live /24s: give it with --stage head-live or tail")
-        if self.stage == "head-live" and self.part is None:
-            raise UsageError("--stage head-live needs --part K/N (the head part whose rows to narrow)")
-        if self.part is not None:
-            if self.stage not in ("head", "head-live", "tail"):
-                raise UsageError(
-                    "--part splits the head or the tail: give it with --stage head, head-live or tail"
-                )
-            self.stage_part  # noqa: B018 (checks the value)
-        if (self.scanned or self.found) and not (self.stage == "tail" and self.part is not None):
-            raise UsageError(
-                "--scanned and --found name earlier tail parts: give them with --stage tail --part K/N"
-            )
-        if self.stage == "tail" and self.stage_part is not None:
-            k = self.stage_part[0]
-            if len(self.scanned) != k - 1:
-                raise UsageError(
-                    f"--stage tail --part {self.part} needs the {k - 1} earlier tail parts as --scanned "
-                    f"PLAN/ folders (got {len(self.scanned)})"
-                )
-            if k > 1 and not self.found:
-                raise UsageError("--scanned tail parts need --found: what scanning them found")
         if self.rate <= 0:
             raise UsageError(f"--rate must be positive, not {self.rate}")
-
-    @property
-    def stage_part(self) -> tuple[int, int] | None:
-        """``--part K/N`` as ``(K, N)`` (1-based K), or None."""
-        if self.part is None:
-            return None
-        try:
-            k, n = (int(x) for x in str(self.part).split("/"))
-        except ValueError:
-            raise UsageError(f"--part must be K/N such as 2/16, not {self.part!r}") from None
-        if not 1 <= k <= n <= 1024:
-            raise UsageError(f"--part K/N needs 1 <= K <= N <= 1024, not {self.part!r}")
-        return k, n
-
-
-#: ``predict --min-score yield``: hold back what scores under the last tail part's new services per probe.
-MIN_SCORE_YIELD = "yield"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,43 +278,18 @@ class PredictConfig:
     workers: int = 0  # workers of a local cluster (0: every core or GPU)
     # Improved models only:
     budget: int | None = None  # probes: keep the best predictions within it
-    min_score: float | str = 0.0  # keep predictions scoring at least this; "yield": the last tail part's
+    min_score: float = 0.0  # keep predictions scoring at least this
     combine: str = "noisy-or"  # how rules predicting one ip:port combine: noisy-or | max
-    rounds: int = 1  # rounds of predict -> probe -> observe (more than 1 needs --sim)
-    found: tuple[str, ...] = ()  # services found by probing earlier rounds' predictions
-    after: tuple[str, ...] = ()  # earlier rounds' PRED/ folders: their targets are not predicted again
-    sim: str | None = None  # a simulated Internet (NET/) to probe between rounds
-    scanned: tuple[str, ...] = ()  # more PLAN/ folders whose rows were scanned (a live tail)
 
     def __post_init__(self) -> None:
         _check_cluster(self.cluster, self.workers)
         _check_step(self.step)
         _check_hitrate(self.hitrate)
         _check_budget(self.budget)
-        if isinstance(self.min_score, str) and self.min_score != MIN_SCORE_YIELD:
-            try:
-                object.__setattr__(self, "min_score", float(self.min_score))
-            except ValueError:
-                raise UsageError(
-                    f"--min-score must be a number within 0..1 or {MIN_SCORE_YIELD!r}, not {self.min_score!r}"
-                ) from None
-        if self.min_score == MIN_SCORE_YIELD:
-            if not (self.found and self.scanned):
-                raise UsageError(
-                    f"--min-score {MIN_SCORE_YIELD} needs --found (what the last tail part found) and "
-                    "--scanned (that part's PLAN/ folder, last)"
-                )
-        elif not 0.0 <= float(self.min_score) <= 1.0:
+        if not 0.0 <= self.min_score <= 1.0:
             raise UsageError(f"--min-score must be within 0..1, not {self.min_score}")
         if self.combine not in COMBINE_CHOICES:
             raise UsageError(f"--combine must be one of {', '.join(COMBINE_CHOICES)}, not {self.combine!r}")
-        if not 1 <= self.rounds <= 20:
-            raise UsageError(f"--rounds must be within 1..20, not {self.rounds}")
-        if self.rounds > 1 and self.sim is None:
-            raise UsageError(
-                "--rounds above 1 needs a way to probe: --sim NET/ (a simulated Internet); with a real "
-                "scan, probe PRED/predictions.txt yourself and run predict again with --found and --after"
-            )
         if self.export is not None and self.export not in EXPORT_CHOICES:
             raise UsageError(f"--export must be one of {', '.join(EXPORT_CHOICES)}, not {self.export!r}")
         if self.priors_per_partition < 1:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gpsgpu.config import IngestConfig, PredictConfig, load_config
+from gpsgpu.config import IngestConfig, load_config
 from gpsgpu.errors import UsageError
 from gpsgpu.io.atomic import atomic_dir, atomic_open
 from gpsgpu.io.metadata import metadata_path_for
@@ -86,17 +86,6 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path: Path) -> None:
         os.umask(current)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
-
-
-def test_min_score_is_a_number_or_yield(tmp_path: Path) -> None:
-    toml = tmp_path / "gpsgpu.toml"
-    toml.write_text('[predict]\nmin_score = 0.01\nfound = ["f.parquet"]\nscanned = ["tail1"]\n')
-    assert load_config(PredictConfig, "predict", file=toml, environ={}).min_score == 0.01
-    env = {"GPSGPU_MIN_SCORE": "yield"}
-    assert load_config(PredictConfig, "predict", file=toml, environ=env).min_score == "yield"
-    assert load_config(PredictConfig, "predict", environ={"GPSGPU_MIN_SCORE": "0.5"}).min_score == 0.5
-    with pytest.raises(UsageError, match="or 'yield'"):
-        load_config(PredictConfig, "predict", environ={"GPSGPU_MIN_SCORE": "lots"})
 
 
 @pytest.mark.parametrize("where", ["flag", "toml", "environment"])

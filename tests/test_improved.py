@@ -237,7 +237,7 @@ def test_head_parts_scan_a_network_whole_once_then_its_live_24s() -> None:
     narrow = live_rows(parts[1][1], np.array([0x0A000105, 0x0A002001, 0x0C000001], np.uint32))
     assert narrow[schema.PREFIX].tolist() == [0x0A000100, 0x0A002000]
     assert (narrow[schema.LENGTH] == 24).all()
-    # One part: the whole head, whole (plan --stage head without --part).
+    # One part: the whole head, whole.
     everything, none = head_part(head, part=0, parts=1)
     assert len(everything) == len(head) and none.empty
     # Rows already /24 are never narrowed further.
@@ -384,7 +384,7 @@ def small_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_cli_improved_rounds_and_compatible_guard(small_net: Path) -> None:
+def test_cli_improved_predict_and_compatible_guard(small_net: Path) -> None:
     net, root = small_net / "net", small_net
     seed = str(net / "seed.parquet")
     assert _gpsgpu("learn", seed, "-o", str(root / "compat")).returncode == 0
@@ -408,53 +408,36 @@ def test_cli_improved_rounds_and_compatible_guard(small_net: Path) -> None:
     assert (root / "plan" / "plan_rows.parquet").is_file()
     priors = str(root / "priors.parquet")
     assert _gpsgpu("sim-scan", str(net), str(root / "plan"), "-o", priors).returncode == 0
-    # Without host rules nothing else probes a found host's other ports: the tail skips no host.
-    bare_tail = root / "bare_tail"
-    done = _gpsgpu("plan", str(root / "bare"), "-o", str(bare_tail), "--stage", "tail", "--live", priors)
-    assert done.returncode == 0, done.stderr
-    assert json.loads((bare_tail / "metadata.json").read_text())["counts"]["known_hosts_skipped"] == 0
-    assert (pd.read_parquet(bare_tail / "plan_rows.parquet")[schema.PROBES] == 256).all()
-    one = _gpsgpu("predict", str(root / "model"), priors, "-o", str(root / "p1"), "--sim", str(net))
+    one = _gpsgpu("predict", str(root / "model"), priors, "-o", str(root / "p1"))
     assert one.returncode == 0, one.stderr
-    three = _gpsgpu(
-        "predict", str(root / "model"), priors, "-o", str(root / "p3"), "--sim", str(net), "--rounds", "3"
-    )
-    assert three.returncode == 0, three.stderr
-    # The rounds' sorted runs (and rows held back) lived in the output's temporary folder only.
-    for name in ("p1", "p3"):
-        assert sorted(p.name for p in (root / name).iterdir()) == ["metadata.json", "parts"]
+    # The sorted runs lived in the output's temporary folder only.
+    assert sorted(p.name for p in (root / "p1").iterdir()) == ["metadata.json", "parts"]
     assert not [p.name for p in root.iterdir() if p.name.startswith(".")]
     p1 = pd.read_parquet(root / "p1" / "parts")
-    p3 = pd.read_parquet(root / "p3" / "parts")
-    assert set(p3[schema.ROUND]) >= {1}
-    # Round 1 is the same; later rounds only add targets never predicted before.
-    pd.testing.assert_frame_equal(p3[p3[schema.ROUND] == 1].reset_index(drop=True), p1)
-    keys = schema.pack_service(p3[schema.IP].to_numpy(np.uint32), p3[schema.PORT].to_numpy(np.uint16))
-    assert np.unique(keys).size == keys.size
-    # A real scan's next round: --found and --after.
-    nxt = _gpsgpu(
-        "predict",
-        str(root / "model"),
-        priors,
-        "-o",
-        str(root / "p2"),
-        "--found",
-        priors,
-        "--after",
-        str(root / "p1"),
-    )
-    assert nxt.returncode == 0, nxt.stderr
+    assert len(p1) > 10 and (p1[schema.ROUND] == 1).all()
+    assert (np.diff(p1[schema.SCORE].to_numpy()) <= 0).all()  # best first
+    # --min-score and --budget cut the same ranking: what scores under it, and what is past it.
+    floor = float(p1[schema.SCORE].iloc[len(p1) // 2])
+    budget = int((p1[schema.SCORE] >= np.float32(floor)).sum()) - 3
+    cut = _gpsgpu(
+        "predict", str(root / "model"), priors, "-o", str(root / "p2"), "--min-score", str(floor),
+        "--budget", str(budget), "--export", "gps",
+    )  # fmt: skip
+    assert cut.returncode == 0, cut.stderr
     p2 = pd.read_parquet(root / "p2" / "parts")
-    assert (p2[schema.ROUND] == 2).all()
-    assert not np.isin(
-        schema.pack_service(p2[schema.IP].to_numpy(np.uint32), p2[schema.PORT].to_numpy(np.uint16)),
-        schema.pack_service(p1[schema.IP].to_numpy(np.uint32), p1[schema.PORT].to_numpy(np.uint16)),
-    ).any()
+    pd.testing.assert_frame_equal(p2, p1.iloc[:budget])
+    assert len((root / "p2" / "predictions.txt").read_text().splitlines()) == budget
+    counts = json.loads((root / "p2" / "metadata.json").read_text())["counts"]
+    assert (counts["n_predictions"], counts["n_ranked"]) == (budget, len(p1))
+    above = _gpsgpu("predict", str(root / "model"), priors, "-o", str(root / "p3"), "--min-score", str(floor))
+    assert above.returncode == 0, above.stderr
+    p3 = pd.read_parquet(root / "p3" / "parts")
+    pd.testing.assert_frame_equal(p3, p1[p1[schema.SCORE] >= np.float32(floor)])
     # Compatible models refuse the improved flags, in one line.
     bad = _gpsgpu("predict", str(root / "compat"), priors, "-o", str(root / "x"), "--budget", "10")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--mode improved" in bad.stderr
-    bad = _gpsgpu("predict", str(root / "model"), priors, "-o", str(root / "x"), "--rounds", "2")
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--sim" in bad.stderr
+    bad = _gpsgpu("predict", str(root / "model"), priors, "-o", str(root / "x"), "--min-score", "2")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--min-score" in bad.stderr
     bad = _gpsgpu("learn", seed, "-o", str(root / "x"), "--mode", "better")
     assert bad.returncode != 0 and "--mode" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -3,9 +3,9 @@
 Shards are ``parts/part-00000.parquet``, ... (``ip uint32, port uint16, score float32``), one per
 partition of the priors scan, written as they are made so the whole output never sits in memory;
 ``pyarrow.parquet.read_table("PRED/parts")`` (or DuckDB's ``'PRED/parts/*.parquet'``) reads them all.
-``--export`` adds ``predictions.txt`` in a scanner's input format (improved mode's ``--min-score``
-also writes the predictions it held back, ``held.parquet``, for the next round, and ``--after``
-the hit rates of the predictions probed so far, ``calibration.parquet``):
+``--export`` adds ``predictions.txt`` in a scanner's input format (a campaign's rounds may also keep
+the predictions held back, ``held.parquet``, and the hit rates of those probed so far,
+``calibration.parquet``):
 
 - ``gps``: ``ip:port`` (what LZR took in 2022, and the reference's output);
 - ``lzr``: ``ip;port`` (newer LZR);
