@@ -188,6 +188,55 @@ class Blocklist:
             allowed += _range_to_cidrs(cursor, last)
         return allowed
 
+    def cut_ranges(self, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ranges ``[first[i], last[i]]`` minus blocklisted space, as CIDR blocks (vectorized).
+
+        Returns ``(range, network, length)``: for every block, the index of the range it comes from
+        (ascending, blocks of one range in address order), its first address (uint32) and its prefix
+        length (uint8); the smallest exact cover, as :meth:`allowed_cidrs` gives one network.
+        """
+        first = np.asarray(first, np.int64)
+        last = np.asarray(last, np.int64)
+        starts, ends = self.starts.astype(np.int64), self.ends.astype(np.int64)
+        if starts.size == 0:  # one sentinel interval past every address keeps the indexing simple
+            starts, ends = np.array([1 << 33], np.int64), np.array([1 << 33], np.int64)
+        # The blocklisted intervals inside each range: from the first ending at or after its first
+        # address to the last starting at or before its last one; the gaps between them are allowed.
+        lo = np.searchsorted(ends, first, side="left")
+        hi = np.searchsorted(starts, last, side="right")
+        n_gaps = np.maximum(hi - lo, 0) + 1
+        source = np.repeat(np.arange(first.size), n_gaps)
+        j = np.arange(source.size) - np.repeat(np.cumsum(n_gaps) - n_gaps, n_gaps)  # gap within range
+        at = lo[source] + j  # the interval after the gap
+        gap_first = np.where(j == 0, first[source], ends[np.maximum(at - 1, 0)] + 1)
+        last_gap = j == n_gaps[source] - 1
+        gap_last = np.where(last_gap, last[source], starts[np.minimum(at, starts.size - 1)] - 1)
+        gap_first = np.maximum(gap_first, first[source])
+        gap_last = np.minimum(gap_last, last[source])
+        keep = gap_first <= gap_last
+        source, lo_addr, hi_addr = source[keep], gap_first[keep], gap_last[keep]
+        # Each gap as CIDR blocks: repeatedly take the largest aligned block that fits.
+        out_source, out_first, out_length = [], [], []
+        while source.size:
+            size = hi_addr - lo_addr + 1
+            align = np.where(lo_addr == 0, np.int64(1) << 32, lo_addr & -lo_addr)
+            fit = np.int64(1) << np.floor(np.log2(size.astype(np.float64))).astype(np.int64)
+            fit = np.where(fit > size, fit >> 1, fit)  # guard the float log
+            block = np.minimum(align, fit)
+            out_source.append(source)
+            out_first.append(lo_addr)
+            out_length.append(32 - np.log2(block.astype(np.float64)).round().astype(np.int64))
+            lo_addr = lo_addr + block
+            more = lo_addr <= hi_addr
+            source, lo_addr, hi_addr = source[more], lo_addr[more], hi_addr[more]
+        if not out_source:
+            return np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint8)
+        src = np.concatenate(out_source)
+        net = np.concatenate(out_first)
+        order = np.lexsort((net, src))
+        length = np.concatenate(out_length)
+        return src[order], net[order].astype(np.uint32), length[order].astype(np.uint8)
+
     def to_lines(self) -> list[str]:
         """The blocklist in ZMap's format (one CIDR per line), for ``zmap -b``."""
         lines: list[str] = []

@@ -937,6 +937,11 @@ def portdist_peers(
     run_portdist_peers(probes, dist, output, cfg)
 
 
+from gpsgpu.cli_campaign import campaign_app  # noqa: E402  (the campaign sub-app)
+
+app.add_typer(campaign_app, name="campaign")
+
+
 def _click_exception_types() -> tuple[type[BaseException], ...]:
     """Click's usage errors, from typer's vendored click (typer >= 0.29) and from click itself."""
     import importlib

@@ -86,28 +86,64 @@ def write_plan(
         with atomic_open(directory / SCOPE_BLOCKLIST, "w", encoding="ascii", newline="\n") as handle:
             handle.write("# gpsgpu: built-in IANA special-purpose ranges plus --blocklist files\n")
             handle.writelines(f"{line}\n" for line in scope.to_lines())
-    order: list[int] = list(dict.fromkeys(int(p) for p in ports))  # ports in plan order
-    by_port: dict[int, list[str]] = {port: [] for port in order}
     # rows.csv: exactly what to scan, blocklists cut, in plan order (priors_scan_<step>.csv is the
     # reference's record of the plan, whose rows may overlap reserved space).
-    rows: list[str] = []
-    for port, allowed in zip(ports.tolist(), plan[ALLOWED].tolist(), strict=True):
-        by_port[int(port)].extend(allowed)
-        rows.extend(f"{int(port)},{cidr}\n" for cidr in allowed)
+    write_rows(
+        directory,
+        [
+            (int(port), list(allowed))
+            for port, allowed in zip(ports.tolist(), plan[ALLOWED].tolist(), strict=True)
+        ],
+        rate=rate,
+        zmap=zmap,
+        title="gpsgpu plan: the priors scan",
+        then='feed them to LZR/ZGrab2, then to "gpsgpu predict"',
+    )
+    return {
+        "priors_scan": csv_name,
+        "allowlists": "zmap/",
+        "blocklist": "blocklist.txt",
+        "rows": ROWS_FILE,
+        **({"scope_blocklist": SCOPE_BLOCKLIST} if skips_known and scope is not None else {}),
+        "commands": "commands.sh",
+    }
+
+
+def write_rows(
+    directory: str | os.PathLike[str],
+    rows: list[tuple[int, list[str]]],
+    *,
+    rate: int,
+    zmap: str = "zmap",
+    title: str,
+    then: str,
+) -> None:
+    """``rows.csv`` (``port,cidr`` lines in order), ``zmap/<port>.txt`` allowlists and ``commands.sh``
+    (one ZMap run per port, in order of first appearance; ``-b blocklist.txt`` must sit beside them).
+
+    ``rows``: ``(port, CIDRs)`` in scan order, blocklisted space already cut.
+    """
+    directory = Path(directory)
+    order: list[int] = list(dict.fromkeys(port for port, _ in rows))  # ports in plan order
+    by_port: dict[int, list[str]] = {port: [] for port in order}
+    lines: list[str] = []
+    for port, cidrs in rows:
+        by_port[port].extend(cidrs)
+        lines.extend(f"{port},{cidr}\n" for cidr in cidrs)
     with atomic_open(directory / ROWS_FILE, "w", encoding="ascii", newline="\n") as handle:
-        handle.writelines(rows)
+        handle.writelines(lines)
     for port, cidrs in by_port.items():
         with atomic_open(directory / "zmap" / f"{port}.txt", "w", encoding="ascii", newline="\n") as handle:
             handle.writelines(f"{cidr}\n" for cidr in cidrs)
-    lines = [
+    script = [
         "#!/bin/sh",
-        "# gpsgpu plan: the priors scan, one ZMap run per port (review, then run this script yourself).",
-        '# Results land in results/<port>.csv; feed them to LZR/ZGrab2, then to "gpsgpu predict".',
+        f"# {title}, one ZMap run per port (review, then run this script yourself).",
+        f"# Results land in results/<port>.csv; {then}.",
         "set -eu",
         'cd "$(dirname "$0")"',
         "mkdir -p results",
     ]
-    lines += [
+    script += [
         " ".join(
             [
                 shlex.quote(zmap),
@@ -121,13 +157,5 @@ def write_plan(
         for port in order
     ]
     with atomic_open(directory / "commands.sh", "w", encoding="ascii", newline="\n") as handle:
-        handle.write("\n".join(lines) + "\n")
+        handle.write("\n".join(script) + "\n")
     os.chmod(directory / "commands.sh", 0o755)
-    return {
-        "priors_scan": csv_name,
-        "allowlists": "zmap/",
-        "blocklist": "blocklist.txt",
-        "rows": ROWS_FILE,
-        **({"scope_blocklist": SCOPE_BLOCKLIST} if skips_known and scope is not None else {}),
-        "commands": "commands.sh",
-    }

@@ -319,6 +319,8 @@ def run_sim_scan(
         raise UsageError(f"-o {output}: is a folder; give the Parquet file to write")
     chosen = resolve(backend)
     timings = Timings()
+    if (Path(plan) / "step.json").is_file() and not (Path(plan) / "metadata.json").is_file():
+        return _sim_scan_campaign_step(net, Path(plan), output, chosen, timings)
     targets = (Path(plan) / SHARDS_DIR).is_dir()  # a PRED/ folder: probe its targets
     with timings.step("read"):
         internet, _ = open_net(net, chosen)
@@ -333,7 +335,7 @@ def run_sim_scan(
     with timings.step("scan"), open_cluster(cluster, workers=workers) as mapper:
         scanner = SimScanner(internet, blocklist)
         if targets:
-            from gpsgpu.evaluate.ablation import services_at
+            from gpsgpu.sim.scanner import services_at
 
             hit = np.asarray(to_numpy(scanner.probe(ips, ports)), bool)
             frame = services_at(internet, np.unique(schema.pack_service(ips[hit], ports[hit])))
@@ -370,6 +372,39 @@ def run_sim_scan(
     what = f"{ports.size:,} predicted targets" if targets else f"{ports.size:,} (port, /{step}) rows"
     print(
         f"gpsgpu: sim-scan: {what}, {scanner.n_probes:,} probes -> {n_found:,} services "
+        f"in {sum(timings.values()):.2f} s -> {output}",
+        file=sys.stderr,
+    )
+    return metadata
+
+
+def _sim_scan_campaign_step(
+    net: str | os.PathLike[str], folder: Path, output: Path, backend: Backend, timings: Timings
+) -> dict[str, Any]:
+    """``sim-scan NET CAMP/steps/NNN``: scan the step's ``rows.csv`` or probe its ``targets.txt``, as
+    a user's scanner would (the services found, ready for ``gpsgpu campaign next --found``)."""
+    from gpsgpu.pipelines.campaign import sim_scan_step
+
+    with timings.step("read"):
+        internet, _ = open_net(net, backend)
+    with timings.step("scan"):
+        scanner = SimScanner(internet)
+        frame, probes = sim_scan_step(scanner, folder)
+    with timings.step("write"):
+        write_services(frame, output)
+    from gpsgpu.io.metadata import metadata_path_for
+
+    counts = {"probes": int(probes), "services": len(frame)}
+    metadata = build_metadata(
+        command="sim-scan",
+        config={"net": str(net), "plan": str(folder), "backend": backend.value},
+        backend=backend.value,
+        counts=counts,
+        timings=timings,
+    )
+    write_metadata(metadata_path_for(output), metadata)
+    print(
+        f"gpsgpu: sim-scan: campaign step {folder}, {probes:,} probes -> {len(frame):,} services "
         f"in {sum(timings.values()):.2f} s -> {output}",
         file=sys.stderr,
     )

@@ -197,3 +197,20 @@ def _isin_sorted(xp: Any, values: Any, sorted_set: Any) -> Any:
 
 def host_array(values: Any) -> np.ndarray:
     return np.asarray(to_numpy(values))
+
+
+def services_at(internet: SimInternet, keys: np.ndarray) -> Any:
+    """The services frame of the given real service keys (``ip << 16 | port``), banners rendered:
+    what probing those targets finds, as a scanner would record it."""
+    from gpsgpu.ops import cpu
+
+    keys = cpu.unique_sorted(np.asarray(keys, np.uint64))
+    if keys.size == 0:
+        return internet.to_frame(internet.services_of(internet.xp.zeros(0, dtype=internet.xp.uint32)))
+    ips = np.unique((keys >> np.uint64(schema.SERVICE_IP_SHIFT)).astype(np.uint32))
+    found = internet.services_of(internet.xp.asarray(ips))
+    found_keys = schema.pack_service(
+        np.asarray(to_numpy(found.ip), np.uint32), np.asarray(to_numpy(found.port), np.uint16)
+    )
+    hit = cpu.sorted_isin(found_keys, keys)
+    return internet.to_frame(found.take(internet.xp.flatnonzero(internet.xp.asarray(hit))))
