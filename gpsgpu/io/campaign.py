@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gpsgpu import schema
 from gpsgpu.blocklist import Blocklist
@@ -35,7 +36,7 @@ from gpsgpu.errors import InputError
 from gpsgpu.io.atomic import atomic_dir, atomic_open
 from gpsgpu.io.parquet import read_table, write_table
 from gpsgpu.io.plan import write_plan, write_rows
-from gpsgpu.io.predictions import format_targets
+from gpsgpu.io.predictions import dotted, format_targets, text_lines
 
 CAMPAIGN_FILE = "campaign.json"
 LOG_FILE = "log.jsonl"
@@ -184,28 +185,15 @@ def write_step(
 def _write_rows_step(campaign: Campaign, scope: Blocklist, step: Step, tmp: Path, *, skip: Any) -> None:
     assert step.cidrs is not None and step.rows is not None
     cidrs = step.cidrs
-    text = [
-        f"{ip}/{length}"
-        for ip, length in zip(
-            schema.ip_to_str(cidrs["network"].to_numpy(np.uint32)).tolist(),
-            cidrs["length"].tolist(),
-            strict=True,
-        )
-    ]
-    ports = cidrs["port"].to_numpy(np.uint16).tolist()
-    # One (port, CIDRs) entry per run of one port, in scan order.
-    rows: list[tuple[int, list[str]]] = []
-    for port, cidr in zip(ports, text, strict=True):
-        if rows and rows[-1][0] == port:
-            rows[-1][1].append(cidr)
-        else:
-            rows.append((int(port), [cidr]))
+    lengths = pc.cast(pa.array(cidrs["length"].to_numpy(np.uint8)), pa.string())
+    text = pc.binary_join_element_wise(dotted(cidrs["network"].to_numpy(np.uint32)), lengths, "/")
+    ports = cidrs["port"].to_numpy(np.uint16)
     if step.plan is not None and step.phase == "plan" and schema.N_PATTERNS in step.plan.columns:
         # The compatible plan step is a plan folder, as 'gpsgpu plan' writes it.
         from gpsgpu.plan.priors import ALLOWED, N_ALLOWED
 
         per_row: list[list[str]] = [[] for _ in range(len(step.rows))]
-        for row, cidr in zip(cidrs["row"].tolist(), text, strict=True):
+        for row, cidr in zip(cidrs["row"].tolist(), text.to_pylist(), strict=True):
             per_row[row].append(cidr)
         plan = step.rows.assign(**{ALLOWED: per_row})
         plan[N_ALLOWED] = np.bincount(
@@ -222,7 +210,7 @@ def _write_rows_step(campaign: Campaign, scope: Blocklist, step: Step, tmp: Path
             "the campaign's scope (rows.csv and zmap/ already leave it out, and the hosts skipped)",
         )
         write_rows(
-            tmp, rows, rate=campaign.rate, zmap=campaign.zmap,
+            tmp, ports, text, rate=campaign.rate, zmap=campaign.zmap,
             title=f"gpsgpu campaign step {step.number:03d}",
             then=f'then "gpsgpu campaign next {campaign.path} --found results/*.csv" (after LZR/ZGrab2)',
         )  # fmt: skip
@@ -248,10 +236,10 @@ def _write_targets_step(step: Step, tmp: Path) -> None:
     assert step.targets is not None
     targets = step.targets
     ip, port = targets[schema.IP].to_numpy(np.uint32), targets[schema.PORT].to_numpy(np.uint16)
+    addresses = dotted(ip)
     for fmt, name in TARGET_FILES.items():
-        lines = format_targets(ip, port, fmt).to_pylist() if ip.size else []
-        with atomic_open(tmp / name, "w", encoding="ascii", newline="\n") as handle:
-            handle.write("\n".join(lines) + ("\n" if lines else ""))
+        with atomic_open(tmp / name, "wb") as handle:
+            handle.write(text_lines(format_targets(ip, port, fmt, addresses=addresses)))
     write_table(pa.Table.from_pandas(targets, preserve_index=False), tmp / "targets.parquet")
 
 

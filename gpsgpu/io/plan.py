@@ -17,7 +17,10 @@ import os
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from gpsgpu import schema
 from gpsgpu.blocklist import Blocklist
@@ -88,12 +91,12 @@ def write_plan(
             handle.writelines(f"{line}\n" for line in scope.to_lines())
     # rows.csv: exactly what to scan, blocklists cut, in plan order (priors_scan_<step>.csv is the
     # reference's record of the plan, whose rows may overlap reserved space).
+    allowed = plan[ALLOWED].tolist()
+    counts = np.fromiter((len(a) for a in allowed), np.int64, len(allowed))
     write_rows(
         directory,
-        [
-            (int(port), list(allowed))
-            for port, allowed in zip(ports.tolist(), plan[ALLOWED].tolist(), strict=True)
-        ],
+        np.repeat(np.asarray(ports, np.uint16), counts),
+        pa.array([cidr for row in allowed for cidr in row], pa.string()),
         rate=rate,
         zmap=zmap,
         title="gpsgpu plan: the priors scan",
@@ -111,7 +114,8 @@ def write_plan(
 
 def write_rows(
     directory: str | os.PathLike[str],
-    rows: list[tuple[int, list[str]]],
+    ports: np.ndarray,
+    cidrs: pa.Array,
     *,
     rate: int,
     zmap: str = "zmap",
@@ -121,20 +125,24 @@ def write_rows(
     """``rows.csv`` (``port,cidr`` lines in order), ``zmap/<port>.txt`` allowlists and ``commands.sh``
     (one ZMap run per port, in order of first appearance; ``-b blocklist.txt`` must sit beside them).
 
-    ``rows``: ``(port, CIDRs)`` in scan order, blocklisted space already cut.
+    ``ports`` and ``cidrs`` (strings such as ``10.1.0.0/16``): the pairs in scan order, blocklisted
+    space already cut.
     """
+    from gpsgpu.io.predictions import text_lines
+
     directory = Path(directory)
-    order: list[int] = list(dict.fromkeys(port for port, _ in rows))  # ports in plan order
-    by_port: dict[int, list[str]] = {port: [] for port in order}
-    lines: list[str] = []
-    for port, cidrs in rows:
-        by_port[port].extend(cidrs)
-        lines.extend(f"{port},{cidr}\n" for cidr in cidrs)
-    with atomic_open(directory / ROWS_FILE, "w", encoding="ascii", newline="\n") as handle:
-        handle.writelines(lines)
-    for port, cidrs in by_port.items():
-        with atomic_open(directory / "zmap" / f"{port}.txt", "w", encoding="ascii", newline="\n") as handle:
-            handle.writelines(f"{cidr}\n" for cidr in cidrs)
+    ports = np.asarray(ports, np.uint16)
+    port_text = pc.cast(pa.array(ports), pa.string())
+    with atomic_open(directory / ROWS_FILE, "wb") as handle:
+        handle.write(text_lines(pc.binary_join_element_wise(port_text, cidrs, ",")))
+    first_seen = np.unique(ports, return_index=True)[1]
+    order = ports[np.sort(first_seen)]  # ports in plan order
+    by_port = np.argsort(ports, kind="stable")
+    lo = np.searchsorted(ports[by_port], order)
+    hi = np.searchsorted(ports[by_port], order, side="right")
+    for port, a, b in zip(order.tolist(), lo.tolist(), hi.tolist(), strict=True):
+        with atomic_open(directory / "zmap" / f"{port}.txt", "wb") as handle:
+            handle.write(text_lines(cidrs.take(pa.array(by_port[a:b]))))
     script = [
         "#!/bin/sh",
         f"# {title}, one ZMap run per port (review, then run this script yourself).",
@@ -154,7 +162,7 @@ def write_rows(
                 f"-o results/{port}.csv",
             ]
         )
-        for port in order
+        for port in order.tolist()
     ]
     with atomic_open(directory / "commands.sh", "w", encoding="ascii", newline="\n") as handle:
         handle.write("\n".join(script) + "\n")

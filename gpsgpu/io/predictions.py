@@ -35,13 +35,33 @@ CALIBRATION_FILE = "calibration.parquet"
 SEPARATORS = {"gps": ":", "lzr": ";", "zgrab2": ",,,"}
 
 
-def format_targets(ip: np.ndarray, port: np.ndarray, export: str) -> pa.Array:
-    """``ip<sep>port`` strings (vectorized with Arrow)."""
+def dotted(ip: np.ndarray) -> pa.Array:
+    """Dotted-quad strings of host-order uint32 addresses (vectorized with Arrow)."""
+    ip = np.asarray(ip, np.uint32)
     parts: list[Any] = [
         pc.cast(pa.array((ip >> np.uint32(shift)) & np.uint32(0xFF)), pa.string()) for shift in (24, 16, 8, 0)
     ]
-    dotted = pc.binary_join_element_wise(*parts, ".")
-    return pc.binary_join_element_wise(dotted, pc.cast(pa.array(port), pa.string()), SEPARATORS[export])
+    return pc.binary_join_element_wise(*parts, ".")
+
+
+def format_targets(
+    ip: np.ndarray, port: np.ndarray, export: str, *, addresses: pa.Array | None = None
+) -> pa.Array:
+    """``ip<sep>port`` strings (vectorized with Arrow); ``addresses``: ``dotted(ip)`` if already made."""
+    addresses = dotted(ip) if addresses is None else addresses
+    return pc.binary_join_element_wise(addresses, pc.cast(pa.array(port), pa.string()), SEPARATORS[export])
+
+
+def text_lines(strings: pa.Array) -> bytes:
+    """The strings as text lines, each ended by a newline, in one buffer (no Python string per line)."""
+    if len(strings) == 0:
+        return b""
+    # "s" joined with "" by a newline is "s\n"; large strings keep 64-bit offsets past 2 GiB.
+    text = pa.large_string()
+    ended = pc.binary_join_element_wise(strings.cast(text), pa.scalar("", text), pa.scalar("\n", text))
+    offsets = np.frombuffer(ended.buffers()[1], np.int64, len(ended) + 1, offset=ended.offset * 8)
+    data = ended.buffers()[2]
+    return data.to_pybytes()[int(offsets[0]) : int(offsets[-1])]
 
 
 class PredictionWriter:
@@ -69,9 +89,7 @@ class PredictionWriter:
         if self._text is not None and table.num_rows:
             ip = np.asarray(table[schema.IP]).astype(np.uint32)
             port = np.asarray(table[schema.PORT]).astype(np.uint16)
-            lines = format_targets(ip, port, self.export or "gps")
-            self._text.write("\n".join(lines.to_pylist()))
-            self._text.write("\n")
+            self._text.write(text_lines(format_targets(ip, port, self.export or "gps")).decode("ascii"))
 
     def append(self, predictions: Any, *, empty: Any) -> None:
         """Append rows to the shard being streamed (a new shard at the first call after
@@ -98,9 +116,7 @@ class PredictionWriter:
         if self._text is not None and len(predictions):
             ip = np.asarray(predictions[schema.IP]).astype(np.uint32)
             port = np.asarray(predictions[schema.PORT]).astype(np.uint16)
-            lines = format_targets(ip, port, self.export or "gps")
-            self._text.write("\n".join(lines.to_pylist()))
-            self._text.write("\n")
+            self._text.write(text_lines(format_targets(ip, port, self.export or "gps")).decode("ascii"))
 
     def close(self) -> None:
         self.end_shard()
