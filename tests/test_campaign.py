@@ -386,13 +386,6 @@ def test_budget_cuts_the_last_step_to_fit(world: dict[str, Path], improved: dict
     assert "cut to" in step_json(folders[-2])["reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sim-scan of a compatible campaign's plan step scans priors_scan_16.csv (whole rows), not "
-    "rows.csv: gpsgpu/pipelines/simulate.py run_sim_scan takes a folder with metadata.json for a plan, "
-    "and the plan step written by io/campaign.py has one; with --budget cutting the plan it scans past "
-    "the step",
-)
 def test_sim_scan_of_a_budget_cut_plan_step_scans_rows_csv(world: dict[str, Path], tmp_path: Path) -> None:
     camp = tmp_path / "C"
     ok("campaign", "start", world["M"], "-o", camp, "--schedule", "compatible", "--budget", "1000000")
@@ -564,11 +557,6 @@ def test_next_on_a_done_campaign(world: dict[str, Path], compat: dict[str, Path]
     assert len(steps_of(camp)) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a scan that found nothing cannot be given in a scanner's format: ingest raises 'no records "
-    "(empty input)' (gpsgpu/io/ingest.py, ingest) before read_scan's allow_empty=True is applied",
-)
 def test_a_zmap_csv_with_no_records_is_a_scan_that_found_nothing(compat: dict[str, Path]) -> None:
     camp = compat["root"] / "empty-zmap"
     shutil.copytree(compat["at1"], camp)
@@ -580,12 +568,6 @@ def test_a_zmap_csv_with_no_records_is_a_scan_that_found_nothing(compat: dict[st
     assert step_json(camp / "steps" / "002")["previous"]["records"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found files are deduplicated by sha256 over the whole campaign (state.ingested): a step whose "
-    "results are byte-identical to an earlier step's (two empty results) is refused as 'already counted' "
-    "and the campaign cannot go on ('campaign run --sim' would loop on that step)",
-)
 def test_two_steps_that_found_nothing_both_count(world: dict[str, Path], tmp_path: Path) -> None:
     camp = tmp_path / "C"
     ok("campaign", "start", world["MI"], "-o", camp)

@@ -737,8 +737,17 @@ def _ingest_one(path: str, config: IngestConfig, columns: _Columns) -> tuple[_Ac
     return account, described
 
 
-def ingest(inputs: Sequence[str], config: IngestConfig, asn_table: AsnTable | None = None) -> IngestResult:
+def ingest(
+    inputs: Sequence[str],
+    config: IngestConfig,
+    asn_table: AsnTable | None = None,
+    *,
+    allow_empty: bool = False,
+) -> IngestResult:
     """Read every input into one services frame on ``config.backend``.
+
+    ``allow_empty``: inputs without a record are a scan that found nothing (an empty frame), not an
+    error (a campaign step may find nothing).
 
     Bad records are returned in ``IngestResult.rejects`` with the reject rate in ``counts``; the
     caller decides what rate is too much (``run_ingest`` applies ``config.max_reject_rate``).
@@ -765,7 +774,7 @@ def ingest(inputs: Sequence[str], config: IngestConfig, asn_table: AsnTable | No
         n_records += account.n_records
         n_units += account.n_units
         described.append(info)
-    if n_records == 0:
+    if n_records == 0 and not allow_empty:
         raise InputError(f"{', '.join(map(str, inputs))}: no records (empty input)")
     parsed = columns.to_arrow()
     order = backend.xp.asarray(parsed.column(ORDER).to_numpy())

@@ -73,6 +73,10 @@ def _say(message: str) -> None:
     print(f"gpsgpu: campaign: {message}", file=sys.stderr, flush=True)
 
 
+def _quiet(message: str) -> None:
+    log.info("campaign: %s", message)
+
+
 # --- the model's side ----------------------------------------------------------------------------
 
 
@@ -139,8 +143,10 @@ def run_start(
     seed_fraction: float | None = None,
     rate: int = 10000,
     zmap: str = "zmap",
+    echo: bool = True,
 ) -> Path:
-    """Start a campaign in ``output``; returns the first step's folder (also printed on stdout)."""
+    """Start a campaign in ``output``; returns the first step's folder (with ``echo``, printed on
+    stdout)."""
     from gpsgpu.io.model import read_model_metadata
     from gpsgpu.pipelines.engine_io import blocklist_for
     from gpsgpu.plan.budget import DEFAULT_SEED_FRACTION
@@ -180,12 +186,13 @@ def run_start(
         write_metadata(tmp / "metadata.json", metadata)
         write_step(campaign, scope, first, state, root=tmp)
     folder = _step_folder(output, first.number)
-    _say(
+    (_say if echo else _quiet)(
         f"started a {options.schedule} campaign of {campaign.model}"
         + (f" within {options.budget:,} probes" if options.budget else "")
         + f"; step {first.number:03d}: {_describe(first)}"
     )
-    print(folder)
+    if echo:
+        print(folder)
     return folder
 
 
@@ -250,17 +257,20 @@ def run_next(
     fmt: str = "auto",
     max_reject_rate: float | None = None,
     session: Session | None = None,
+    echo: bool = True,
 ) -> Path:
     """Fold what the current step's scan found into the campaign and write the next step; returns
-    (and prints on stdout) the folder of the step to run now."""
+    (and, with ``echo``, prints on stdout) the folder of the step to run now."""
+    say = _say if echo else _quiet
     from gpsgpu.pipelines.engine_io import read_scan
 
     session = session or Session.open(directory)
     camp = session.campaign.path
     folder, step, state = session.current()
     if step.kind == DONE:
-        _say(f"the campaign is done ({step.reason}); 'gpsgpu campaign status {camp}' tells what it found")
-        print(folder)
+        say(f"the campaign is done ({step.reason}); 'gpsgpu campaign status {camp}' tells what it found")
+        if echo:
+            print(folder)
         return folder
     if not found:
         what = (
@@ -271,20 +281,32 @@ def run_next(
             f"found: {folder}/{what}, then 'gpsgpu campaign next {camp} --found RESULTS'"
         )
     with _spooled(found, camp) as paths:
-        digests = [file_digest(p) for p in paths]
-        new = [(p, d) for p, d in zip(paths, digests, strict=True) if d not in state.ingested]
-        new = list({d: (p, d) for p, d in new}.values())  # one file given twice counts once
-        if not new:
-            _say(
+        # A file that brought services is counted once (by its contents); a scan that found nothing
+        # may look the same for two steps (an empty file) and counts for each.
+        digests = [file_digest(p) for _, p in paths]
+        given = [(name, p, d) for (name, p), d in zip(paths, digests, strict=True) if d not in state.ingested]
+        given = list({d: (name, p, d) for name, p, d in given}.values())  # one file given twice counts once
+        if not given:
+            say(
                 f"{', '.join(found)}: already counted (the same contents were given before); "
                 f"step {step.number:03d} is still the one to run"
             )
-            print(folder)
+            if echo:
+                print(folder)
             return folder
-        frame, described = read_scan(
-            [p for p, _ in new], backend=Backend.CPU, fmt=fmt, max_reject_rate=max_reject_rate,
-            what="--found", allow_empty=True,
-        )  # fmt: skip
+        frames, files = [], []
+        for name, path, digest in given:
+            if os.path.getsize(path) == 0:  # a scanner's empty output: nothing found
+                part = schema.empty_services(pd)
+            else:
+                part, _ = read_scan(
+                    [path], backend=Backend.CPU, fmt=fmt, max_reject_rate=max_reject_rate, what="--found",
+                    allow_empty=True,
+                )  # fmt: skip
+                part = part.to_pandas() if hasattr(part, "to_pandas") else part
+            frames.append(part)
+            files.append({"path": name, "sha256": digest, "records": len(part)})
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     frame = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
     ip = np.asarray(to_numpy(frame[schema.IP]), np.uint32)
     port = np.asarray(to_numpy(frame[schema.PORT]), np.uint16)
@@ -295,12 +317,12 @@ def run_next(
     ctx = session.context()
     after = observe(ctx, state, step, services)
     after.outside += int((~inside).sum())
-    after.ingested = [*state.ingested, *(d for _, d in new)]
+    after.ingested = [*state.ingested, *(f["sha256"] for f in files if f["records"])]
     observed = _observed(camp, after.unranked, step.number, services)
     following, after = next_step(ctx, after, observed)
     previous = {
         "step": step.number,
-        "files": [{"path": str(f["path"]), "sha256": d} for f, (_, d) in zip(described, new, strict=False)],
+        "files": files,
         "records": len(frame),
         "in_step": int(inside.sum()),
         "outside": int((~inside).sum()),
@@ -311,11 +333,12 @@ def run_next(
         session.campaign, session.scope, following, after, found=services, previous=previous, skip=skip
     )
     outside = f" ({previous['outside']:,} outside the step, counted apart)" if previous["outside"] else ""
-    _say(
+    say(
         f"step {step.number:03d} found {previous['new_services']:,} new services{outside}; "
         f"step {following.number:03d}: {_describe(following)}"
     )
-    print(target)
+    if echo:
+        print(target)
     return target
 
 
@@ -332,8 +355,8 @@ def _observed(camp: Path, unranked: list[int], current: int, services: pd.DataFr
 
 @contextlib.contextmanager
 def _spooled(found: list[str], camp: Path) -> Any:
-    """The found files as paths; ``-`` (stdin) is spooled to a temporary file beside the campaign
-    (its contents are hashed, so the same results piped twice count once)."""
+    """The found files as ``(name given, path)``; ``-`` (stdin) is spooled to a temporary file beside
+    the campaign (its contents are hashed, so the same results piped twice count once)."""
     paths, temps = [], []
     try:
         for path in found:
@@ -344,11 +367,11 @@ def _spooled(found: list[str], camp: Path) -> Any:
                     for block in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
                         handle.write(block)
                 temps.append(handle.name)
-                paths.append(handle.name)
+                paths.append(("-", handle.name))
             else:
                 if not Path(path).exists():
                     raise InputError(f"--found {path}: no such file")
-                paths.append(path)
+                paths.append((path, path))
         yield paths
     finally:
         for name in temps:
@@ -528,7 +551,7 @@ def sim_scan_step(scanner: Any, folder: Path) -> tuple[Any, int]:
 
 
 def run_sim(
-    directory: str | os.PathLike[str], net: str | os.PathLike[str], *, truth: Any = None
+    directory: str | os.PathLike[str], net: str | os.PathLike[str], *, truth: Any = None, echo: bool = True
 ) -> dict[str, Any]:
     """Run the campaign to its end against the simulated Internet ``net``: scan each step's files,
     hand what they found to ``next``; resumes where the campaign stands."""
@@ -549,14 +572,15 @@ def run_sim(
         spool = camp / f".sim-found-{step.number:03d}.{os.getpid()}.tmp"
         write_services(found, spool)
         try:
-            run_next(camp, [str(spool)], fmt="services", session=session)
+            if run_next(camp, [str(spool)], fmt="services", session=session, echo=echo) == folder:
+                raise InputError(f"{folder}: the campaign did not move on from this step")
         finally:
             with contextlib.suppress(OSError):
                 spool.unlink()
         n += 1
     _, rows = status_rows(camp)
     total = rows[-1] if rows else {"total_probes": 0, "total_found": 0}
-    _say(
+    (_say if echo else _quiet)(
         f"run --sim: {n} steps scanned in {time.perf_counter() - started:.1f} s; "
         f"{total['total_probes']:,} probes found {total['total_found']:,} services"
     )

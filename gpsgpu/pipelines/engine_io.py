@@ -55,7 +55,7 @@ def read_scan(
             flags["max_reject_rate"] = max_reject_rate
         from gpsgpu.io.records import no_port_note
 
-        result = ingest(inputs, IngestConfig(**flags))
+        result = ingest(inputs, IngestConfig(**flags), allow_empty=allow_empty)
         counts = result.counts
         note = no_port_note(result.rejects)
         if counts.get("reject_rate", 0.0) > IngestConfig(**flags).max_reject_rate:

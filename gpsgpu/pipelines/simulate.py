@@ -319,7 +319,7 @@ def run_sim_scan(
         raise UsageError(f"-o {output}: is a folder; give the Parquet file to write")
     chosen = resolve(backend)
     timings = Timings()
-    if (Path(plan) / "step.json").is_file() and not (Path(plan) / "metadata.json").is_file():
+    if (Path(plan) / "step.json").is_file():  # a campaign step: exactly its rows.csv or targets.txt
         return _sim_scan_campaign_step(net, Path(plan), output, chosen, timings)
     targets = (Path(plan) / SHARDS_DIR).is_dir()  # a PRED/ folder: probe its targets
     with timings.step("read"):
