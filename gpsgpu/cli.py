@@ -41,7 +41,9 @@ ConfigOpt = Annotated[
 
 # What the demo writes into its folder (gpsgpu/pipelines/demo.py); a rerun may replace these.
 DEMO_ENTRIES = (
-    "net", "model", "plan", "priors.parquet", "priors.metadata.json", "pred", "eval", "metadata.json",
+    "net", "model", "model-improved", "campaign", "campaign-improved", "eval", "metadata.json",
+    # what demos before campaigns wrote
+    "plan", "priors.parquet", "priors.metadata.json", "pred",
 )  # fmt: skip
 
 ForceOpt = Annotated[

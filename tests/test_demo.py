@@ -18,14 +18,18 @@ def test_demo_runs_the_whole_loop(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     out = capsys.readouterr()
     assert "| GPS |" in out.out and "| exhaustive |" in out.out
-    for step in ("[1/7] simulate", "[4/7] scan", "[7/7] evaluate"):
+    assert "| improved campaign |" in out.out
+    for step in ("[1/5] simulate", "[3/5] compatible campaign", "[4/5] improved campaign", "[5/5] evaluate"):
         assert step in out.err
-    for path in ("net/seed.parquet", "model", "plan", "priors.parquet", "pred/parts", "eval/coverage.png",
+    for path in ("net/seed.parquet", "model", "model-improved", "campaign/steps/001/rows.csv",
+                 "campaign/steps/002/targets.txt", "campaign-improved/log.jsonl", "eval/coverage.png",
                  "eval/normalized.png", "eval/summary.md"):  # fmt: skip
         assert (tmp_path / "demo" / path).exists(), path
     assert 0 < facts["gps_fraction"] <= 1
     assert facts["gps_normalized"] < facts["gps_fraction"]
     assert facts["gps_probes"] * 10 < facts["exhaustive_probes"]
+    # The improved campaign ran within the compatible campaign's probes.
+    assert 0 < facts["improved_probes"] <= facts["gps_probes"]
 
 
 @pytest.mark.slow

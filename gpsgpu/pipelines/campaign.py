@@ -74,7 +74,7 @@ def _say(message: str) -> None:
 
 
 def _quiet(message: str) -> None:
-    log.info("campaign: %s", message)
+    log.debug("campaign: %s", message)
 
 
 # --- the model's side ----------------------------------------------------------------------------

@@ -422,8 +422,8 @@ def run_evaluate(
 
 
 def run_ablation_command(output: str | os.PathLike[str], config: EvaluateConfig) -> dict[str, Any]:
-    """``gpsgpu evaluate --ablation --truth NET/``: compatible mode against each improved step."""
-    import pandas as pd
+    """``gpsgpu evaluate --ablation --truth NET/``: compatible mode against each improved step, each a
+    campaign run on the simulated Internet."""
 
     from gpsgpu.evaluate.ablation import (
         ablation_csv,
@@ -432,7 +432,6 @@ def run_ablation_command(output: str | os.PathLike[str], config: EvaluateConfig)
         plot_ablation,
         run_ablation,
     )
-    from gpsgpu.io.parquet import read_table
 
     if not config.truth:
         raise UsageError("give the simulated Internet to run the ablation on with --truth NET/")
@@ -443,15 +442,16 @@ def run_ablation_command(output: str | os.PathLike[str], config: EvaluateConfig)
         internet, extra = open_net(config.truth, backend)
         truth_arrays = internet.ground_truth()
         truth = make_truth(truth_arrays.ip, truth_arrays.port, internet.n_addresses)
-        seed = schema.services_from_arrow(read_table(Path(config.truth) / "seed.parquet"), pd)
-    with timings.step("ablation"):
-        ablation = run_ablation(
-            internet, truth_arrays, seed, truth,
-            seed_fraction=float(extra.get("seed_fraction", 0.01)),
-            steps=ablation_steps(top_k=config.top_k, rounds=config.rounds, preset=config.preset),
-            progress=lambda m: print(f"gpsgpu: evaluate: {m}", file=sys.stderr, flush=True),
-        )  # fmt: skip
+        seed_keys = seed_keys_of(config.truth)
     with atomic_dir(output) as tmp:
+        with timings.step("ablation"):
+            # Every configuration is a campaign; its model and campaign folders stay in OUT/ to look at.
+            ablation = run_ablation(
+                Path(config.truth), tmp, truth_arrays, seed_keys, truth,
+                seed_fraction=float(extra.get("seed_fraction", 0.01)),
+                steps=ablation_steps(top_k=config.top_k, rounds=config.rounds, preset=config.preset),
+                progress=lambda m: print(f"gpsgpu: evaluate: {m}", file=sys.stderr, flush=True),
+            )  # fmt: skip
         (tmp / "ablation.md").write_text(ablation_markdown(ablation), encoding="utf-8")
         (tmp / "ablation.csv").write_text(ablation_csv(ablation), encoding="utf-8")
         evaluation = Evaluation(truth, ablation.curves, [], {})
