@@ -454,6 +454,10 @@ def test_ablation_on_a_small_internet(small_net: Path) -> None:
     rows = pd.read_csv(out / "ablation.csv")
     assert rows.loc[0, "gain_pp"] == 0
     assert (out / "ablation.png").stat().st_size < 200_000
+    # Every configuration is a campaign run to its end, kept to look at.
+    for slug in ("compatible", "scores", "top-k", "extended-features", "rounds", "host-rules"):
+        log = (out / "campaigns" / slug / "log.jsonl").read_text().splitlines()
+        assert json.loads(log[-1])["kind"] == "done", slug
 
 
 def test_live_tail_values_each_24_by_its_share_of_live_addresses() -> None:
