@@ -476,13 +476,25 @@ def run_status(
 
 
 def _plot_status(campaign: Campaign, rows: list[dict[str, Any]]) -> Path:
+    """Services found against probes, in scan order within each step (:func:`campaign_events`):
+    the distinct services the scans found that the seed did not hold; dots end the steps."""
     from gpsgpu.evaluate.plots import _pyplot, _save
+    from gpsgpu.predict.ranked import known_keys
 
+    found, cost = campaign_events(campaign.path)
+    seed = read_model(campaign.model, rules=False).seed if campaign.model.is_dir() else None
+    seen = known_keys(seed)
+    new = []
+    for keys in found:
+        keys = np.unique(keys)
+        fresh = keys[~np.isin(keys, seen, assume_unique=True)] if seen.size else keys
+        new.append(fresh.size)
+        seen = np.union1d(seen, fresh)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    probes = [0] + [r["total_probes"] for r in rows if r["found"] is not None]
-    found = [0] + [r["total_found"] for r in rows if r["found"] is not None]
-    ax.plot(np.asarray(probes) / 1e6, found, marker=".", lw=1.6)
+    ax.plot(np.cumsum([0, *cost]) / 1e6, np.cumsum([0, *new]), lw=1.6)
+    ends = [r for r in rows if r["found"] is not None]
+    ax.plot([r["total_probes"] / 1e6 for r in ends], [r["total_found"] for r in ends], ".", color="black")
     ax.set_xlabel("probes (millions)")
     ax.set_ylabel("services found")
     ax.set_title(f"{campaign.options.schedule} campaign: services found against probes")
