@@ -55,6 +55,12 @@ def campaign_start(
         int, typer.Option("--rate", "-r", help="zmap -r (packets/s) in the steps' commands.sh")
     ] = 10000,
     zmap: Annotated[str, typer.Option("--zmap", help="zmap executable named in commands.sh")] = "zmap",
+    asn_file: Annotated[
+        str | None,
+        typer.Option(
+            "--asn-file", help="prefix<TAB>asn file (pyasn format) for found records that carry no ASN"
+        ),
+    ] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -93,10 +99,10 @@ def campaign_start(
             f"-o {output}: a campaign already; go on with 'gpsgpu campaign next {output}', or add --force to "
             "start over (its steps are lost)"
         )
-    _claim_output(output, model, *(blocklist or ()), force=force)
+    _claim_output(output, model, *(blocklist or ()), asn_file, force=force)
     run_start(
         model, output, options=Options(schedule=schedule, budget=budget), blocklist=tuple(blocklist or ()),
-        step=step, hitrate=hitrate, seed_fraction=seed_fraction, rate=rate, zmap=zmap,
+        step=step, hitrate=hitrate, seed_fraction=seed_fraction, rate=rate, zmap=zmap, asn_file=asn_file,
     )  # fmt: skip
 
 

@@ -763,3 +763,29 @@ def test_found_as_gps_jsonl_gives_the_same_next_step(
         assert summary == base, name
         assert (folder / "rows.csv").read_bytes() == (base_folder / "rows.csv").read_bytes(), name
         assert np.array_equal(known_of(folder), known_of(base_folder)), name
+
+
+def test_asn_file_gives_found_records_their_asn(world: dict[str, Path], compat: dict[str, Path]) -> None:
+    """Scanner output carries no ASN; a campaign started with --asn-file gives it one (as 'gpsgpu
+    ingest --asn-file'), so the model's network features see the same ASNs as in the seed."""
+    root = compat["root"] / "asn"
+    root.mkdir()
+    table = root / "asn.txt"
+    table.write_text("0.0.0.0/1\t64500\n128.0.0.0/1\t64501\n", encoding="ascii")
+    camp = root / "C"
+    ok("campaign", "start", world["M"], "-o", camp, "--schedule", "compatible", "--asn-file", table)
+    assert (camp / "asn.txt").read_text() == table.read_text()
+    found = read_services(compat["found"], Backend.CPU)
+    ip = np.asarray(found[schema.IP], np.uint32)
+    zmap = root / "found.csv"
+    ports = np.asarray(found[schema.PORT]).tolist()
+    lines = [f"{a},{p}" for a, p in zip(schema.ip_to_str(ip).tolist(), ports, strict=True)]
+    zmap.write_text("saddr,sport\n" + "\n".join(lines) + "\n", encoding="ascii")
+    ok("campaign", "next", camp, "--found", zmap, "-f", "zmap")
+    kept = read_services(camp / "steps" / "002" / "found-by-001.parquet", Backend.CPU)
+    kept_ip = np.asarray(kept[schema.IP], np.uint32)
+    assert len(kept) > 0
+    np.testing.assert_array_equal(np.asarray(kept[schema.ASN]), np.where(kept_ip < 2**31, 64500, 64501))
+    missing = root / "missing.txt"
+    code, _, err = cli("campaign", "start", world["M"], "-o", root / "bad", "--asn-file", missing)
+    assert code in (2, 3) and len(err.strip().splitlines()) == 1, err

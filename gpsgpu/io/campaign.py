@@ -3,6 +3,7 @@
 - ``campaign.json``: the model (path and fingerprint), the schedule's options, the plan's step and
   hitrate, the seed fraction, ZMap's rate; ``metadata.json``: gpsgpu's record of ``campaign start``;
   ``scope-blocklist.txt``: the IANA ranges plus the user's ``-b`` files, fixed at the start;
+- ``asn.txt``: a copy of ``--asn-file`` (prefix, ASN), for scanner records that carry no ASN;
 - ``log.jsonl``: one line per step, appended when the step is complete (rebuilt from the steps
   when a kill came between the two);
 - ``steps/NNN/``: written whole and atomically, so the newest complete step folder is the campaign's
@@ -44,6 +45,8 @@ STEPS_DIR = "steps"
 STATE_DIR = "state"
 STEP_FILE = "step.json"
 SCOPE_FILE = "scope-blocklist.txt"
+#: The ``--asn-file`` given at the start (pyasn format), for found records that carry no ASN.
+ASN_FILE = "asn.txt"
 CAMPAIGN_FORMAT = 1
 TARGET_FILES = {"gps": "targets.txt", "lzr": "targets.lzr.txt", "zgrab2": "targets.zgrab2.csv"}
 

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -46,6 +47,7 @@ from gpsgpu.campaign.schedule import (
 from gpsgpu.errors import InputError, UsageError
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.campaign import (
+    ASN_FILE,
     TARGET_FILES,
     Campaign,
     append_log,
@@ -143,6 +145,7 @@ def run_start(
     seed_fraction: float | None = None,
     rate: int = 10000,
     zmap: str = "zmap",
+    asn_file: str | None = None,
     echo: bool = True,
 ) -> Path:
     """Start a campaign in ``output``; returns the first step's folder (with ``echo``, printed on
@@ -172,11 +175,17 @@ def run_start(
         zmap=zmap,
     )
     scope = blocklist_for(blocklist)
+    if asn_file is not None:
+        from gpsgpu.io.asn import read_asn_table
+
+        read_asn_table(asn_file)  # checked now, not at the first 'next'
     ctx = build_context(campaign, scope)
     state = initial_state(ctx)
     first, state = next_step(ctx, state, None)
     with atomic_dir(output) as tmp:
         write_campaign(tmp, campaign, scope)
+        if asn_file is not None:
+            shutil.copyfile(asn_file, tmp / ASN_FILE)
         metadata = build_metadata(
             command="campaign start",
             config={**options.to_dict(), "blocklist": list(blocklist), "rate": rate, "zmap": zmap},
@@ -294,6 +303,12 @@ def run_next(
             if echo:
                 print(folder)
             return folder
+        asn_path = camp / ASN_FILE
+        asn_table = None
+        if asn_path.is_file():
+            from gpsgpu.io.asn import read_asn_table
+
+            asn_table = read_asn_table(str(asn_path))
         frames, files = [], []
         for name, path, digest in given:
             if os.path.getsize(path) == 0:  # a scanner's empty output: nothing found
@@ -301,7 +316,7 @@ def run_next(
             else:
                 part, _ = read_scan(
                     [path], backend=Backend.CPU, fmt=fmt, max_reject_rate=max_reject_rate, what="--found",
-                    allow_empty=True,
+                    allow_empty=True, asn_table=asn_table,
                 )  # fmt: skip
                 part = part.to_pandas() if hasattr(part, "to_pandas") else part
             frames.append(part)

@@ -37,8 +37,10 @@ def read_scan(
     max_reject_rate: float | None = None,
     what: str = "input",
     allow_empty: bool = False,
+    asn_table: Any = None,
 ) -> tuple[Any, list[dict[str, Any]]]:
-    """A services frame from a services table (Parquet) or scan records of any supported format.
+    """A services frame from a services table (Parquet) or scan records of any supported format
+    (``asn_table``: ASNs for records that carry none, as ``gpsgpu ingest --asn-file``).
 
     Returns the frame (on ``backend``) and a description of the inputs for ``metadata.json``.
     Raises :class:`InputError` when the input is unusable or holds no service (unless
@@ -55,7 +57,7 @@ def read_scan(
             flags["max_reject_rate"] = max_reject_rate
         from gpsgpu.io.records import no_port_note
 
-        result = ingest(inputs, IngestConfig(**flags), allow_empty=allow_empty)
+        result = ingest(inputs, IngestConfig(**flags), asn_table, allow_empty=allow_empty)
         counts = result.counts
         note = no_port_note(result.rejects)
         if counts.get("reject_rate", 0.0) > IngestConfig(**flags).max_reject_rate:
