@@ -308,10 +308,13 @@ def run_sim_scan(
     """Scan a plan on a simulated Internet: the priors scan's results as a services table.
 
     The /16s the plan's rows touch are scanned in blocks through ``--cluster`` (this process or
-    Dask workers); the services found do not depend on the number of blocks or workers. Rows may be
-    of any prefix length (``plan --stage tail`` writes /24 rows). Given a ``PRED/`` folder instead,
-    its targets are probed (one probe each, blocklisted ones skipped) and the services that answer
-    are written: what probing a round of predictions finds.
+    Dask workers); the services found do not depend on the number of blocks or workers. Given a
+    ``PRED/`` folder instead, its targets are probed (one probe each, blocklisted ones skipped) and
+    the services that answer are written: what probing a round of predictions finds. Given a
+    campaign step folder (``CAMP/steps/NNN/``, :mod:`gpsgpu.campaign.schedule`), exactly what it
+    lists is scanned, as a user's scanner would: a rows step's ``rows.csv`` (``port,cidr`` pairs of
+    any prefix length, e.g. the improved schedule's live /24s, blocklists and skipped hosts already
+    cut) or a targets step's ``targets.txt``.
     """
     check_cluster(cluster)
     output = Path(output)

@@ -32,20 +32,20 @@ the /24s in which they (and the seed) found any host are known; :func:`live_rows
 remaining rows to those /24s (``(q, /24)`` rows), which keeps most of their services for a fraction
 of the probes. This is a second planning round fed by the first round's findings.
 
-**The schedule with rounds** (``gpsgpu evaluate --ablation``'s "+ rounds", and ``gpsgpu plan
---stage head|head-live|tail``): :func:`split_head` keeps GPS's rows with at least ``head_patterns``
-patterns (the **head**, scanned first, in GPS's order, in parts: :func:`head_part` scans a row
-whole until earlier parts have scanned its network on two ports, and only in its live /24s after
-that); after the head and the first predictions have been probed, :func:`live_tail` narrows every
-other row (the **tail**) to the /24s found live (skipping the hosts found there), values each /24
-by its share of the row's live addresses and orders them by that value, and :func:`next_tail_part`
-takes parts of equal probes from it, re-ranking what is left by what the parts before found. After
-each part, the predictions (of what it found, and those held back so far) expected to hit at least
-as often as the part's yield, the new services per probe it brought
-(:func:`gpsgpu.predict.ranked.part_yield`; the expected hit rate of a score from what probing found,
-:func:`~gpsgpu.predict.ranked.release_score`; ``predict --min-score yield``), are probed before the
-next part: the parts bring less and less per probe, and the services a part finds are worth most on
-the hosts it finds.
+**The schedule with rounds** (a campaign's improved schedule, :mod:`gpsgpu.campaign.schedule`:
+``gpsgpu campaign start --schedule improved``, and ``gpsgpu evaluate --ablation``'s "+ rounds"):
+:func:`split_head` keeps GPS's rows with at least ``head_patterns`` patterns (the **head**, scanned
+first, in GPS's order, in parts: :func:`head_part` scans a row whole until earlier parts have
+scanned its network on two ports, and only in its live /24s after that); after the head and the
+first predictions have been probed, :func:`live_tail` narrows every other row (the **tail**) to the
+/24s found live (skipping the hosts found there), values each /24 by its share of the row's live
+addresses and orders them by that value, and :func:`next_tail_part` takes parts of equal probes from
+it, re-ranking what is left by what the parts before found. After each part, the predictions (of
+what it found, and those held back so far) expected to hit at least as often as the part's yield,
+the new services per probe it brought (:func:`gpsgpu.predict.ranked.part_yield`; the expected hit
+rate of a score from what probing found, :func:`~gpsgpu.predict.ranked.release_score`), are the
+campaign's next step, before the next part: the parts bring less and less per probe, and the
+services a part finds are worth most on the hosts it finds.
 """
 
 from __future__ import annotations
@@ -72,20 +72,22 @@ DEFAULT_SEED_FRACTION = 0.01
 #: GPS's rows with fewer patterns than this (and the rows GPS does not plan) are the tail.
 DEFAULT_HEAD_PATTERNS = 3
 #: The live tail is scanned in this many parts of equal probes, each followed by the predictions of
-#: what it found (``plan --stage tail --part K/N``).
+#: what it found (a campaign's tail steps, :mod:`gpsgpu.campaign.schedule`).
 DEFAULT_TAIL_PARTS = 16
 #: Services of pseudo-count with which :func:`next_tail_part` re-ranks a plan row's live /24s by
 #: what its scanned ones found against what their value promised.
 DEFAULT_TAIL_PRIOR = 1.0
 #: The head is scanned in this many parts of equal rows; from the second on, a row whose network
 #: earlier parts scanned on at least DEFAULT_HEAD_SWEEPS ports is narrowed to the /24s found live
-#: (``plan --stage head|head-live --part K/N``).
+#: (a campaign's head steps, :mod:`gpsgpu.campaign.schedule`).
 DEFAULT_HEAD_PARTS = 16
 DEFAULT_HEAD_SWEEPS = 2
-#: Predictions of at least this score are probed before the tail (``predict --min-score``).
+#: Predictions of at least this score are probed before the tail (a campaign's first round; the
+#: others are held back).
 DEFAULT_EARLY_SCORE = 0.003
-#: ``gpsgpu plan --stage``: every row, the head (or a part's rows to scan whole), a head part's rows narrowed
-#: to live /24s, or the tail narrowed likewise.
+#: The parts of the improved schedule: every row, the head (or a part's rows to scan whole), a head
+#: part's rows narrowed to live /24s, or the tail narrowed likewise (the names of the former
+#: ``plan --stage`` values; a campaign's steps record their phase in ``step.json`` instead).
 STAGES = ("all", "head", "head-live", "tail")
 #: Prefix length of a narrowed tail row.
 TAIL_LENGTH = 24
@@ -241,14 +243,14 @@ def head_part(
     """Part ``part`` (0-based) of ``parts`` parts of equal rows of the head: the rows to scan whole,
     and the rows to scan only in their live /24s, each in head order.
 
-    A row whose network earlier parts scanned on at least ``sweeps`` ports need only scan the /24s of
-    that network where something answered (:func:`live_rows`, with what has been found so far):
+    A row whose network earlier parts scanned on at least ``sweeps`` ports need only scan the /24s
+    of that network where something answered (:func:`live_rows`, with what has been found so far):
     address space is dark or lit a /24 at a time (TASS, Klick et al., IMC 2016: scanning only the
-    prefixes that answered before keeps almost every host). The other rows are scanned whole (``plan
-    --stage head-live --part K/N --live ...``, then ``--stage head --part K/N``). On the default
-    simulated Internet, 16 parts and 2 sweeps scan the head with 74% of its probes and find all but
-    558 of its 1,405,312 services (one sweep: 70% of the probes, 3,346 services missed; three: 77%,
-    239).
+    prefixes that answered before keeps almost every host). The other rows are scanned whole (an
+    improved campaign's head part K is one rows step listing both, :mod:`gpsgpu.campaign.schedule`).
+    On the default simulated Internet, 16 parts and 2 sweeps scan the head with 74% of its probes
+    and find all but 558 of its 1,405,312 services (one sweep: 70% of the probes, 3,346 services
+    missed; three: 77%, 239).
     """
     bounds = np.linspace(0, len(head), parts + 1).round().astype(np.int64)
     lo, hi = int(bounds[part]), int(bounds[part + 1])
@@ -275,15 +277,15 @@ def live_tail(
     ordering whole rows by value over their live networks' probes (8,439 against 4,896), and 17% more
     by its half.
 
-    With ``skip_live`` (a model with host rules), a narrowed row does not probe the addresses already
-    known live in its /24 (``probes``: the /24's addresses minus those; ``plan --stage tail`` adds
-    them to the plan's ``blocklist.txt``): host rules have ranked every found host's AS's ports
-    (and service rules its services'), so the tail is there to find the hosts no scan has reached.
-    On a development run on the default simulated Internet, of the 172,051 services the tail's /24
-    rows held that were not known when it started, 739 were on known hosts, while those hosts took
-    9.4% of the tail's probes. Without host rules nothing else looks at a found host's other ports:
-    skipping lost two thirds of the tail's services on the 5e5-host Internet (75,274 against
-    224,931).
+    With ``skip_live`` (a model with host rules), a narrowed row does not probe the addresses
+    already known live in its /24 (``probes``: the /24's addresses minus those; a campaign's tail
+    step cuts them from its ``rows.csv`` and ``zmap/`` allowlists): host rules have ranked every
+    found host's AS's ports (and service rules its services'), so the tail is there to find the
+    hosts no scan has reached. On a development run on the default simulated Internet, of the
+    172,051 services the tail's /24 rows held that were not known when it started, 739 were on known
+    hosts, while those hosts took 9.4% of the tail's probes. Without host rules nothing else looks
+    at a found host's other ports: skipping lost two thirds of the tail's services on the 5e5-host
+    Internet (75,274 against 224,931).
 
     Returns
     -------

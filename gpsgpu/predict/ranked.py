@@ -315,9 +315,9 @@ def part_yield(found: np.ndarray, known: np.ndarray, probes: int) -> float:
     known before it), over its ``probes``.
 
     After each part of a live tail, the predictions expected to hit at least this often
-    (:func:`release_score`) are probed before the next part (``predict --min-score yield``): the
-    tail's parts bring less and less per probe, so a prediction that beats the last part beats the
-    next one too.
+    (:func:`release_score`) are probed before the next part (the improved campaign's step after
+    each tail part, :mod:`gpsgpu.campaign.schedule`): the tail's parts bring less and less per
+    probe, so a prediction that beats the last part beats the next one too.
     """
     new = cpu.unique_sorted(np.asarray(found, np.uint64))
     new = new[~cpu.sorted_isin(new, np.asarray(known, np.uint64))]
