@@ -109,6 +109,12 @@ def campaign_start(
 @campaign_app.command("next")
 def campaign_next(
     campaign: CampOpt,
+    more: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="more found files (so that '--found results/*.csv' takes them all)", show_default=False
+        ),
+    ] = None,
     found: Annotated[
         list[str] | None,
         typer.Option(
@@ -130,7 +136,14 @@ def campaign_next(
     if max_reject_rate is not None:
         _check_number("max_reject_rate", max_reject_rate)
     IngestConfig(format=fmt, **({"max_reject_rate": max_reject_rate} if max_reject_rate is not None else {}))
-    run_next(campaign, list(found or ()), fmt=fmt, max_reject_rate=max_reject_rate)
+    files = [*(found or ()), *(more or ())]
+    if more and not found:
+        from gpsgpu.errors import UsageError
+
+        raise UsageError(
+            f"{more[0]}: give found files after --found (gpsgpu campaign next CAMP --found FILE ...)"
+        )
+    run_next(campaign, files, fmt=fmt, max_reject_rate=max_reject_rate)
 
 
 @campaign_app.command("status")

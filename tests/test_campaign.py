@@ -789,3 +789,31 @@ def test_asn_file_gives_found_records_their_asn(world: dict[str, Path], compat: 
     missing = root / "missing.txt"
     code, _, err = cli("campaign", "start", world["M"], "-o", root / "bad", "--asn-file", missing)
     assert code in (2, 3) and len(err.strip().splitlines()) == 1, err
+
+
+def test_zmap_results_of_commands_sh_are_the_found_files(
+    world: dict[str, Path], compat: dict[str, Path]
+) -> None:
+    """commands.sh has ZMap write saddr,sport CSVs; 'next --found results/*.csv' takes them all (one
+    --found, the shell's list after it) and counts the same services as the services table."""
+    camp = compat["root"] / "zmap-results"
+    shutil.copytree(compat["at1"], camp)
+    step = camp / "steps" / "001"
+    assert "-O csv -f saddr,sport -o results/" in (step / "commands.sh").read_text()
+    found = read_services(compat["found"], Backend.CPU)
+    ip = schema.ip_to_str(np.asarray(found[schema.IP], np.uint32))
+    port = np.asarray(found[schema.PORT])
+    (step / "results").mkdir()
+    files = []
+    for p in np.unique(port).tolist():
+        path = step / "results" / f"{p}.csv"
+        path.write_text("saddr,sport\n" + "".join(f"{a},{p}\n" for a in ip[port == p]), encoding="ascii")
+        files.append(path)
+    out = ok("campaign", "next", camp, "--found", *files)
+    assert Path(last_line(out)) == camp / "steps" / "002"
+    previous = step_json(camp / "steps" / "002")["previous"]
+    assert previous["records"] == len(found) and previous["outside"] == 0
+    assert len(previous["files"]) == len(files)
+    assert previous["new_services"] == step_json(compat["C"] / "steps" / "002")["previous"]["new_services"]
+    code, _, err = cli("campaign", "next", compat["at1"], str(files[0]))
+    assert code == 2 and "--found" in err

@@ -215,7 +215,8 @@ def _write_rows_step(campaign: Campaign, scope: Blocklist, step: Step, tmp: Path
         write_rows(
             tmp, ports, text, rate=campaign.rate, zmap=campaign.zmap,
             title=f"gpsgpu campaign step {step.number:03d}",
-            then=f'then "gpsgpu campaign next {campaign.path} --found results/*.csv" (after LZR/ZGrab2)',
+            then=f'then "gpsgpu campaign next {campaign.path} --found results/*.csv" '
+            "(or the banners LZR/ZGrab2 grab there)",
         )  # fmt: skip
     write_table(pa.Table.from_pandas(step.rows, preserve_index=False), tmp / "rows.parquet")
     write_table(pa.Table.from_pandas(cidrs, preserve_index=False), tmp / "cidrs.parquet")

@@ -159,6 +159,8 @@ def write_rows(
                 f"-w zmap/{port}.txt",
                 "-b blocklist.txt",
                 f"-r {int(rate)}",
+                # saddr alone (ZMap's default) would lose which port answered
+                "-O csv -f saddr,sport",
                 f"-o results/{port}.csv",
             ]
         )
