@@ -405,11 +405,13 @@ def load_stores(
 
 
 def _not_a_demo(folder: Path, part: str) -> Path:
-    """``folder``, unless it is a ``gpsgpu demo`` output (which holds ``model/`` and ``plan/``): then an
-    :class:`~gpsgpu.errors.InputError` naming the subfolder to give instead."""
-    if not (folder / "metadata.json").is_file() and (folder / part / "metadata.json").is_file():
+    """``folder``, unless it is a ``gpsgpu demo`` output (which holds ``model/`` and the compatible
+    campaign, whose first step is a plan): then an :class:`~gpsgpu.errors.InputError` naming the
+    subfolder to give instead."""
+    inside = {"model": folder / "model", "plan": folder / "campaign" / "steps" / "001"}
+    if not (folder / "metadata.json").is_file() and (inside[part] / "metadata.json").is_file():
         raise InputError(
-            f"{folder} is a 'gpsgpu demo' folder, not a {part}: give --{part} {folder / part}"
-            f" (the demo writes {folder / 'model'} and {folder / 'plan'})"
+            f"{folder} is a 'gpsgpu demo' folder, not a {part}: give --{part} {inside[part]}"
+            f" (the demo writes the model {inside['model']} and the plan {inside['plan']})"
         )
     return folder
