@@ -194,8 +194,8 @@ def test_learn_plan_predict_commands(
     commands = (root / "plan" / "commands.sh").read_text()
     port = int(plan["neededP"].iat[0])
     assert (
-        f"zmap -p {port} -w zmap/{port}.txt -b blocklist.txt -r 500 -O csv -f saddr,sport -o results/{port}.csv"
-        in commands
+        f"zmap -p {port} -w zmap/{port}.txt -b blocklist.txt -r 500 -O csv -f saddr,sport "
+        f"-o results/{port}.csv" in commands
     )
     allowed = (root / "plan" / "zmap" / f"{port}.txt").read_text().split()
     assert allowed and not any(cidr.startswith("1.") for cidr in allowed)
