@@ -54,6 +54,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     gpsgpu(
         "predict", str(w["model"]), str(w["priors.parquet"]), "-o", str(w["pred"]), "--plan", str(w["plan"])
     )
+    for name in ("camp", "camp_run"):
+        w[name] = root / name
+        gpsgpu("campaign", "start", str(w["model"]), "-o", str(w[name]), "--schedule", "compatible")
     gpsgpu("portdist", "simulate", "-o", str(w["dn"]), "--probes-per-day", "3000", "--days", "3")
     gpsgpu("portdist", "build", str(w["dn"]), "-o", str(w["dist"]), "--window", "day")
     w["seed_jsonl"] = next(w["net"].glob("*.jsonl*"))
@@ -84,6 +87,12 @@ def _valid_argv(command: str, w: dict[str, Path], out: Path) -> list[str]:
         "portdist distance": ["portdist", "distance", str(w["dist"]), "80", "443"],
         "portdist export": ["portdist", "export", str(w["dist"]), "-o", str(out / "e.csv")],
         "portdist block": ["portdist", "block", str(w["dn"]), "--dist", str(w["dist"])],
+        "campaign start": ["campaign", "start", str(w["model"]), "-o", str(out / "camp"), "--schedule",
+                           "compatible"],
+        # next and run move their campaign on once; after that they answer "already counted"/"done".
+        "campaign next": ["campaign", "next", str(w["camp"]), "--found", str(w["priors.parquet"])],
+        "campaign status": ["campaign", "status", str(w["camp"]), "--no-plot"],
+        "campaign run": ["campaign", "run", str(w["camp_run"]), "--sim", str(w["net"])],
     }[command]  # fmt: skip
 
 
