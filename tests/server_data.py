@@ -28,7 +28,7 @@ def build_stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = {
         "demo": root / "demo",
         "model": root / "model",
-        "plan": root / "demo" / "plan",
+        "plan": root / "demo" / "campaign" / "steps" / "001",  # the compatible campaign's plan step
         "dist": root / "dist",
     }
     if (root / "done").is_file():

@@ -817,15 +817,3 @@ def test_zmap_results_of_commands_sh_are_the_found_files(
     assert previous["new_services"] == step_json(compat["C"] / "steps" / "002")["previous"]["new_services"]
     code, _, err = cli("campaign", "next", compat["at1"], str(files[0]))
     assert code == 2 and "--found" in err
-
-
-def test_serve_names_the_demo_campaigns_plan(tmp_path: Path) -> None:
-    """Given a demo folder as --plan, serve names the plan inside it (the compatible campaign's step 001)."""
-    from gpsgpu.errors import InputError
-    from gpsgpu.server.stores import load_stores
-
-    step = tmp_path / "demo" / "campaign" / "steps" / "001"
-    step.mkdir(parents=True)
-    (step / "metadata.json").write_text("{}", encoding="utf-8")
-    with pytest.raises(InputError, match="campaign/steps/001"):
-        load_stores(plan=tmp_path / "demo")

@@ -357,7 +357,7 @@ def test_the_page_is_static_and_self_contained(client: TestClient) -> None:
 @pytest.fixture(scope="module")
 def demo_app(stores: dict[str, Path]) -> Any:
     """The app over exactly what ``gpsgpu demo`` writes: its model and plan, no distances."""
-    return create_app(model=stores["demo"] / "model", plan=stores["demo"] / "plan")
+    return create_app(model=stores["demo"] / "model", plan=stores["demo"] / "campaign" / "steps" / "001")
 
 
 def test_the_demo_output_fills_the_model_and_plan_endpoints(demo_app: Any) -> None:
@@ -383,8 +383,8 @@ def test_the_demo_folder_itself_names_its_model_and_plan(stores: dict[str, Path]
     from gpsgpu.errors import InputError
     from gpsgpu.server.stores import load_stores
 
-    for part in ("model", "plan"):
-        with pytest.raises(InputError, match=f"give --{part} .*{part}"):
+    for part, inside in (("model", "model"), ("plan", "campaign/steps/001")):
+        with pytest.raises(InputError, match=f"give --{part} .*{inside}"):
             load_stores(**{part: stores["demo"]})
 
 
