@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
-#: Pieces each campaign step is cut into for the curves (a curve is linear between points).
-STEP_PIECES = 64
+#: Pieces each campaign step is cut into for the curves (a curve is linear between points): GPS's
+#: plan step in pieces of about one /16 row on the simulated Internets, as fine as its rows.
+STEP_PIECES = 1024
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,10 @@ def run_configuration(
     """Learn the configuration's model and run its campaign to the end on the simulated Internet."""
     from gpsgpu.campaign.schedule import Options as ScheduleOptions
     from gpsgpu.config import LearnConfig
-    from gpsgpu.pipelines.campaign import campaign_events, run_sim, run_start, status_rows
+    from gpsgpu.pipelines.campaign import run_sim, run_start
     from gpsgpu.pipelines.learn import run_learn
 
-    slug = options.name.strip("+ ").replace(" ", "-")
-    model, camp = workdir / "models" / slug, workdir / "campaigns" / slug
+    model, camp = workdir / "models" / _slug(options), workdir / "campaigns" / _slug(options)
     learn = LearnConfig(backend="cpu") if options.mode == "compatible" else LearnConfig(
         backend="cpu", mode="improved", top_k=options.top_k, min_count=options.min_count,
         max_host_ports=options.max_host_ports, preset=options.preset, host_rules=options.host_rules,
@@ -130,13 +130,24 @@ def run_configuration(
     )  # fmt: skip
     run_start(model, camp, options=schedule, seed_fraction=seed_fraction, echo=False)
     run_sim(camp, net, truth=truth_arrays, echo=False)
+    return run_of(options, workdir)
+
+
+def _slug(options: Options) -> str:
+    return options.name.strip("+ ").replace(" ", "-")
+
+
+def run_of(options: Options, workdir: Path) -> Run:
+    """A configuration's run, read back from its campaign in ``workdir`` (its steps in pieces)."""
+    from gpsgpu.pipelines.campaign import campaign_events, status_rows
+
+    camp = workdir / "campaigns" / _slug(options)
     found, cost = campaign_events(camp, chunks=STEP_PIECES)
     _, rows = status_rows(camp)
-    plan_probes = sum(int(r["probes"]) for r in rows if r["phase"] == "plan")
     run = Run(options.name, found, cost)
     run.counts = {
         "steps": len(rows),
-        "plan_probes": plan_probes,
+        "plan_probes": sum(int(r["probes"]) for r in rows if r["phase"] == "plan"),
         "probes": int(sum(cost)),
         "found": int(rows[-1]["total_found"]) if rows else 0,
     }
@@ -194,20 +205,36 @@ def run_ablation(
     models and campaigns stay in ``workdir``."""
     progress = progress or (lambda _: None)
     steps = ablation_steps() if steps is None else steps
-    run = run_configuration(COMPATIBLE, net, workdir, truth_arrays=truth_arrays, seed_fraction=seed_fraction)
-    compatible = run.curve(truth, seed_keys)
-    compat_counts = run.counts
-    progress(
-        f"compatible: {compatible.final_probes:,} probes, {100 * compatible.coverage[-1]:.1f}% of services"
+    compat = run_configuration(
+        COMPATIBLE, net, workdir, truth_arrays=truth_arrays, seed_fraction=seed_fraction
     )
-    curves = [compatible]
-    rows = [{"configuration": "compatible", **compare_at(compatible, compatible), **compat_counts}]
+    progress(f"compatible: {compat.counts['probes']:,} probes")
     for options in steps:
         run = run_configuration(
             options, net, workdir, truth_arrays=truth_arrays, seed_fraction=seed_fraction,
             # One round probes the predictions after the plan: give it GPS's plan probes.
-            plan_budget=compat_counts["plan_probes"],
+            plan_budget=compat.counts["plan_probes"],
         )  # fmt: skip
+        progress(f"{options.name}: {run.counts['probes']:,} probes")
+    return compare_campaigns(workdir, steps, truth, seed_keys, progress=progress)
+
+
+def compare_campaigns(
+    workdir: Path,
+    steps: list[Options],
+    truth: Truth,
+    seed_keys: np.ndarray,
+    *,
+    progress: Progress | None = None,
+) -> Ablation:
+    """The ablation's curves and table from the campaigns in ``workdir`` (run by :func:`run_ablation`)."""
+    progress = progress or (lambda _: None)
+    compat_run = run_of(COMPATIBLE, workdir)
+    compatible = compat_run.curve(truth, seed_keys)
+    curves = [compatible]
+    rows = [{"configuration": "compatible", **compare_at(compatible, compatible), **compat_run.counts}]
+    for options in steps:
+        run = run_of(options, workdir)
         curve = run.curve(truth, seed_keys)
         curves.append(curve)
         rows.append({"configuration": options.name, **compare_at(curve, compatible), **run.counts})

@@ -656,10 +656,10 @@ def campaign_events(
             piece = piece_of_cidr
             cost = np.bincount(piece_of_cidr, weights=size, minlength=chunks).astype(np.int64)
         found_piece = piece[at] if keys.size else np.zeros(0, np.int64)
-        for k in range(chunks):
-            if cost[k] == 0 and not (found_piece == k).any():
-                continue
-            found_keys.append(keys[found_piece == k])
+        order = np.argsort(found_piece, kind="stable")
+        bounds = np.searchsorted(found_piece[order], np.arange(chunks + 1))
+        for k in np.flatnonzero((cost > 0) | (bounds[1:] > bounds[:-1])).tolist():
+            found_keys.append(keys[order[bounds[k] : bounds[k + 1]]])
             costs.append(int(cost[k]))
     return found_keys, costs
 
