@@ -182,22 +182,30 @@ def initial_state(ctx: Context) -> State:
 
 def in_step(step: Step, ip: np.ndarray, port: np.ndarray) -> np.ndarray:
     """Which found ``(ip, port)`` lie inside what ``step`` listed (the others are counted apart)."""
+    return position_in_step(step, ip, port) >= 0
+
+
+def position_in_step(step: Step, ip: np.ndarray, port: np.ndarray) -> np.ndarray:
+    """For each ``(ip, port)``, the row of the step's list holding it (a target, or the CIDR of its
+    port holding the address; int64), -1 where the step did not list it."""
     ip, port = np.asarray(ip, np.uint32), np.asarray(port, np.uint16)
     if step.kind == TARGETS and step.targets is not None:
-        wanted = known_keys(step.targets)
-        return cpu.sorted_isin(schema.pack_service(ip, port), wanted)
+        t = step.targets
+        listed = schema.pack_service(t[schema.IP].to_numpy(np.uint32), t[schema.PORT].to_numpy(np.uint16))
+        return cpu.lookup(listed, schema.pack_service(ip, port))  # targets are distinct
     if step.kind != ROWS or step.cidrs is None or len(step.cidrs) == 0:
-        return np.zeros(ip.size, bool)
+        return np.full(ip.size, -1, np.int64)
     c = step.cidrs
     first = c["network"].to_numpy(np.uint64)
-    last = first + (np.uint64(1) << (np.uint64(32) - c["length"].to_numpy(np.uint64))) - np.uint64(1)
+    last = first + cidr_sizes(c).astype(np.uint64) - np.uint64(1)
     start_key = (c["port"].to_numpy(np.uint64) << np.uint64(32)) | first
     end_key = (c["port"].to_numpy(np.uint64) << np.uint64(32)) | last
     order = np.argsort(start_key, kind="stable")
     start_key, reach = start_key[order], np.maximum.accumulate(end_key[order])
     key = (port.astype(np.uint64) << np.uint64(32)) | ip.astype(np.uint64)
     at = np.searchsorted(start_key, key, side="right") - 1
-    return (at >= 0) & (reach[np.maximum(at, 0)] >= key)
+    inside = (at >= 0) & (reach[np.maximum(at, 0)] >= key)
+    return np.where(inside, order[np.maximum(at, 0)], -1).astype(np.int64)
 
 
 def observe(ctx: Context, state: State, step: Step, found: Any) -> State:
@@ -475,7 +483,7 @@ def _rows_step(
         renumber[keep] = np.arange(keep.size)
         rows = rows.iloc[keep].reset_index(drop=True)
         cidrs["row"] = renumber[cidrs["row"].to_numpy()]
-    probes = int(_cidr_sizes(cidrs).sum())
+    probes = int(cidr_sizes(cidrs).sum())
     expected = _expected_rows(ctx, rows, cidrs)
     return Step(
         number, ROWS, phase, part, reason, rows=rows, cidrs=cidrs, probes=probes, expected_services=expected,
@@ -483,7 +491,8 @@ def _rows_step(
     )  # fmt: skip
 
 
-def _cidr_sizes(cidrs: pd.DataFrame) -> np.ndarray:
+def cidr_sizes(cidrs: pd.DataFrame) -> np.ndarray:
+    """Addresses of each CIDR of a rows step (int64)."""
     return np.left_shift(np.int64(1), 32 - cidrs["length"].to_numpy(np.int64))
 
 
@@ -491,7 +500,7 @@ def _expected_rows(ctx: Context, rows: pd.DataFrame, cidrs: pd.DataFrame) -> flo
     """Expected services of the rows: their score (services per probe) times the probes they keep;
     rows without one (GPS's plan) are valued as the improved plan values them (seed services per row
     over the seed fraction, plus half a service per pattern)."""
-    probes = np.bincount(cidrs["row"].to_numpy(np.int64), weights=_cidr_sizes(cidrs), minlength=len(rows))
+    probes = np.bincount(cidrs["row"].to_numpy(np.int64), weights=cidr_sizes(cidrs), minlength=len(rows))
     if schema.SCORE in rows.columns:
         return float((rows[schema.SCORE].to_numpy(np.float64) * probes).sum())
     seed = ctx.seed
@@ -547,7 +556,7 @@ def _cut(ctx: Context, step: Step, left: int | None) -> Step:
         )  # fmt: skip
     assert step.cidrs is not None and step.rows is not None
     cidrs = step.cidrs
-    sizes = _cidr_sizes(cidrs)
+    sizes = cidr_sizes(cidrs)
     spent = np.cumsum(sizes)
     whole = int(np.searchsorted(spent, left, side="right"))
     rest = left - (int(spent[whole - 1]) if whole else 0)
@@ -570,7 +579,7 @@ def _cut(ctx: Context, step: Step, left: int | None) -> Step:
     cut["row"] = renumber[cut["row"].to_numpy(np.int64)]
     reason = f"{step.reason}; cut to the {left:,} probes left of the budget"
     return dataclasses.replace(
-        step, rows=rows, cidrs=cut, probes=int(_cidr_sizes(cut).sum()), reason=reason,
+        step, rows=rows, cidrs=cut, probes=int(cidr_sizes(cut).sum()), reason=reason,
         expected_services=_expected_rows(ctx, rows, cut), plan=rows if step.plan is not None else None,
     )  # fmt: skip
 
@@ -584,8 +593,10 @@ __all__ = [
     "Options",
     "State",
     "Step",
+    "cidr_sizes",
     "in_step",
     "initial_state",
     "next_step",
     "observe",
+    "position_in_step",
 ]

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from gpsgpu import schema
 from gpsgpu.blocklist import Blocklist
-from gpsgpu.campaign.schedule import DONE, ROWS, TARGETS, Options, State, Step
+from gpsgpu.campaign.schedule import DONE, ROWS, TARGETS, Options, State, Step, cidr_sizes
 from gpsgpu.errors import InputError
 from gpsgpu.io.atomic import atomic_dir, atomic_open
 from gpsgpu.io.parquet import read_table, write_table
@@ -201,7 +201,7 @@ def _write_rows_step(campaign: Campaign, scope: Blocklist, step: Step, tmp: Path
         plan = step.rows.assign(**{ALLOWED: per_row})
         plan[N_ALLOWED] = np.bincount(
             cidrs["row"].to_numpy(np.int64),
-            weights=np.left_shift(np.int64(1), 32 - cidrs["length"].to_numpy(np.int64)),
+            weights=cidr_sizes(cidrs),
             minlength=len(plan),
         ).astype(np.int64)
         write_plan(plan, tmp, step=campaign.step, blocklist=scope, rate=campaign.rate, zmap=campaign.zmap)

@@ -39,10 +39,12 @@ from gpsgpu.campaign.schedule import (
     Options,
     State,
     Step,
+    cidr_sizes,
     in_step,
     initial_state,
     next_step,
     observe,
+    position_in_step,
 )
 from gpsgpu.errors import InputError, UsageError
 from gpsgpu.io.atomic import atomic_dir
@@ -67,6 +69,7 @@ from gpsgpu.io.metadata import build_metadata, write_metadata
 from gpsgpu.io.model import read_model
 from gpsgpu.io.parquet import write_services
 from gpsgpu.io.plan import ROWS_FILE
+from gpsgpu.ops import cpu
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +249,9 @@ class Session:
             self.ctx = build_context(self.campaign, self.scope)
         return self.ctx
 
-    def current(self) -> tuple[Path, Step, State]:
-        """The newest complete step folder, its step and the state after it; the log made whole."""
+    def current(self, *, state: bool = True) -> tuple[Path, Step, State | None]:
+        """The newest complete step folder, its step and (``state``) the state after it; the log made
+        whole."""
         dirs = step_dirs(self.campaign.path)
         if not dirs:
             raise InputError(f"{self.campaign.path}: no complete step; start the campaign again")
@@ -256,7 +260,7 @@ class Session:
             if int(folder.name) not in logged:  # a kill came between the step and its log line
                 append_log(self.campaign.path, read_summary(folder))
         last = dirs[-1]
-        return last, read_step(last), read_state(last)
+        return last, read_step(last), read_state(last) if state else None
 
 
 def run_next(
@@ -276,6 +280,7 @@ def run_next(
     session = session or Session.open(directory)
     camp = session.campaign.path
     folder, step, state = session.current()
+    assert state is not None
     if step.kind == DONE:
         say(f"the campaign is done ({step.reason}); 'gpsgpu campaign status {camp}' tells what it found")
         if echo:
@@ -498,13 +503,12 @@ def _plot_status(campaign: Campaign, rows: list[dict[str, Any]]) -> Path:
 
     found, cost = campaign_events(campaign.path)
     seed = read_model(campaign.model, rules=False).seed if campaign.model.is_dir() else None
-    seen = known_keys(seed)
-    new = []
-    for keys in found:
-        keys = np.unique(keys)
-        fresh = keys[~np.isin(keys, seen, assume_unique=True)] if seen.size else keys
-        new.append(fresh.size)
-        seen = np.union1d(seen, fresh)
+    keys = np.concatenate([np.zeros(0, np.uint64), *found])
+    event = np.repeat(np.arange(len(found)), [f.size for f in found])
+    fresh = ~cpu.sorted_isin(keys, known_keys(seed))
+    # A service counts at the first event that found it (events are in scan order).
+    first = np.unique(keys[fresh], return_index=True)[1]
+    new = np.bincount(event[fresh][first], minlength=len(found))
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ax.plot(np.cumsum([0, *cost]) / 1e6, np.cumsum([0, *new]), lw=1.6)
@@ -592,7 +596,7 @@ def run_sim(
     camp = session.campaign.path
     n = 0
     while True:
-        folder, step, _ = session.current()
+        folder, step, _ = session.current(state=False)  # next reads the state
         if step.kind == DONE:
             break
         found, _ = sim_scan_step(scanner, folder)
@@ -631,30 +635,15 @@ def campaign_events(
         if step.kind == DONE:
             break
         found = read_found(camp, step.number, Backend.CPU)
-        keys = schema.pack_service(
-            np.asarray(found[schema.IP], np.uint32), np.asarray(found[schema.PORT], np.uint16)
-        )
-        if step.kind == TARGETS:
-            t = step.targets
-            t_key = schema.pack_service(t[schema.IP].to_numpy(np.uint32), t[schema.PORT].to_numpy(np.uint16))
-            piece = (np.arange(t_key.size) * chunks) // max(t_key.size, 1)
-            order = np.argsort(t_key, kind="stable")
-            at = np.searchsorted(t_key[order], keys)
-            at = order[np.minimum(at, t_key.size - 1)]
-            cost = np.bincount(piece, minlength=chunks)
-        else:
-            c = step.cidrs
-            size = np.left_shift(np.int64(1), 32 - c["length"].to_numpy(np.int64))
-            spent = np.cumsum(size)
-            piece_of_cidr = ((spent - size) * chunks) // max(int(spent[-1]) if spent.size else 1, 1)
-            first = c["network"].to_numpy(np.uint64)
-            start_key = (c["port"].to_numpy(np.uint64) << np.uint64(32)) | first
-            order = np.argsort(start_key, kind="stable")
-            ip, port = schema.unpack_service(keys)
-            key = (port.astype(np.uint64) << np.uint64(32)) | ip.astype(np.uint64)
-            at = order[np.maximum(np.searchsorted(start_key[order], key, side="right") - 1, 0)]
-            piece = piece_of_cidr
-            cost = np.bincount(piece_of_cidr, weights=size, minlength=chunks).astype(np.int64)
+        ip = np.asarray(found[schema.IP], np.uint32)
+        port = np.asarray(found[schema.PORT], np.uint16)
+        keys = schema.pack_service(ip, port)
+        at = position_in_step(step, ip, port)  # every found service is in its step (next made sure)
+        size = np.ones(len(step.targets), np.int64) if step.kind == TARGETS else cidr_sizes(step.cidrs)
+        # Pieces of equal probes in list order (a target is one probe).
+        spent = np.cumsum(size)
+        piece = ((spent - size) * chunks) // max(int(spent[-1]) if spent.size else 1, 1)
+        cost = np.bincount(piece, weights=size, minlength=chunks).astype(np.int64)
         found_piece = piece[at] if keys.size else np.zeros(0, np.int64)
         order = np.argsort(found_piece, kind="stable")
         bounds = np.searchsorted(found_piece[order], np.arange(chunks + 1))
