@@ -11,9 +11,11 @@
 
 The stages never see Dask: they receive a :class:`Mapper`, which applies a function to every
 partition (serially, or as Dask tasks on the workers) and returns the results in partition order.
-Objects every task needs (the rules of phase 2) are broadcast once with :meth:`Mapper.broadcast`.
-Reductions (sums of counts by key) run on the caller, so results are identical for any number of
-partitions and workers.
+:meth:`Mapper.keep` leaves the results where they were made (a partition read once by the caller
+stays on the worker that indexed it, and later steps run there); :meth:`Mapper.reduce` sums what
+they counted by key on the workers, so only totals travel. Objects every task needs (the rules of
+phase 2) are broadcast once with :meth:`Mapper.broadcast`. Counts are additive and reductions
+associative, so results are identical for any number of partitions and workers.
 
 Out of core: :func:`retry_on_oom` runs a stage and, when the device (or host) runs out of memory,
 runs it again with twice the partitions, telling the user in one log line.
@@ -81,15 +83,69 @@ class Mapper:
         """The items sent to the workers as data (not inside the task graph), one future each."""
         return self.client.scatter(list(items), hash=False)  # type: ignore[no-any-return]
 
-    def map(self, function: Callable[..., T], items: Iterable[Any], /, **shared: Any) -> list[T]:
-        """``[function(item, **shared) for item in items]``, in order (Dask tasks on a cluster).
+    def map(
+        self, function: Callable[..., T], items: Iterable[Any], /, *extra: Iterable[Any], **shared: Any
+    ) -> list[T]:
+        """``[function(item, *more, **shared) for item, *more in zip(items, *extra)]``, in order
+        (Dask tasks on a cluster), the results brought here.
 
         In this process, ``items`` may be a generator: each item is made just before its call.
+        Items may be what :meth:`keep` returned: on a cluster they are used where they live.
+        """
+        return self.gather(self.keep(function, items, *extra, **shared))
+
+    def keep(
+        self, function: Callable[..., T], items: Iterable[Any], /, *extra: Iterable[Any], **shared: Any
+    ) -> list[Any]:
+        """Like :meth:`map`, but the results stay where they were made: on a cluster, futures
+        standing for results held by the workers (pass them to :meth:`map`, :meth:`keep` or
+        :meth:`reduce`, and :meth:`gather` only what the caller needs); here, the results.
+
+        A task's result may replace its input (a partition updated in place and returned): the
+        input handle is not used again.
         """
         if self.client is None:
-            return [function(item, **shared) for item in items]
-        futures = self.client.map(_apply, self._scatter(items), pure=False, function=function, shared=shared)
-        return self.client.gather(futures)  # type: ignore[no-any-return]
+            if not extra:
+                return [function(item, **shared) for item in items]
+            return [function(*args, **shared) for args in zip(items, *extra, strict=True)]
+        if not extra:
+            items = list(items)
+            if not any(_is_future(item) for item in items):
+                # One scatter for every item: the items go to the workers as data, spread evenly.
+                return self.client.map(  # type: ignore[no-any-return]
+                    _apply, self._scatter(items), pure=False, function=function, shared=shared
+                )
+        return [
+            self.client.submit(_apply, *map(self._put, args), pure=False, function=function, shared=shared)
+            for args in zip(items, *extra, strict=True)
+        ]
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        """The results that :meth:`keep` left on the workers, here (the results themselves in this
+        process)."""
+        if self.client is None:
+            return list(handles)
+        return self.client.gather(handles)  # type: ignore[no-any-return]
+
+    def reduce(self, function: Callable[[list[Any]], T], handles: list[Any], /, *, fan_in: int = 4) -> T:
+        """``function(results)`` of what :meth:`keep` returned, brought here; on a cluster reduced on
+        the workers in a tree of ``fan_in`` (so ``function`` must be associative: a sum of counts
+        by key), and only the total travels to the caller."""
+        if self.client is None:
+            return function(list(handles))
+        level = list(handles)
+        if not level:
+            return function([])
+        while len(level) > 1:
+            level = [
+                self.client.submit(_apply_list, *level[i : i + fan_in], pure=False, function=function)
+                for i in range(0, len(level), fan_in)
+            ]
+        return self.client.gather(level[0])  # type: ignore[no-any-return]
+
+    def _put(self, value: Any) -> Any:
+        """``value`` as a task argument: a future as it is, anything else sent to the workers."""
+        return value if _is_future(value) else self.client.scatter(value, hash=False)
 
     def imap(self, function: Callable[..., T], items: Iterable[Any], /, **shared: Any) -> Iterator[T]:
         """Like :meth:`map`, yielding each result in order as soon as it is ready (to write it).
@@ -122,13 +178,23 @@ class Mapper:
             future.release()
 
 
-def _apply(item: Any, *, function: Callable[..., T], shared: dict[str, Any]) -> T:
-    """``function(item, **shared)`` on a worker (``shared``'s futures are resolved by Dask first).
+def _apply(*args: Any, function: Callable[..., T], shared: dict[str, Any]) -> T:
+    """``function(*args, **shared)`` on a worker (``shared``'s futures are resolved by Dask first).
 
     The shared arguments travel in one dict so that their names cannot collide with the keywords
     of :meth:`distributed.Client.map` (``workers``, ``key``, ...).
     """
-    return function(item, **shared)
+    return function(*args, **shared)
+
+
+def _apply_list(*results: Any, function: Callable[[list[Any]], T]) -> T:
+    """``function([...])`` of a group of results on a worker (one node of :meth:`Mapper.reduce`)."""
+    return function(list(results))
+
+
+def _is_future(value: Any) -> bool:
+    """Whether ``value`` is a Dask future (checked by type name: Dask is imported only for clusters)."""
+    return type(value).__name__ == "Future" and hasattr(value, "key")
 
 
 #: The mapper of ``--cluster none``.

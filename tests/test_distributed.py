@@ -201,3 +201,73 @@ def test_learn_and_predict_retry_after_out_of_memory(
     pd.testing.assert_frame_equal(predictions, reference["predictions"])  # type: ignore[arg-type]
     assert any("predict: out of memory with 1 partition(s)" in r.getMessage() for r in caplog.records)
     assert calls["n"] > 1
+
+
+@pytest.mark.parametrize("threads_cluster", [2], indirect=True)
+def test_mapper_keep_gather_and_reduce_on_a_cluster_as_in_one_process(threads_cluster: str) -> None:
+    from dask.distributed import Client
+
+    def square(x: int, *, plus: int) -> int:
+        return x * x + plus
+
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    serial = distributed.SERIAL
+    kept = serial.keep(square, range(7), plus=1)
+    assert serial.gather(kept) == [x * x + 1 for x in range(7)]
+    assert serial.reduce(total, kept) == sum(x * x + 1 for x in range(7))
+    assert serial.map(lambda x, y: x - y, [5, 6], [1, 2]) == [4, 4]
+    with Client(threads_cluster) as client:
+        mapper = distributed.Mapper(client)
+        handles = mapper.keep(square, range(7), plus=1)
+        assert all(distributed._is_future(h) for h in handles)  # results stay on the workers
+        assert mapper.gather(handles) == serial.gather(kept)
+        for fan_in in (2, 3, 8):
+            assert mapper.reduce(total, handles, fan_in=fan_in) == serial.reduce(total, kept)
+        # Kept results feed later tasks where they live, with per-item arguments beside them.
+        assert mapper.map(lambda x, y: x - y, handles, range(7)) == [x * x + 1 - x for x in range(7)]
+        assert mapper.reduce(total, []) == 0
+
+
+@pytest.mark.parametrize("threads_cluster", [2], indirect=True)
+def test_learn_keeps_its_partitions_on_the_workers(
+    inputs: dict[str, Path],
+    reference: dict[str, object],
+    tmp_path: Path,
+    threads_cluster: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each seed partition goes to a worker once and is indexed and counted there: no partition,
+    frame or index ever comes back to the client (only keys, sums and predictors do)."""
+    from dask.distributed import Client
+
+    from gpsgpu.learn.seed import SeedPartition
+
+    scattered: list[str] = []
+    gathered: list[str] = []
+    real_scatter, real_gather = Client.scatter, Client.gather
+
+    def names(value: object) -> list[str]:
+        if isinstance(value, list | tuple):
+            return [n for v in value for n in names(v)]
+        if isinstance(value, dict):
+            return [n for v in value.values() for n in names(v)]
+        return [type(value).__name__]
+
+    def scatter(self: Client, data: object, *args: object, **kwargs: object) -> object:
+        scattered.extend(names(data))
+        return real_scatter(self, data, *args, **kwargs)
+
+    def gather(self: Client, futures: object, *args: object, **kwargs: object) -> object:
+        result = real_gather(self, futures, *args, **kwargs)
+        gathered.extend(names(result))
+        return result
+
+    monkeypatch.setattr(Client, "scatter", scatter)
+    monkeypatch.setattr(Client, "gather", gather)
+    patterns = _learn(inputs, tmp_path / "model", cluster=threads_cluster, partitions=3)
+    pd.testing.assert_frame_equal(patterns, reference["patterns"])  # type: ignore[arg-type]
+    assert scattered.count("DataFrame") == 3  # each partition's rows, once
+    assert SeedPartition.__name__ not in gathered and "DataFrame" not in gathered
+    assert gathered  # keys, sums and predictors did come back

@@ -20,9 +20,10 @@ searches the slice of the hitrate table that a chunk's ids can match.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -55,6 +56,8 @@ class GlobalFeatures:
     home : int64[n_global]
         One position of each global id in the partitions' feature dictionaries laid end to end
         (partition 0's, then partition 1's...), to fetch its string.
+    sizes : list of int
+        Features of each partition's dictionary.
     kept, kept_index : string array, int64[n_global]
         After :func:`keep_strings`: the strings of the features that can still matter, and where
         each global id's string is among them (-1: dropped).
@@ -62,58 +65,90 @@ class GlobalFeatures:
 
     fkeys: Any
     home: Any
+    sizes: list[int] = field(default_factory=list)
     kept: Any = None
     kept_index: Any = None
 
-    def strings(self, gids: Any, parts: list[SeedPartition]) -> Any:
-        """The canonical strings of ``gids`` (in the order given), on the partitions' backend."""
-        ops = _ops(parts[0]) if parts else cpu
-        if self.kept is not None:
-            return ops.text_take(self.kept, self.kept_index[gids])
-        every = ops.text_concat([p.strings for p in parts]) if parts else ops.text([])
-        return ops.text_take(every, self.home[gids])
+    def strings(self, gids: Any) -> Any:
+        """The canonical strings of ``gids`` (in the order given; kept ones only)."""
+        if self.kept is None:
+            raise ValueError("the features' strings are not kept yet (keep_strings)")
+        return ops_for(backend_of(self.kept_index)).text_take(self.kept, self.kept_index[gids])
 
 
-def keep_strings(glob: GlobalFeatures, parts: list[SeedPartition], keep: Any) -> GlobalFeatures:
-    """Keep the strings of the features ``keep`` marks (bool per global id) and drop every
-    partition's dictionary: most features (a host's own banner line, its /22) sit on too few
-    services to ever have a hitrate, and their strings are most of the index's memory."""
-    if not parts:
-        return glob
-    ops = _ops(parts[0])
+def feature_keys(part: SeedPartition) -> Any:
+    """The keys of a partition's features, by local id (what :func:`global_ids` needs of it)."""
+    return part.fkeys
+
+
+def global_ids(part_fkeys: list[Any]) -> tuple[GlobalFeatures, list[Any]]:
+    """Global ids for the partitions' features (their :func:`feature_keys`): the global features
+    and, per partition, the global id of each local id (uint32, for :func:`set_global_ids`)."""
+    ops = ops_for(backend_of(part_fkeys[0])) if part_fkeys else cpu
     xp = ops.namespace()
-    gids = xp.flatnonzero(keep)
-    home = glob.home[gids]
-    bounds = np.cumsum([0] + [int(p.fkeys.size) for p in parts]).tolist()
-    owner = xp.searchsorted(xp.asarray(bounds[1:], dtype=xp.int64), home, side="right")
-    pieces, order = [], []
-    for k, part in enumerate(parts):
-        mine = xp.flatnonzero(owner == k)
-        pieces.append(ops.text_take(part.strings, home[mine] - bounds[k]))
-        order.append(mine)
-        part.strings = None
-    kept_index = xp.full(glob.fkeys.size, -1, dtype=xp.int64)
-    kept_index[gids[xp.concatenate(order)]] = xp.arange(gids.size, dtype=xp.int64)
-    return GlobalFeatures(glob.fkeys, glob.home, kept=ops.text_concat(pieces), kept_index=kept_index)
+    sizes = [int(k.size) for k in part_fkeys]
+    all_keys = xp.concatenate(part_fkeys) if part_fkeys else xp.zeros(0, xp.uint64)
+    codes, uniques, home = ops.factorize_with_positions(all_keys.astype(xp.uint64, copy=False))
+    if uniques.size >= 1 << 32:
+        raise ValueError("more than 2**32 distinct features: partition the seed into separate models")
+    bounds = np.cumsum([0, *sizes]).tolist()
+    local_to_gid = [codes[lo:hi].astype(xp.uint32) for lo, hi in itertools.pairwise(bounds)]
+    return GlobalFeatures(fkeys=uniques, home=home, sizes=sizes), local_to_gid
+
+
+def set_global_ids(part: SeedPartition, local_to_gid: Any) -> SeedPartition:
+    """Give the partition's feature rows their global ids (``row_gid``, rows reordered, see
+    :func:`_order_rows`); the partition is updated in place and returned (a Mapper task)."""
+    if part.single_row_fid is not None:
+        part.single_row_gid = local_to_gid[part.single_row_fid]
+    _order_rows(part, local_to_gid[part.row_fid])
+    return part
 
 
 def assign_global_ids(parts: list[SeedPartition]) -> GlobalFeatures:
     """Give every feature of every partition a global id (sets ``part.row_gid`` in place)."""
-    ops = _ops(parts[0]) if parts else cpu
+    glob, local_to_gid = global_ids([feature_keys(p) for p in parts])
+    for part, local in zip(parts, local_to_gid, strict=True):
+        set_global_ids(part, local)
+    return glob
+
+
+def kept_homes(glob: GlobalFeatures, keep: Any) -> tuple[Any, list[Any]]:
+    """The global ids ``keep`` marks (bool per global id) and, per partition, the local ids of
+    those whose string it holds (the partition :func:`strings_at` takes them from)."""
+    xp = ops_for(backend_of(glob.fkeys)).namespace()
+    gids = xp.flatnonzero(keep)
+    home = glob.home[gids]
+    bounds = np.cumsum([0, *glob.sizes]).tolist()
+    owner = xp.searchsorted(xp.asarray(bounds[1:], dtype=xp.int64), home, side="right")
+    mine = [xp.flatnonzero(owner == k) for k in range(len(glob.sizes))]
+    return gids, [(m, home[m] - lo) for m, lo in zip(mine, bounds[:-1], strict=True)]
+
+
+def strings_at(part: SeedPartition, at: tuple[Any, Any]) -> Any:
+    """The partition's feature strings at the local ids of ``at`` (one of :func:`kept_homes`'s)."""
+    return _ops(part).text_take(part.strings, at[1])
+
+
+def drop_strings(part: SeedPartition) -> SeedPartition:
+    """The partition without its feature dictionary's strings (in place; a Mapper task)."""
+    part.strings = None
+    return part
+
+
+def keep_strings(
+    glob: GlobalFeatures, gids: Any, homes: list[tuple[Any, Any]], pieces: list[Any]
+) -> GlobalFeatures:
+    """``glob`` keeping the strings of ``gids`` (:func:`kept_homes`), taken from the partitions
+    (:func:`strings_at`), and no other: most features (a host's own banner line, its /22) sit on too
+    few services to ever have a hitrate, and their strings are most of the index's memory."""
+    ops = ops_for(backend_of(glob.fkeys))
     xp = ops.namespace()
-    sizes = [int(p.fkeys.size) for p in parts]
-    all_keys = xp.concatenate([p.fkeys for p in parts]) if parts else xp.zeros(0, xp.uint64)
-    codes, uniques, home = ops.factorize_with_positions(all_keys.astype(xp.uint64, copy=False))
-    if uniques.size >= 1 << 32:
-        raise ValueError("more than 2**32 distinct features: partition the seed into separate models")
-    start = 0
-    for part, size in zip(parts, sizes, strict=True):
-        local_to_gid = codes[start : start + size].astype(xp.uint32)
-        if part.single_row_fid is not None:
-            part.single_row_gid = local_to_gid[part.single_row_fid]
-        _order_rows(part, local_to_gid[part.row_fid])
-        start += size
-    return GlobalFeatures(fkeys=uniques, home=home)
+    order = xp.concatenate([m for m, _ in homes]) if homes else xp.zeros(0, xp.int64)
+    kept_index = xp.full(glob.fkeys.size, -1, dtype=xp.int64)
+    kept_index[gids[order]] = xp.arange(gids.size, dtype=xp.int64)
+    kept = ops.text_concat(pieces) if pieces else ops.text([])
+    return GlobalFeatures(glob.fkeys, glob.home, glob.sizes, kept=kept, kept_index=kept_index)
 
 
 def _order_rows(part: SeedPartition, row_gid: Any) -> None:

@@ -32,13 +32,18 @@ from gpsgpu.distributed import SERIAL, Mapper
 from gpsgpu.io.metadata import Timings
 from gpsgpu.learn.counts import (
     DEFAULT_CHUNK_PAIRS,
-    assign_global_ids,
     best_slots,
     count_features,
     count_pairs,
     count_servers,
     count_single_servers,
+    drop_strings,
+    feature_keys,
+    global_ids,
     keep_strings,
+    kept_homes,
+    set_global_ids,
+    strings_at,
     sum_by_key,
 )
 from gpsgpu.learn.seed import MAX_HOST_PORTS, SeedPartition, index_seed
@@ -173,8 +178,10 @@ def learn_patterns(
 
     if top_k < 1 or min_count < 1:
         raise ValueError(f"top_k and min_count must be at least 1, not {top_k} and {min_count}")
+    # The partitions stay where they are indexed (on a cluster, on their workers: only keys, counts
+    # and predictors travel, and the sums by key are reduced on the workers).
     with step("features"):
-        parts = mapper.map(
+        parts = mapper.keep(
             index_seed,
             # A generator: partitions of a HostPartitions source are read one at a time.
             split_by_host(services, n_partitions=n_partitions),
@@ -183,38 +190,52 @@ def learn_patterns(
             max_host_ports=max_host_ports,
             single_features=supports,
         )
-        glob = assign_global_ids(parts)
+        glob, local_to_gid = global_ids(mapper.map(feature_keys, parts))
+        parts = mapper.keep(set_global_ids, parts, local_to_gid)
+        del local_to_gid
 
     # cp_server and the services of each feature: counted per partition, summed.
     with step("count_servers"):
-        server_tables = mapper.map(count_servers, parts)
-        srv_keys, srv_counts = sum_by_key(server_tables)
-        support = sum_by_key(server_tables + mapper.map(count_single_servers, parts)) if supports else None
-        on_services = xp.zeros(glob.fkeys.size, dtype=xp.int64)
-        for part in parts:
-            on_services += count_features(part, glob.fkeys.size)
+        server_tables = mapper.keep(count_servers, parts)
+        srv_keys, srv_counts = mapper.reduce(sum_by_key, server_tables)
+        support = (
+            mapper.reduce(sum_by_key, server_tables + mapper.keep(count_single_servers, parts))
+            if supports
+            else None
+        )
+        del server_tables
+        on_services = mapper.reduce(_add, mapper.keep(count_features, parts, n_global=int(glob.fkeys.size)))
         # Only a feature on at least min_count services can have a hitrate: its string is kept.
-        glob = keep_strings(glob, parts, on_services >= min_count)
+        gids, homes = kept_homes(glob, on_services >= min_count)
+        glob = keep_strings(glob, gids, homes, mapper.map(strings_at, parts, homes))
+        parts = mapper.keep(drop_strings, parts)
+        del gids, homes
 
     # count_p2, over the rows of features that can have a hitrate (count_p2 <= services with f).
     with step("count_pairs"):
-        jobs = [(part, xp.flatnonzero(on_services[part.row_gid] >= min_count)) for part in parts]
-        pair_tables = mapper.map(_count_pairs_job, jobs, chunk_pairs=chunk_pairs, workers=workers)
-        pair_keys, pair_counts = sum_by_key(pair_tables)
+        pair_tables = mapper.keep(
+            _count_pairs_job,
+            parts,
+            on_services=mapper.broadcast(on_services),
+            min_count=min_count,
+            chunk_pairs=chunk_pairs,
+            workers=workers,
+        )
+        pair_keys, pair_counts = mapper.reduce(sum_by_key, pair_tables)
+        del pair_tables
 
     with step("hitrates"):
-        table = _hitrate_table(ops, pair_keys, pair_counts, srv_keys, srv_counts, glob, parts, min_count)
+        table = _hitrate_table(ops, pair_keys, pair_counts, srv_keys, srv_counts, glob, min_count)
 
     # Best predictor of every counted service; only rows of a feature with some hitrate can be one.
     with step("best_predictors"):
         rated = xp.zeros(glob.fkeys.size, dtype=bool)
         rated[table.gids.astype(xp.int64)] = True
-        shared_table = mapper.broadcast(table)
-        jobs = [(part, xp.flatnonzero(rated[part.row_gid])) for part in parts]
         found = mapper.map(
             _best_job,
-            jobs,
-            table=shared_table,
+            parts,
+            rated=mapper.broadcast(rated),
+            table=mapper.broadcast(table),
             hitrate=hitrate,
             top_k=top_k,
             chunk_pairs=chunk_pairs,
@@ -227,9 +248,10 @@ def learn_patterns(
         rules, predictors = _assemble_rules(
             ops, found, table, glob.fkeys, moved, ranked=top_k > 1 or supports, support=support
         )
-        seed = moved(ops.unique_sorted(xp.concatenate([p.services for p in parts])))
+        seed = moved(ops.unique_sorted(xp.concatenate(mapper.map(_services_of, parts))))
         seed_ip, seed_port = schema.unpack_service(seed)
-        counts = _sum_counts(parts)
+        counts = _sum_counts(mapper.map(_counts_of, parts))
+        del parts
         counts.update(
             n_servers=int(srv_keys.size),
             n_pairs_counted=int(pair_keys.size),
@@ -279,10 +301,29 @@ class _Moved:
         return out
 
 
-def _count_pairs_job(job: tuple[SeedPartition, Any], *, chunk_pairs: int, workers: int) -> tuple[Any, Any]:
-    """``count_p2`` of one partition over its rows (a task of :class:`Mapper`)."""
-    part, rows = job
+def _count_pairs_job(
+    part: SeedPartition, *, on_services: Any, min_count: int, chunk_pairs: int, workers: int
+) -> tuple[Any, Any]:
+    """``count_p2`` of one partition over the rows of features on at least ``min_count`` services
+    of the seed (``on_services``, per global id): a task of :class:`Mapper`."""
+    rows = backend_of(part.slot_port).xp.flatnonzero(on_services[part.row_gid] >= min_count)
     return count_pairs(part, rows, chunk_pairs=chunk_pairs, workers=workers)
+
+
+def _add(arrays: list[Any]) -> Any:
+    """The element-wise sum of equal-length arrays (a reduction of :meth:`Mapper.reduce`)."""
+    total = arrays[0].copy()
+    for more in arrays[1:]:
+        total += more
+    return total
+
+
+def _services_of(part: SeedPartition) -> Any:
+    return part.services
+
+
+def _counts_of(part: SeedPartition) -> dict[str, int]:
+    return part.counts
 
 
 @dataclass(frozen=True)
@@ -298,8 +339,9 @@ class _Found:
 
 
 def _best_job(
-    job: tuple[SeedPartition, Any],
+    part: SeedPartition,
     *,
+    rated: Any,
     table: _HitrateTable,
     hitrate: float,
     top_k: int,
@@ -307,9 +349,10 @@ def _best_job(
     workers: int,
 ) -> _Found:
     """Predictors of one partition's counted services (``top_k`` passes, each above the last
-    one's rank) and its single-port hosts (a :class:`Mapper` task)."""
-    part, rows = job
+    one's rank) and its single-port hosts (a :class:`Mapper` task); only rows of a ``rated``
+    feature (bool per global id) can be one."""
     xp = backend_of(part.slot_port).xp
+    rows = xp.flatnonzero(rated[part.row_gid])
     slots, entries, ranks = [], [], []
     lower = None
     for k in range(top_k):
@@ -361,7 +404,6 @@ def _hitrate_table(
     srv_keys: Any,
     srv_counts: Any,
     glob: Any,
-    parts: list[SeedPartition],
     min_count: int = GPS_MIN_COUNT,
 ) -> _HitrateTable:
     """Hitrates where ``count_p2 >= min_count`` (GPS: > 2), and every entry's preference rank.
@@ -377,7 +419,7 @@ def _hitrate_table(
     cp = srv_counts[xp.searchsorted(srv_keys, server)] if keys.size else srv_counts[:0]
     rate = count / cp
     gids, gid_index = ops.unique_inverse(gid)
-    strings = glob.strings(gids, parts)
+    strings = glob.strings(gids)
     frank = ops.text_rank(strings)[gid_index]
     preference = xp.lexsort(xp.stack([frank.astype(xp.float64), p1.astype(xp.float64), -rate]))
     rank = xp.empty(preference.size, dtype=xp.uint32)
@@ -385,10 +427,10 @@ def _hitrate_table(
     return _HitrateTable(keys, count, cp, rate, p1, rank, preference, gids, gid_index, strings)
 
 
-def _sum_counts(parts: list[SeedPartition]) -> dict[str, int]:
+def _sum_counts(part_counts: list[dict[str, int]]) -> dict[str, int]:
     total: dict[str, int] = {}
-    for part in parts:
-        for name, value in part.counts.items():
+    for counts in part_counts:
+        for name, value in counts.items():
             total[name] = total.get(name, 0) + value
     return total
 
