@@ -10,7 +10,9 @@
   (:mod:`gpsgpu.plan.budget`), cut by ``--budget``; ``PLAN/plan_rows.parquet`` keeps their scores.
 - ``predict`` of an improved model: one round of ranked predictions (:mod:`gpsgpu.predict.ranked`),
   best first, with a ``score``, ``n_rules`` and ``round`` (1) column; those scoring under
-  ``--min-score`` are not written, nor those past the first ``--budget``.
+  ``--min-score`` are not written, nor those past the first ``--budget``. Host partitions of the
+  priors are predicted and sorted on ``--cluster``'s workers (``--workers``), as compatible
+  predict's are; the ranking is the same for any cluster.
 
 The loop of plans, scans and prediction rounds (what was found feeding the next round) is a
 campaign: ``gpsgpu campaign`` (:mod:`gpsgpu.campaign`).
@@ -18,7 +20,9 @@ campaign: ``gpsgpu campaign`` (:mod:`gpsgpu.campaign`).
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
 import sys
 import time
@@ -31,7 +35,7 @@ import pandas as pd
 from gpsgpu import schema
 from gpsgpu.backend import resolve
 from gpsgpu.config import LearnConfig, PredictConfig, as_dict
-from gpsgpu.distributed import SERIAL, Mapper, free_device_pools, retry_on_oom
+from gpsgpu.distributed import SERIAL, Mapper, free_device_pools, open_cluster, retry_on_oom
 from gpsgpu.errors import UsageError
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
@@ -44,7 +48,14 @@ from gpsgpu.learn.ranked import learn_host_rules, learn_ranked_rules, real_hosts
 from gpsgpu.ops import cpu
 from gpsgpu.pipelines.engine_io import blocklist_for, open_scan, whole_frame
 from gpsgpu.plan.budget import cut_budget, rank_plan_rows
-from gpsgpu.predict.ranked import empty_predictions, known_keys, merge_ranked, rank_partitions, scanned_keys
+from gpsgpu.predict.ranked import (
+    DEFAULT_PARTITION_ROWS,
+    empty_predictions,
+    known_keys,
+    merge_ranked,
+    rank_partitions,
+    scanned_keys,
+)
 from gpsgpu.progress import Progress
 from gpsgpu.progress import current as current_progress
 
@@ -175,6 +186,33 @@ def _empty_round() -> pd.DataFrame:
     return empty_predictions().assign(**{schema.ROUND: np.zeros(0, np.uint16)})
 
 
+def _ranked_runs(
+    directory: Path,
+    scan: Any,
+    rules: pd.DataFrame,
+    n_partitions: int,
+    /,
+    *,
+    mapper: Mapper,
+    bar: Progress,
+    **ranking: Any,
+) -> RunStore:
+    """The sorted runs of ``scan``'s predictions (:func:`rank_partitions` with ``ranking``'s
+    arguments, in about ``n_partitions`` host partitions) in a new store in ``directory``: a stage of
+    :func:`retry_on_oom` (a retry starts over, with smaller partitions)."""
+    bar.update(0)
+    store = RunStore(directory)
+    try:
+        rows = max(1, math.ceil(len(scan) / n_partitions))
+        for part in rank_partitions(scan, rules, partition_rows=rows, mapper=mapper, **ranking):
+            store.add(part)
+            del part  # before the next partition is predicted
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 def run_predict_improved(
     model_dir: str | os.PathLike[str],
     model: Model,
@@ -238,32 +276,39 @@ def run_predict_improved(
                 PredictionWriter(tmp, export=config.export) as writer,
                 Progress("predict (improved)", total=n_scan, unit="services", heartbeat=True) as bar,
                 current_progress(bar),
-                RunStore(tmp / RUNS_DIR) as store,
             ):
                 writer.append(_empty_round(), empty=_empty_round())
                 bar.note("predicting and ranking")
-                for part in rank_partitions(
-                    scan, model.rules, known=known, scanned=scanned, blocklist=blocklist,
-                    combine=config.combine, preset=preset, host_rules=model.host_rules, skip_hosts=seed_hosts,
-                ):  # fmt: skip
-                    store.add(part)
-                    del part  # before the next partition is predicted
+                # Host partitions of the priors are predicted and sorted on the cluster's workers
+                # (in this process with --cluster none) and come back in order: the same runs.
+                with open_cluster(config.cluster, workers=config.workers) as mapper:
+                    store = retry_on_oom(
+                        functools.partial(
+                            _ranked_runs, tmp / RUNS_DIR, scan, model.rules, mapper=mapper, bar=bar,
+                            known=known, scanned=scanned, blocklist=blocklist, combine=config.combine,
+                            preset=preset, host_rules=model.host_rules, skip_hosts=seed_hosts,
+                        ),
+                        max(1, math.ceil(n_scan / DEFAULT_PARTITION_ROWS)),
+                        what="predict (improved)",
+                        on_retry=free_device_pools,
+                    )  # fmt: skip
                 del scan, known
-                n_ranked = store.n_rows
-                bar.note(f"{n_ranked:,} predictions: merging them best first")
-                for block in merge_ranked(store.readers()):
-                    # Best first: the rows kept are a prefix of each block, and of the whole.
-                    n_keep = int((block[schema.SCORE].to_numpy() >= floor).sum())
-                    if room is not None:
-                        n_keep = min(n_keep, room - n_out)
-                    if n_keep > 0:
-                        now = block.iloc[:n_keep]
-                        writer.append(
-                            now.assign(**{schema.ROUND: np.ones(n_keep, np.uint16)}), empty=_empty_round()
-                        )
-                        n_out += n_keep
-                    if n_keep < len(block):
-                        break
+                with store:  # the runs are removed once merged
+                    n_ranked = store.n_rows
+                    bar.note(f"{n_ranked:,} predictions: merging them best first")
+                    for block in merge_ranked(store.readers()):
+                        # Best first: the rows kept are a prefix of each block, and of the whole.
+                        n_keep = int((block[schema.SCORE].to_numpy() >= floor).sum())
+                        if room is not None:
+                            n_keep = min(n_keep, room - n_out)
+                        if n_keep > 0:
+                            now = block.iloc[:n_keep]
+                            writer.append(
+                                now.assign(**{schema.ROUND: np.ones(n_keep, np.uint16)}), empty=_empty_round()
+                            )
+                            n_out += n_keep
+                        if n_keep < len(block):
+                            break
             n_predictions = writer.n_predictions
         counts = {
             "n_priors_services": n_scan,

@@ -36,10 +36,17 @@ import pandas as pd
 
 from gpsgpu import schema
 from gpsgpu.blocklist import Blocklist
+from gpsgpu.distributed import SERIAL, Mapper
 from gpsgpu.features import DEFAULT_PRESET
 from gpsgpu.ops import cpu
 from gpsgpu.partition import split_by_host
-from gpsgpu.predict.services import COMBINE_CHOICES, in_scanned, predict_services, prepare_predict
+from gpsgpu.predict.services import (
+    COMBINE_CHOICES,
+    PredictTables,
+    in_scanned,
+    predict_services,
+    prepare_predict,
+)
 
 #: Observed services predicted per host partition (bounds the candidate joins' memory).
 DEFAULT_PARTITION_ROWS = 1 << 18
@@ -162,6 +169,7 @@ def rank_partitions(
     skip_hosts: np.ndarray | None = None,
     partition_rows: int = DEFAULT_PARTITION_ROWS,
     by_port: bool = False,
+    mapper: Mapper = SERIAL,
 ) -> Iterator[pd.DataFrame]:
     """:func:`rank_predictions` a host partition at a time: each partition's predictions, sorted
     best first (:func:`sort_ranked`), as the partitions are predicted.
@@ -169,14 +177,15 @@ def rank_partitions(
     The partitions hold distinct hosts, so their predictions are distinct services:
     :func:`merge_ranked` of what this yields is :func:`rank_predictions` (``by_port``: the order of
     :func:`merge_held`), without every prediction in memory at once. Arguments as
-    :func:`rank_predictions`; yields nothing where it returns no rows.
+    :func:`rank_predictions`; yields nothing where it returns no rows. With a ``mapper`` on a Dask
+    cluster (:func:`gpsgpu.distributed.open_cluster`), the partitions are predicted and sorted on
+    its workers (the tables broadcast once) and come back in partition order: the same runs.
     """
-    for preds in _partition_predictions(
+    yield from _partition_predictions(
         observed, rules, known=known, scanned=scanned, blocklist=blocklist, combine=combine, preset=preset,
-        host_rules=host_rules, skip_hosts=skip_hosts, partition_rows=partition_rows,
-    ):  # fmt: skip
-        yield sort_ranked(preds[[schema.IP, schema.PORT, schema.SCORE, schema.N_RULES]], by_port=by_port)
-        del preds
+        host_rules=host_rules, skip_hosts=skip_hosts, partition_rows=partition_rows, mapper=mapper,
+        sort_by_port=by_port,
+    )  # fmt: skip
 
 
 def _partition_predictions(
@@ -192,8 +201,12 @@ def _partition_predictions(
     host_rules: pd.DataFrame | None,
     skip_hosts: np.ndarray | None,
     partition_rows: int,
+    mapper: Mapper = SERIAL,
+    sort_by_port: bool | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Each host partition's predictions (with ``n_rules``), unsorted: what both rankers rank."""
+    """Each host partition's predictions (``ip, port, score, n_rules``), in partition order: what
+    both rankers rank. Unsorted, or (``sort_by_port`` not None) sorted by :func:`sort_ranked` with
+    ``by_port=sort_by_port``, on the ``mapper``'s workers (:func:`_rank_partition`)."""
     if combine not in COMBINE_CHOICES:
         raise ValueError(f"combine must be one of {', '.join(COMBINE_CHOICES)}, not {combine!r}")
     if len(observed) == 0 or (len(rules) == 0 and (host_rules is None or len(host_rules) == 0)):
@@ -201,10 +214,38 @@ def _partition_predictions(
     tables = prepare_predict(
         rules, known=known, scanned=scanned, blocklist=blocklist, host_rules=host_rules, skip_hosts=skip_hosts
     )
-    for part in split_by_host(observed, n_partitions=max(1, math.ceil(len(observed) / partition_rows))):
-        preds = predict_services(part, tables, combine=combine, n_rules=True, preset=preset)
-        del part  # before the next partition is read
-        yield preds
+    # Partitions are read one at a time (and on a cluster a few per worker ahead): never whole.
+    parts = split_by_host(observed, n_partitions=max(1, math.ceil(len(observed) / partition_rows)))
+    yield from mapper.imap(
+        _rank_partition,
+        parts,
+        # The known keys, plan rows, blocklist and rules go to every worker once.
+        tables=mapper.broadcast(tables),
+        combine=combine,
+        preset=preset,
+        by_port=sort_by_port,
+        # A worker process runs one partition on one core (its chunks on one thread), not one
+        # thread per core in each worker.
+        workers=1 if mapper.distributed else None,
+    )
+
+
+def _rank_partition(
+    part: Any,
+    *,
+    tables: PredictTables,
+    combine: str,
+    preset: str,
+    by_port: bool | None,
+    workers: int | None,
+) -> pd.DataFrame:
+    """One host partition's predictions, ``ip, port, score, n_rules``; sorted best first
+    (:func:`sort_ranked`) unless ``by_port`` is None (a :class:`~gpsgpu.distributed.Mapper` task)."""
+    preds = predict_services(part, tables, combine=combine, n_rules=True, preset=preset, workers=workers)
+    del part
+    if by_port is None:
+        return preds
+    return sort_ranked(preds[[schema.IP, schema.PORT, schema.SCORE, schema.N_RULES]], by_port=by_port)
 
 
 def _rank_keys(frame: pd.DataFrame, by_port: bool) -> tuple[np.ndarray, np.ndarray]:
