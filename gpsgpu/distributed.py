@@ -105,9 +105,11 @@ class Mapper:
         input handle is not used again.
         """
         if self.client is None:
-            if not extra:
-                return [function(item, **shared) for item in items]
-            return [function(*args, **shared) for args in zip(items, *extra, strict=True)]
+            results = []
+            for args in zip(items, *extra, strict=True):
+                results.append(function(*args, **shared))
+                del args  # before the next item is made (a partition read out of core)
+            return results
         if not extra:
             items = list(items)
             if not any(_is_future(item) for item in items):
@@ -156,7 +158,10 @@ class Mapper:
         """
         if self.client is None:
             for item in items:
-                yield function(item, **shared)
+                result = function(item, **shared)
+                del item  # before the next item is made (a partition read out of core)
+                yield result
+                del result
             return
         window = max(2, IN_FLIGHT_PER_WORKER * self.n_workers)
         pending: collections.deque[Any] = collections.deque()

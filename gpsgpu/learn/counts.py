@@ -293,6 +293,13 @@ def _chunks_by_gid_unsorted(
     return [[order[bounds[c] : bounds[c + 1]]] for c in range(n_chunks)]
 
 
+def row_indices(xp: Any, selected: Any) -> Any:
+    """The feature rows ``selected`` marks (bool per row), as int32 when they fit: the passes hold
+    this index beside the rows' own arrays while they expand pairs."""
+    rows = xp.flatnonzero(selected)
+    return rows.astype(xp.int32) if selected.size < 1 << 31 else rows
+
+
 def _gather(xp: Any, values: Any, pieces: list[Any]) -> Any:
     """``values`` at a chunk's pieces (slices or index arrays), in order."""
     taken = [values[piece] for piece in pieces]
@@ -314,9 +321,10 @@ def _row_pairs(part: SeedPartition, rows: Any) -> Any:
 _ROW_BLOCK = 1 << 20
 
 
-#: Pairs per chunk the CPU works best with (a chunk's sort and searches stay mostly in cache);
-#: ``chunk_pairs`` only caps it.
-CACHE_CHUNK_PAIRS = 1 << 22
+#: Pairs per chunk on the CPU: each worker thread holds one chunk's keys, their sort and counts
+#: (about 40 bytes a pair), and at 2**20 the passes are as fast as at 2**22 with a quarter of the
+#: memory; ``chunk_pairs`` only caps it.
+CACHE_CHUNK_PAIRS = 1 << 20
 #: Device bytes one expanded pair needs while its chunk is counted (the key, the sort's copy and
 #: scratch, the counted table): a chunk takes at most a quarter of the free device memory.
 DEVICE_BYTES_PER_PAIR = 32
@@ -361,7 +369,7 @@ def count_pairs(
     ----------
     part : SeedPartition
         With global ids assigned.
-    rows : int64 array
+    rows : int32 or int64 array
         The feature rows to expand (at least those of servers with ``cp_server > 2``), in order.
     chunk_pairs : int
         Upper bound on the pairs one host worker holds at once.
@@ -389,7 +397,23 @@ def count_pairs(
     chunks = _chunks_by_gid(ops, row_gid, row_pairs, chunk_size)
     del row_gid, row_pairs
     tables = _map_chunks(count_chunk, chunks, workers)
-    return xp.concatenate([t[0] for t in tables]), xp.concatenate([t[1] for t in tables])
+    return _concatenate_tables(xp, tables)
+
+
+def _concatenate_tables(xp: Any, tables: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+    """The chunks' ``(keys, counts)`` end to end, each chunk freed once copied (not all held twice)."""
+    n = sum(int(keys.size) for keys, _ in tables)
+    keys = xp.empty(n, dtype=xp.uint64)
+    counts = xp.empty(n, dtype=tables[0][1].dtype if tables else xp.int64)
+    at = 0
+    for k in range(len(tables)):
+        chunk_keys, chunk_counts = tables[k]
+        tables[k] = None  # type: ignore[call-overload]
+        keys[at : at + chunk_keys.size] = chunk_keys
+        counts[at : at + chunk_keys.size] = chunk_counts
+        at += int(chunk_keys.size)
+        del chunk_keys, chunk_counts
+    return keys, counts
 
 
 def best_slots(
@@ -410,7 +434,7 @@ def best_slots(
 
     Parameters
     ----------
-    rows : int64 array
+    rows : int32 or int64 array
         Feature rows that can be candidates (their server has a hitrate toward some port).
     table_keys, table_rank : uint64 / uint32 arrays
         Sorted pair keys with a hitrate and their preference rank (smaller is better), on the

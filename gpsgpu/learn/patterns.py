@@ -42,6 +42,7 @@ from gpsgpu.learn.counts import (
     global_ids,
     keep_strings,
     kept_homes,
+    row_indices,
     set_global_ids,
     strings_at,
     sum_by_key,
@@ -306,7 +307,8 @@ def _count_pairs_job(
 ) -> tuple[Any, Any]:
     """``count_p2`` of one partition over the rows of features on at least ``min_count`` services
     of the seed (``on_services``, per global id): a task of :class:`Mapper`."""
-    rows = backend_of(part.slot_port).xp.flatnonzero(on_services[part.row_gid] >= min_count)
+    xp = backend_of(part.slot_port).xp
+    rows = row_indices(xp, (on_services >= min_count)[part.row_gid])
     return count_pairs(part, rows, chunk_pairs=chunk_pairs, workers=workers)
 
 
@@ -352,7 +354,7 @@ def _best_job(
     one's rank) and its single-port hosts (a :class:`Mapper` task); only rows of a ``rated``
     feature (bool per global id) can be one."""
     xp = backend_of(part.slot_port).xp
-    rows = xp.flatnonzero(rated[part.row_gid])
+    rows = row_indices(xp, rated[part.row_gid])
     slots, entries, ranks = [], [], []
     lower = None
     for k in range(top_k):

@@ -19,6 +19,7 @@ from gpsgpu.io.model import write_model
 from gpsgpu.io.parquet import write_table
 from gpsgpu.learn import learn_patterns
 from gpsgpu.learn.patterns import LearnResult
+from gpsgpu.ops.cpu import release_memory
 from gpsgpu.pipelines.engine_io import bytes_to_device, engine_backend, open_scan
 from gpsgpu.pipelines.improved import improved_params
 from gpsgpu.progress import Progress
@@ -59,6 +60,7 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
         with timings.step("learn"), Progress("learn: patterns and rules", heartbeat=True):
             result = retry_on_oom(stage, config.partitions, what="learn", on_retry=free_device_pools)
         counts = result.counts
+        release_memory()  # the learn's last temporaries, freed on its return, before the next step
         if improved:
             from gpsgpu.pipelines.improved import improve_rules
 
