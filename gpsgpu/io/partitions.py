@@ -68,6 +68,10 @@ class ParquetHostPartitions(HostPartitions):
     def _frame(self, table: pa.Table) -> Any:
         if self.backend is Backend.GPU:
             self.bytes_to_device += int(table.nbytes)
+        else:
+            # One chunk per column (the reader's batches combined once, here): the stages take a
+            # string column as one array, and would otherwise copy it whole beside the table.
+            table = table.combine_chunks()
         try:
             return schema.services_from_arrow(table, self.backend.xdf)
         except (ValueError, pa.ArrowInvalid) as exc:

@@ -487,7 +487,8 @@ def release_memory() -> None:
 def text(strings: Any) -> pa.Array:
     """A string array (large_string, one chunk) from an Arrow array or chunked array, or a list."""
     if isinstance(strings, pa.ChunkedArray):
-        strings = strings.combine_chunks()
+        # One chunk is taken as it is: combining copies every byte even then.
+        strings = strings.chunk(0) if strings.num_chunks == 1 else strings.combine_chunks()
     if not isinstance(strings, pa.Array):
         strings = pa.array(strings, type=pa.large_string())
     return strings.cast(pa.large_string()) if strings.type != pa.large_string() else strings
