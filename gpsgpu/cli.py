@@ -84,6 +84,8 @@ def _setup_logging(verbosity: int, log_file: Path | None) -> None:
     handlers: list[logging.Handler] = []
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(logging.Formatter("gpsgpu: %(message)s"))
+    # Libraries that set their own loggers' levels (Dask's are INFO) still pass through this one.
+    stderr.setLevel(level)
     handlers.append(stderr)
     if log_file is not None:
         try:
@@ -94,7 +96,15 @@ def _setup_logging(verbosity: int, log_file: Path | None) -> None:
             raise UsageError(f"--log-file {log_file}: cannot write the log ({exc.strerror})") from None
         to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(to_file)
+    if verbosity <= 0:
+        stderr.addFilter(_quiet_cluster)
     logging.basicConfig(level=level, handlers=handlers, force=True)
+
+
+def _quiet_cluster(record: logging.LogRecord) -> bool:
+    """A cluster's start-up and shutdown chatter (Dask's nannies, workers, connections: INFO records
+    of loggers whose levels Dask sets itself) reaches stderr only with -v; its warnings always do."""
+    return record.levelno >= logging.WARNING or not record.name.startswith(("distributed", "dask"))
 
 
 def _version(value: bool) -> None:

@@ -271,3 +271,20 @@ def test_learn_keeps_its_partitions_on_the_workers(
     assert scattered.count("DataFrame") == 3  # each partition's rows, once
     assert SeedPartition.__name__ not in gathered and "DataFrame" not in gathered
     assert gathered  # keys, sums and predictors did come back
+
+
+def test_cluster_chatter_reaches_stderr_only_with_verbose() -> None:
+    def record(name: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, "Start Nanny at: %s", ("tcp://x",), None)
+
+    assert not cli._quiet_cluster(record("distributed.nanny", logging.INFO))
+    assert not cli._quiet_cluster(record("distributed.scheduler", logging.INFO))
+    assert cli._quiet_cluster(record("distributed.worker", logging.WARNING))
+    assert cli._quiet_cluster(record("gpsgpu.distributed", logging.INFO))  # ours: "cluster local: 2 workers"
+    handler = logging.StreamHandler()
+    cli._setup_logging(0, None)
+    quiet = logging.getLogger().handlers[0]
+    assert cli._quiet_cluster in quiet.filters
+    cli._setup_logging(1, None)
+    assert cli._quiet_cluster not in logging.getLogger().handlers[0].filters
+    logging.basicConfig(handlers=[handler], force=True)
