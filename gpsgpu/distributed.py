@@ -198,8 +198,10 @@ def _apply_list(*results: Any, function: Callable[[list[Any]], T]) -> T:
 
 
 def _is_future(value: Any) -> bool:
-    """Whether ``value`` is a Dask future (checked by type name: Dask is imported only for clusters)."""
-    return type(value).__name__ == "Future" and hasattr(value, "key")
+    """Whether ``value`` is a Dask future (asked only with a client: Dask is imported by then)."""
+    from dask.distributed import Future
+
+    return isinstance(value, Future)
 
 
 #: The mapper of ``--cluster none``.

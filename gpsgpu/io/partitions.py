@@ -23,7 +23,6 @@ from gpsgpu import schema
 from gpsgpu.backend import Backend
 from gpsgpu.errors import InputError
 from gpsgpu.io.parquet import read_table
-from gpsgpu.ops.cpu import release_memory
 from gpsgpu.partition import HostPartitions, partition_of
 
 #: Rows decoded at once while a partition is gathered.
@@ -81,9 +80,7 @@ class ParquetHostPartitions(HostPartitions):
         if n_partitions < 1:
             raise ValueError(f"n_partitions must be >= 1, not {n_partitions}")
         if n_partitions == 1:
-            frame = self._frame(read_table(self.path))
-            release_memory()  # the decoder's buffers: resident until handed back, beside the frame
-            yield frame
+            yield self._frame(read_table(self.path))
             return
         for k in range(n_partitions):
             batches = []
@@ -96,7 +93,6 @@ class ParquetHostPartitions(HostPartitions):
             except (pa.ArrowInvalid, OSError) as exc:  # a page cut or garbled past the footer
                 raise InputError(f"{self.path}: not a readable Parquet table ({exc})") from None
             frame = self._frame(pa.Table.from_batches(batches, schema=self._file.schema_arrow))
-            del batches
-            release_memory()
+            del batches  # before the frame is used: the filtered batches are copied into it
             yield frame
             del frame

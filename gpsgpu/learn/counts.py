@@ -1,7 +1,7 @@
 """Additive counts of phase 1a: ``cp_server(p1, f)`` and ``count_p2(p1, f, p2)``.
 
 Both are counted per partition of hosts and summed, so the totals do not depend on how the seed
-was partitioned. Keys live in one global feature-id space (:func:`assign_global_ids`):
+was partitioned. Keys live in one global feature-id space (:func:`global_ids`, :func:`set_global_ids`):
 
 - server key: ``gid << 16 | p1`` (uint64);
 - pair key: ``gid << 32 | p1 << 16 | p2`` (uint64, :data:`gpsgpu.schema.PAIR_FID_SHIFT`).
@@ -103,14 +103,6 @@ def set_global_ids(part: SeedPartition, local_to_gid: Any) -> SeedPartition:
         part.single_row_gid = local_to_gid[part.single_row_fid]
     _order_rows(part, local_to_gid[part.row_fid])
     return part
-
-
-def assign_global_ids(parts: list[SeedPartition]) -> GlobalFeatures:
-    """Give every feature of every partition a global id (sets ``part.row_gid`` in place)."""
-    glob, local_to_gid = global_ids([feature_keys(p) for p in parts])
-    for part, local in zip(parts, local_to_gid, strict=True):
-        set_global_ids(part, local)
-    return glob
 
 
 def kept_homes(glob: GlobalFeatures, keep: Any) -> tuple[Any, list[Any]]:
@@ -234,7 +226,7 @@ def _chunks_by_gid(ops: ModuleType, row_gid: Any, row_pairs: Any, chunk_pairs: i
     (a single id with more pairs than that forms its own chunk); a chunk's rows keep their order.
 
     A chunk is a list of pieces, each a ``slice`` of the rows or an index array (see
-    :func:`_gather`). Rows sorted by ``(port count, gid)`` (what :func:`assign_global_ids` leaves)
+    :func:`_gather`). Rows sorted by ``(port count, gid)`` (what :func:`set_global_ids` leaves)
     are cut without a gather or a sort: in each port-count block a gid range is a contiguous run of
     rows, one slice.
     """

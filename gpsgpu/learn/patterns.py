@@ -206,8 +206,11 @@ def learn_patterns(
         )
         del server_tables
         on_services = mapper.reduce(_add, mapper.keep(count_features, parts, n_global=int(glob.fkeys.size)))
-        # Only a feature on at least min_count services can have a hitrate: its string is kept.
-        gids, homes = kept_homes(glob, on_services >= min_count)
+        # Only a feature on at least min_count services can have a hitrate: its string is kept,
+        # and only its rows are expanded into pairs.
+        countable = on_services >= min_count
+        del on_services
+        gids, homes = kept_homes(glob, countable)
         glob = keep_strings(glob, gids, homes, mapper.map(strings_at, parts, homes))
         parts = mapper.keep(drop_strings, parts)
         del gids, homes
@@ -217,8 +220,7 @@ def learn_patterns(
         pair_tables = mapper.keep(
             _count_pairs_job,
             parts,
-            on_services=mapper.broadcast(on_services),
-            min_count=min_count,
+            countable=mapper.broadcast(countable),
             chunk_pairs=chunk_pairs,
             workers=workers,
         )
@@ -303,13 +305,14 @@ class _Moved:
 
 
 def _count_pairs_job(
-    part: SeedPartition, *, on_services: Any, min_count: int, chunk_pairs: int, workers: int
+    part: SeedPartition, *, countable: Any, chunk_pairs: int, workers: int
 ) -> tuple[Any, Any]:
-    """``count_p2`` of one partition over the rows of features on at least ``min_count`` services
-    of the seed (``on_services``, per global id): a task of :class:`Mapper`."""
+    """``count_p2`` of one partition over the rows of ``countable`` features (bool per global id:
+    on at least ``min_count`` services of the seed): a task of :class:`Mapper`."""
     xp = backend_of(part.slot_port).xp
-    rows = row_indices(xp, (on_services >= min_count)[part.row_gid])
-    return count_pairs(part, rows, chunk_pairs=chunk_pairs, workers=workers)
+    return count_pairs(
+        part, row_indices(xp, countable[part.row_gid]), chunk_pairs=chunk_pairs, workers=workers
+    )
 
 
 def _add(arrays: list[Any]) -> Any:

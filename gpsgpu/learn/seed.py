@@ -59,7 +59,7 @@ class SeedPartition:
         ``n_rows`` (input rows), ``n_services`` (distinct ``(ip, port)``), ``n_hosts``,
         ``n_hosts_single``, ``n_hosts_counted`` (2..10 ports), ``n_hosts_over`` (> 10 ports).
     row_gid : uint32[n_rows]
-        Global feature ids, set by :func:`gpsgpu.learn.counts.assign_global_ids` (which also
+        Global feature ids, set by :func:`gpsgpu.learn.counts.set_global_ids` (which also
         reorders the rows and empties ``row_fid``).
     single_row_port, single_row_fid : uint16 / uint32 arrays
         Feature rows of the single-port services, distinct ``(service, fid)`` (empty unless
