@@ -275,6 +275,14 @@ def repeat(values: Any, counts: Any) -> Any:
     return values[cp.searchsorted(ends, cp.arange(total, dtype=cp.int64), side="right")]
 
 
+def take_over(values: Any, index: Any) -> Any:
+    """``values[index]`` written over ``index`` (one thread per element reads its index, then
+    writes it)."""
+    import cupy as cp
+
+    return cp.take(values, index, out=index)
+
+
 def argsort_stable(values: Any) -> Any:
     """Indices that sort ``values`` (integers), equal values in input order."""
     import cupy as cp
