@@ -186,7 +186,7 @@ def test_chunked_features_merge_into_the_same_dictionary() -> None:
     )
 
     def triples(arrays: object) -> set[tuple[int, str]]:
-        names = arrays.strings.to_pylist()
+        names = arrays.strings.materialize().to_pylist()
         assert len(set(names)) == len(names) == arrays.fkeys.size
         return {(int(r), names[f]) for r, f in zip(arrays.row, arrays.fid, strict=True)}
 

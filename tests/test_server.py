@@ -200,7 +200,7 @@ def test_every_feature_string_of_both_presets_has_a_kind(stores: dict[str, Path]
 
     seed = pq.read_table(stores["demo"] / "net" / "seed.parquet")
     for preset in ("gps2022", "extended"):
-        strings = feature_arrays_of_table(seed, preset=preset).strings.to_pylist()
+        strings = feature_arrays_of_table(seed, preset=preset).strings.materialize().to_pylist()
         unknown = [f for f in strings if describe_feature(f).kind == "unknown"]
         assert strings and not unknown, unknown[:5]
     # Fields the simulated banners never carry still have their kind.

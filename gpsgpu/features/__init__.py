@@ -21,6 +21,7 @@ from gpsgpu.backend import Backend, backend_of
 from gpsgpu.errors import UsageError
 from gpsgpu.features import extended, gps2022
 from gpsgpu.features.gps2022 import FeatureArrays, FeatureTable, feature_arrays
+from gpsgpu.features.strings import FeatureStrings
 from gpsgpu.ops import ops_for
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def _extended_on_host(table: Any, *, use_asn: bool) -> FeatureArrays:
     return FeatureArrays(
         row=gpu.asarray(arrays.row),
         fid=gpu.asarray(arrays.fid),
-        strings=gpu.text_from_arrow(arrays.strings),
+        strings=FeatureStrings([gpu.text_from_arrow(arrays.strings.materialize())], Backend.GPU),
         fkeys=gpu.asarray(arrays.fkeys),
     )
 

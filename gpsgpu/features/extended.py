@@ -68,6 +68,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gpsgpu import schema
+from gpsgpu.backend import Backend
 from gpsgpu.features import gps2022
 from gpsgpu.features.gps2022 import (
     DEFAULT_CHUNK_ROWS,
@@ -76,6 +77,7 @@ from gpsgpu.features.gps2022 import (
     _join,
     _prepend,
 )
+from gpsgpu.features.strings import FeatureStrings
 from gpsgpu.features.tls import banner_bytes, first_certificate
 from gpsgpu.ops import cpu
 
@@ -591,7 +593,7 @@ class _Field:
 def _column(table: pa.Table, name: str) -> pa.Array | None:
     if name not in table.column_names:
         return None
-    return _as_large(table[name].combine_chunks().cast(pa.large_string()))
+    return cpu.text(table[name])  # one chunk is not copied
 
 
 def is_cwmp(protocol: pa.Array, port: np.ndarray | None, server: pa.Array) -> np.ndarray:
@@ -606,7 +608,7 @@ def is_cwmp(protocol: pa.Array, port: np.ndarray | None, server: pa.Array) -> np
 def _app_fields(table: pa.Table, banner_index: np.ndarray, distinct: _Distinct) -> dict[str, _Field]:
     """The value fields of every row (structured columns over parsed banners), by feature name."""
     n = table.num_rows
-    protocol = _as_large(table[schema.PROTOCOL].combine_chunks())
+    protocol = cpu.text(table[schema.PROTOCOL])
     fields: dict[str, _Field] = {}
 
     def parsed(name: str) -> _Field:
@@ -682,8 +684,8 @@ def app_features(table: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
         Distinct feature strings.
     """
     n = table.num_rows
-    protocol = _as_large(table[schema.PROTOCOL].combine_chunks())
-    banner = _as_large(table[schema.BANNER].combine_chunks())
+    protocol = cpu.text(table[schema.PROTOCOL])
+    banner = cpu.text(table[schema.BANNER])
     port = np.asarray(table[schema.PORT]).astype(np.uint16) if schema.PORT in table.column_names else None
     encoded = banner.dictionary_encode()
     banner_index = np.asarray(encoded.indices).astype(np.int64)
@@ -806,11 +808,11 @@ def _chunk_features(table: pa.Table, *, use_asn: bool) -> FeatureArrays:
     asn = np.asarray(table[schema.ASN]).astype(np.uint32, copy=False)
     base = gps2022._chunk_features(
         ip,
-        table[schema.PROTOCOL].combine_chunks(),
+        cpu.text(table[schema.PROTOCOL]),
         np.asarray(table[schema.WINDOW]).astype(np.int32, copy=False),
-        table[schema.BANNER].combine_chunks(),
+        cpu.text(table[schema.BANNER]),
         asn,
-        table["tls_cert"].combine_chunks() if "tls_cert" in table.column_names else None,
+        cpu.text(table["tls_cert"]) if "tls_cert" in table.column_names else None,
         use_asn=use_asn,
     )
     cpu.release_memory()  # gps2022's temporaries, before the added kinds allocate theirs
@@ -819,9 +821,8 @@ def _chunk_features(table: pa.Table, *, use_asn: bool) -> FeatureArrays:
     fkeys = np.concatenate([base.fkeys, extra.fkeys])
     fid = np.concatenate([base.fid, extra.fid + np.uint32(base.n_features)])
     row = np.concatenate([base.row, extra.row])
-    strings = [base.strings, extra.strings]
-    del base, extra  # each dictionary is freed as soon as it is copied
-    return FeatureArrays(row=row, fid=fid, strings=cpu.text_concat_drain(strings), fkeys=fkeys)
+    strings = FeatureStrings.concat([base.strings, extra.strings], Backend.CPU)
+    return FeatureArrays(row=row, fid=fid, strings=strings, fkeys=fkeys)
 
 
 def feature_arrays(

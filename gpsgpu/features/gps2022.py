@@ -40,6 +40,8 @@ import pyarrow.compute as pc
 from gpsgpu import schema
 from gpsgpu.backend import Backend, backend_of
 from gpsgpu.errors import InputError
+from gpsgpu.features.strings import BLOCK as STRINGS_BLOCK
+from gpsgpu.features.strings import ComposedStrings, FeatureStrings
 from gpsgpu.features.tls import certificate_hex
 from gpsgpu.ops import cpu, ops_for
 
@@ -66,15 +68,15 @@ class FeatureArrays:
         Index of the input row each feature belongs to; ``(row, fid)`` pairs are distinct.
     fid : uint32[n]
         Dense feature id, local to this object.
-    strings : pyarrow.LargeStringArray
-        The canonical string of every fid.
+    strings : FeatureStrings
+        The canonical string of every fid (crosses built only when taken).
     fkeys : uint64[n_features]
         ``XXH64(utf8(string), 0)`` of every fid.
     """
 
     row: np.ndarray
     fid: np.ndarray
-    strings: pa.Array
+    strings: FeatureStrings
     fkeys: np.ndarray
 
     @property
@@ -273,19 +275,28 @@ def map_chunks(one: Callable[[int], FeatureArrays], starts: list[int], workers: 
 
 
 def _merge_chunks(chunks: list[FeatureArrays], starts: list[int]) -> FeatureArrays:
-    """One dictionary for the chunks' features, merged by key (and checked string by string)."""
+    """One dictionary for the chunks' features, merged by key (and checked string by string), in
+    the order of each feature's first chunk."""
     keys = np.concatenate([c.fkeys for c in chunks])
     codes, uniques, first = cpu.factorize_with_positions(keys)
-    every = cpu.text_concat([c.strings for c in chunks])
-    if not pc.all(pc.equal(every, every.take(pa.array(first[codes])))).as_py():
-        raise InputError("two different feature strings have the same XXH64 key; cannot proceed exactly")
+    # The dictionary in first-seen order, so that it is a subset of the chunks' dictionaries in order.
+    by_first = np.argsort(first, kind="stable")
+    code_of = np.empty_like(by_first)
+    code_of[by_first] = np.arange(by_first.size, dtype=by_first.dtype)
+    codes, uniques, first = code_of[codes], uniques[by_first], first[by_first]
+    every = FeatureStrings.concat([c.strings for c in chunks], Backend.CPU)
+    repeated = np.flatnonzero(first[codes] != np.arange(codes.size))
+    for start in range(0, repeated.size, STRINGS_BLOCK):
+        at = repeated[start : start + STRINGS_BLOCK]
+        if not pc.all(pc.equal(every.take(at), every.take(first[codes[at]]))).as_py():
+            raise InputError("two different feature strings have the same XXH64 key; cannot proceed exactly")
     offsets = np.cumsum([0] + [c.n_features for c in chunks])
     return FeatureArrays(
         row=np.concatenate([c.row + start for c, start in zip(chunks, starts, strict=True)]),
         fid=np.concatenate(
             [codes[off:][c.fid] for c, off in zip(chunks, offsets[:-1].tolist(), strict=True)]
         ).astype(np.uint32),
-        strings=every.take(pa.array(first)),
+        strings=every.subset(first),
         fkeys=np.asarray(uniques, dtype=np.uint64),
     )
 
@@ -387,14 +398,16 @@ def _data_features(
     oid_code, oids = ops.text_encode(ops.text_take(pieces, long_enough))
     oid_at, oid_code = _per_row(ops, hex_code, piece_hex[long_enough], oid_code, ops.text_size(hexes))
     data(ops.text_join("tls oid: ", oids), tls_rows[oid_at], oid_code)
+    # The banners, certificates and their pieces go before the kinds are laid end to end.
+    del banners, banner_code, protocols, protocol_code, hexes, hex_code, pieces, piece_hex
+    del long_enough, oids, oid_at, oid_code, tls_rows, ssh_rows
+    ops.release_memory()
 
     # The kinds' prefixes differ, so their distinct strings laid end to end are distinct.
     offsets = np.cumsum([0] + [ops.text_size(k) for k in kinds]).tolist()
-    d_strings = ops.text_concat(kinds)
-    d_row = xp.concatenate(kind_rows)
-    d_code = xp.concatenate([c + off for c, off in zip(kind_codes, offsets[:-1], strict=True)])
+    d_strings = ops.text_concat_drain(kinds)
     # A banner may repeat a line and a certificate a piece: keep each (row, feature) once.
-    d_row, d_code = unique_row_features(d_row, d_code)
+    d_row, d_code = _distinct_pairs(_pack_pairs(kind_rows, kind_codes, offsets[:-1]))
     return d_strings, d_row, d_code
 
 
@@ -402,10 +415,39 @@ def unique_row_features(d_row: Any, d_code: Any) -> tuple[Any, Any]:
     """``(row, feature code)`` pairs kept once each, sorted by row then code."""
     if not d_row.size:
         return d_row, d_code
-    ops = ops_for(backend_of(d_row))
-    xp = ops.namespace()
-    pair = ops.unique_sorted((d_row.astype(xp.uint64) << xp.uint64(32)) | d_code.astype(xp.uint64))
-    return (pair >> xp.uint64(32)).astype(xp.int64), (pair & xp.uint64(0xFFFFFFFF)).astype(xp.int64)
+    return _distinct_pairs(_pack_pairs([d_row], [d_code], [0]))
+
+
+def _pack_pairs(rows: list[Any], codes: list[Any], offsets: list[int]) -> Any:
+    """``row << 32 | code + offset`` (uint64) of each kind's pairs, end to end; the lists are emptied
+    as they are packed, so each kind's arrays can go once copied."""
+    xp = ops_for(backend_of(rows[0])).namespace()
+    pair = xp.empty(sum(int(r.size) for r in rows), dtype=xp.uint64)
+    at = 0
+    for k, offset in enumerate(offsets):
+        size = int(rows[k].size)
+        packed = pair[at : at + size]
+        packed[...] = rows[k]
+        packed <<= xp.uint64(32)
+        packed |= (codes[k] + offset).astype(xp.uint64)
+        rows[k] = codes[k] = None
+        at += size
+    rows.clear()
+    codes.clear()
+    return pair
+
+
+def _distinct_pairs(pair: Any) -> tuple[Any, Any]:
+    """The distinct packed pairs as ``(row, code)`` (int64), sorted; ``pair`` is sorted in place."""
+    xp = ops_for(backend_of(pair)).namespace()
+    pair.sort()
+    keep = xp.empty(pair.size, dtype=bool)
+    keep[:1] = True
+    xp.not_equal(pair[1:], pair[:-1], out=keep[1:])
+    if not bool(keep.all()):
+        pair = pair[keep]
+    del keep
+    return (pair >> xp.uint64(32)).view(xp.int64), (pair & xp.uint64(0xFFFFFFFF)).view(xp.int64)
 
 
 def cross_features(
@@ -423,17 +465,16 @@ def cross_features(
     """Append each data feature crossed with its row's /16 (``16:<f>-<hex8>``) and, with
     ``use_asn``, its known ASN (``asn:<f>-asn: <n>``) to ``kinds``/``rows``/``codes``.
 
-    Strings are built only for the distinct (feature, /16) and (feature, ASN) values."""
+    A cross is kept per distinct (feature, /16) and (feature, ASN) value as the index of its data
+    feature and its number (:class:`ComposedStrings`): its string is built when taken or hashed."""
     ops = ops_for(backend_of(ip))
     xp = ops.namespace()
     x16 = (ip >> xp.uint32(16)).astype(xp.uint64)
     c16_code, c16_unique = ops.factorize((d_code.astype(xp.uint64) << xp.uint64(16)) | x16[d_row])
     c16_d = (c16_unique >> xp.uint64(16)).astype(xp.int64)
-    if c16_d.size:
-        c16_hex = ops.text_hex8(((c16_unique & xp.uint64(0xFFFF)) << xp.uint64(16)).astype(xp.uint32))
-        kinds.append(ops.text_join("16:", ops.text_take(d_strings, c16_d), "-", c16_hex))
-    else:
-        kinds.append(ops.text([]))
+    c16_prefix = ((c16_unique & xp.uint64(0xFFFF)) << xp.uint64(16)).astype(xp.uint32)
+    del c16_unique
+    kinds.append(ComposedStrings("16:", d_strings, c16_d, "-", c16_prefix, hexadecimal=True))
     rows.append(d_row)
     codes.append(c16_code)
     if not use_asn:
@@ -444,11 +485,9 @@ def cross_features(
         (d_code[with_asn].astype(xp.uint64) << xp.uint64(32)) | asn[ca_row].astype(xp.uint64)
     )
     ca_d = (ca_unique >> xp.uint64(32)).astype(xp.int64)
-    if ca_d.size:
-        ca_asn = ops.text_decimal((ca_unique & xp.uint64(0xFFFFFFFF)).astype(xp.uint32))
-        kinds.append(ops.text_join("asn:", ops.text_take(d_strings, ca_d), "-asn: ", ca_asn))
-    else:
-        kinds.append(ops.text([]))
+    ca_asn = (ca_unique & xp.uint64(0xFFFFFFFF)).astype(xp.uint32)
+    del ca_unique
+    kinds.append(ComposedStrings("asn:", d_strings, ca_d, "-asn: ", ca_asn))
     rows.append(ca_row)
     codes.append(ca_code)
 
@@ -466,10 +505,12 @@ def prefix_features(kinds: list[Any], rows: list[Any], codes: list[Any], ip: Any
 
 
 def assemble_features(kinds: list[Any], rows: list[Any], codes: list[Any]) -> FeatureArrays:
-    """One :class:`FeatureArrays` from per-kind dictionaries, each kind's codes offset past the last's.
+    """One :class:`FeatureArrays` from per-kind dictionaries (text arrays or
+    :class:`ComposedStrings`), each kind's codes offset past the last's.
 
     The lists are emptied as their arrays are copied into the result (their memory goes early)."""
-    ops = ops_for(backend_of(rows[0]))
+    backend = backend_of(rows[0])
+    ops = ops_for(backend)
     xp = ops.namespace()
     sizes = [int(c.size) for c in codes]
     if len(sizes) != len(kinds) or len(sizes) != len(rows):
@@ -482,13 +523,13 @@ def assemble_features(kinds: list[Any], rows: list[Any], codes: list[Any]) -> Fe
         row[at : at + size] = rows[k]
         codes[k] = rows[k] = None
         at += size
-        offset += ops.text_size(kinds[k])
+        offset += len(kinds[k])
     codes.clear()
     rows.clear()
-    strings = ops.text_concat_drain(kinds)
+    strings = FeatureStrings(kinds, backend)
+    kinds.clear()
     ops.release_memory()
-    fkeys = ops.xxh64_strings(strings, schema.FKEY_SEED)
-    return FeatureArrays(row=row, fid=fid, strings=strings, fkeys=fkeys)
+    return FeatureArrays(row=row, fid=fid, strings=strings, fkeys=strings.keys(schema.FKEY_SEED))
 
 
 def feature_arrays_of_table(
@@ -578,7 +619,7 @@ def feature_table(services: Any, arrays: FeatureArrays) -> FeatureTable:
         {
             schema.FID: xp.arange(arrays.n_features, dtype=xp.uint32),
             schema.FKEY: arrays.fkeys,
-            schema.FEATURE: _frame_strings(arrays.strings, backend),
+            schema.FEATURE: _frame_strings(arrays.strings.materialize(), backend),
         }
     )
     return FeatureTable(long, dictionary)

@@ -48,9 +48,9 @@ class SeedPartition:
         Feature rows, distinct ``(slot, fid)``.
     fkeys : uint64[n_features]
         Key of every local fid.
-    strings : string array
-        Canonical string of every local fid (Arrow on the host, a cuDF Series on the device; every
-        array here is NumPy or CuPy alike).
+    strings : FeatureStrings
+        Canonical string of every local fid (Arrow on the host, cuDF on the device, the crosses
+        built when taken; every array here is NumPy or CuPy alike).
     single_ip, single_port : uint32 / uint16 arrays
         Services of hosts with exactly one port.
     services : uint64 array
@@ -144,17 +144,20 @@ def index_seed(
     if features.n_features and not ops.all_distinct(features.fkeys):
         raise InputError("two different feature strings have the same XXH64 key; cannot learn exactly")
     fkeys, strings, feature_fid = features.fkeys, features.strings, features.fid
-    feature_service = inverse[rows][features.row]
-    del features  # its rows: one array per feature row at a time
+    # Gathered through the (few) featurized rows, so one array per feature row is made at a time;
+    # the slot is -1 exactly where the service is not counted.
+    row_service = inverse[rows]
+    feature_service = row_service[features.row] if single_features else None
+    row_slot = ops.take_over(slot_of_service[row_service], features.row)
+    del features, row_service
     # Repeated (ip, port) rows: their features are the union, each (service, fid) once. (Rows of
     # one input row are distinct already.)
     repeated = rows.size > int(featured.sum())
-    row_slot = slot_of_service[feature_service]  # -1 exactly where the service is not counted
     on_slot = row_slot >= 0
-    if not single_features:
-        del feature_service
-    row_slot = row_slot[on_slot]
-    row_fid = feature_fid[on_slot]
+    row_fid = feature_fid
+    if not bool(on_slot.all()):
+        row_slot = row_slot[on_slot]
+        row_fid = feature_fid[on_slot]
     if repeated:
         row_slot, row_fid = unique_row_features(row_slot, row_fid)
     single_row_port = single_row_fid = None
