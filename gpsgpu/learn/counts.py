@@ -101,7 +101,7 @@ def set_global_ids(part: SeedPartition, local_to_gid: Any) -> SeedPartition:
     :func:`_order_rows`); the partition is updated in place and returned (a Mapper task)."""
     if part.single_row_fid is not None:
         part.single_row_gid = local_to_gid[part.single_row_fid]
-    _order_rows(part, local_to_gid[part.row_fid])
+    _order_rows(part, local_to_gid)
     return part
 
 
@@ -119,7 +119,7 @@ def kept_homes(glob: GlobalFeatures, keep: Any) -> tuple[Any, list[Any]]:
 
 def strings_at(part: SeedPartition, at: tuple[Any, Any]) -> Any:
     """The partition's feature strings at the local ids of ``at`` (one of :func:`kept_homes`'s)."""
-    return _ops(part).text_take(part.strings, at[1])
+    return part.strings.take(at[1])
 
 
 def drop_strings(part: SeedPartition) -> SeedPartition:
@@ -143,9 +143,9 @@ def keep_strings(
     return GlobalFeatures(glob.fkeys, glob.home, glob.sizes, kept=kept, kept_index=kept_index)
 
 
-def _order_rows(part: SeedPartition, row_gid: Any) -> None:
-    """Set ``row_gid`` and sort the rows by ``(host's port count, gid, slot)`` (``row_fid``, local
-    ids that nothing reads past this point, is emptied).
+def _order_rows(part: SeedPartition, local_to_gid: Any) -> None:
+    """Set ``row_gid`` (``local_to_gid`` at ``row_fid``) and sort the rows by ``(host's port count,
+    gid, slot)`` (``row_fid``, local ids that nothing reads past this point, is emptied).
 
     By port count: the pair kernels' block order, so no pass has to regroup rows. By gid next: the
     pair keys (``gid`` in their high bits) then come out nearly sorted, so looking them up in the
@@ -154,30 +154,44 @@ def _order_rows(part: SeedPartition, row_gid: Any) -> None:
     """
     xp = _ops(part).namespace()
     n_slots = int(part.slot_ip.size)
-    n_gids = int(row_gid.max()) + 1 if row_gid.size else 1
+    n_gids = int(local_to_gid.max()) + 1 if local_to_gid.size else 1
     if n_slots >= 1 << 32 or n_gids >= 1 << 28:
+        row_gid = local_to_gid[part.row_fid]
         keys = xp.stack([part.row_slot, row_gid.astype(xp.int64), part.slot_count[part.row_slot]])
         order = xp.lexsort(keys.astype(xp.int64))
         part.row_slot, part.row_gid = part.row_slot[order], row_gid[order]
         part.row_fid = xp.zeros(0, dtype=xp.uint32)
         return
-    # Packed and unpacked in place: one uint64 per row is alive beside the rows, not four.
-    packed = part.slot_count[part.row_slot].astype(xp.uint64)
-    packed <<= xp.uint64(60)
-    gid_bits = row_gid.astype(xp.uint64)
-    del row_gid
-    gid_bits <<= xp.uint64(32)
-    packed |= gid_bits
-    del gid_bits
-    packed |= part.row_slot.astype(xp.uint64, copy=False)
+    # Packed and unpacked a block of rows at a time, the slots in place: one uint64 per row is alive
+    # beside the rows, not four.
+    n_rows = int(part.row_slot.size)
+    packed = xp.empty(n_rows, dtype=xp.uint64)
+    for start in range(0, n_rows, _PACK_BLOCK):
+        slot = part.row_slot[start : start + _PACK_BLOCK]
+        block = part.slot_count[slot].astype(xp.uint64)
+        block <<= xp.uint64(60)
+        gid_bits = local_to_gid[part.row_fid[start : start + _PACK_BLOCK]].astype(xp.uint64)
+        gid_bits <<= xp.uint64(32)
+        block |= gid_bits
+        block |= slot.astype(xp.uint64)
+        packed[start : start + block.size] = block
+        del slot, block, gid_bits
     part.row_fid = xp.zeros(0, dtype=xp.uint32)  # local ids are not needed past this point
     part.row_slot = part.row_fid  # freed before the sort
     packed.sort()
+    part.row_gid = xp.empty(n_rows, dtype=xp.uint32)
+    for start in range(0, n_rows, _PACK_BLOCK):
+        gid_bits = packed[start : start + _PACK_BLOCK] >> xp.uint64(32)
+        gid_bits &= xp.uint64(0x0FFFFFFF)
+        part.row_gid[start : start + gid_bits.size] = gid_bits
+        del gid_bits
     # Slots are below 2**32: the low half of a packed row, read as int64, is its slot.
-    part.row_slot = (packed & xp.uint64(0xFFFFFFFF)).view(xp.int64)
-    packed >>= xp.uint64(32)
-    packed &= xp.uint64(0x0FFFFFFF)
-    part.row_gid = packed.astype(xp.uint32)
+    packed &= xp.uint64(0xFFFFFFFF)
+    part.row_slot = packed.view(xp.int64)
+
+
+#: Feature rows packed at once by :func:`_order_rows` (bounds its temporaries to a few MB).
+_PACK_BLOCK = 1 << 20
 
 
 def server_keys(part: SeedPartition) -> Any:
@@ -235,17 +249,14 @@ def _chunks_by_gid(ops: ModuleType, row_gid: Any, row_pairs: Any, chunk_pairs: i
     if total <= chunk_pairs:
         return [[slice(0, int(row_gid.size))]]
     n_gid = int(row_gid.max()) + 1
-    next_block = row_pairs[1:] != row_pairs[:-1]
-    in_order = bool(xp.all(row_pairs[1:] >= row_pairs[:-1])) and bool(
-        xp.all((row_gid[1:] >= row_gid[:-1]) | next_block)
-    )
-    del next_block
-    if not in_order:
+    if not _in_block_order(xp, row_gid, row_pairs):
         return _chunks_by_gid_unsorted(ops, row_gid, row_pairs, chunk_pairs)
     blocks = [b.tolist() for b in ops.runs(row_pairs)]  # (pairs per row, first row, rows) per block
     per_gid = xp.zeros(n_gid, dtype=xp.int64)
     for k1, lo, size in zip(*blocks, strict=True):
-        per_gid += k1 * xp.bincount(row_gid[lo : lo + size], minlength=n_gid)
+        # By sub-blocks: bincount casts its input to int64, a copy of every row's gid otherwise.
+        for sub in range(lo, lo + size, _ROW_BLOCK):
+            per_gid += k1 * xp.bincount(row_gid[sub : min(sub + _ROW_BLOCK, lo + size)], minlength=n_gid)
     # A chunk starts at every gid whose earlier pairs pass a multiple of chunk_pairs.
     before = xp.cumsum(per_gid) - per_gid
     chunk = before // chunk_pairs
@@ -265,6 +276,19 @@ def _chunks_by_gid(ops: ModuleType, row_gid: Any, row_pairs: Any, chunk_pairs: i
         if pieces:
             chunks.append(pieces)
     return chunks
+
+
+def _in_block_order(xp: Any, row_gid: Any, row_pairs: Any) -> bool:
+    """Whether rows are sorted by ``(pairs, gid)``, checked a block of rows at a time (each
+    comparison is a bool per row)."""
+    for lo in range(0, max(int(row_gid.size) - 1, 0), _ROW_BLOCK):
+        hi = min(lo + _ROW_BLOCK, int(row_gid.size) - 1)
+        pairs_now, pairs_next = row_pairs[lo:hi], row_pairs[lo + 1 : hi + 1]
+        if not bool(xp.all(pairs_next >= pairs_now)):
+            return False
+        if not bool(xp.all((row_gid[lo + 1 : hi + 1] >= row_gid[lo:hi]) | (pairs_next != pairs_now))):
+            return False
+    return True
 
 
 def _chunks_by_gid_unsorted(
@@ -288,8 +312,17 @@ def _chunks_by_gid_unsorted(
 def row_indices(xp: Any, selected: Any) -> Any:
     """The feature rows ``selected`` marks (bool per row), as int32 when they fit: the passes hold
     this index beside the rows' own arrays while they expand pairs."""
-    rows = xp.flatnonzero(selected)
-    return rows.astype(xp.int32) if selected.size < 1 << 31 else rows
+    if selected.size >= 1 << 31:
+        return xp.flatnonzero(selected)
+    # A block at a time: no int64 index of every selected row is made on the way.
+    rows = xp.empty(int(selected.sum()), dtype=xp.int32)
+    at = 0
+    for lo in range(0, int(selected.size), _ROW_BLOCK):
+        found = xp.flatnonzero(selected[lo : lo + _ROW_BLOCK]).astype(xp.int32)
+        found += xp.int32(lo)
+        rows[at : at + found.size] = found
+        at += int(found.size)
+    return rows
 
 
 def _gather(xp: Any, values: Any, pieces: list[Any]) -> Any:

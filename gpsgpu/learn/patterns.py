@@ -229,6 +229,9 @@ def learn_patterns(
 
     with step("hitrates"):
         table = _hitrate_table(ops, pair_keys, pair_counts, srv_keys, srv_counts, glob, min_count)
+        n_servers, n_pairs_counted = int(srv_keys.size), int(pair_keys.size)
+        if not keep_counts:  # the count tables are in the hitrate table now: their memory goes
+            del pair_keys, pair_counts, srv_keys, srv_counts
 
     # Best predictor of every counted service; only rows of a feature with some hitrate can be one.
     with step("best_predictors"):
@@ -256,8 +259,8 @@ def learn_patterns(
         counts = _sum_counts(mapper.map(_counts_of, parts))
         del parts
         counts.update(
-            n_servers=int(srv_keys.size),
-            n_pairs_counted=int(pair_keys.size),
+            n_servers=n_servers,
+            n_pairs_counted=n_pairs_counted,
             n_hitrates=int(table.keys.size),
             n_patterns=len(patterns),
             n_patterns_single=int(patterns[schema.P].isna().sum()),
