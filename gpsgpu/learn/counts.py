@@ -101,6 +101,7 @@ def set_global_ids(part: SeedPartition, local_to_gid: Any) -> SeedPartition:
     :func:`_order_rows`); the partition is updated in place and returned (a Mapper task)."""
     if part.single_row_fid is not None:
         part.single_row_gid = local_to_gid[part.single_row_fid]
+        part.single_row_fid = None  # local ids are not read past this point
     _order_rows(part, local_to_gid)
     return part
 
@@ -185,9 +186,16 @@ def _order_rows(part: SeedPartition, local_to_gid: Any) -> None:
         gid_bits &= xp.uint64(0x0FFFFFFF)
         part.row_gid[start : start + gid_bits.size] = gid_bits
         del gid_bits
-    # Slots are below 2**32: the low half of a packed row, read as int64, is its slot.
-    packed &= xp.uint64(0xFFFFFFFF)
-    part.row_slot = packed.view(xp.int64)
+    # Slots are below 2**32: the low half of a packed row is its slot (int32 when they fit, as
+    # the passes read it; the device kernels widen a chunk's slots as they take them).
+    if n_slots >= 1 << 31:
+        packed &= xp.uint64(0xFFFFFFFF)
+        part.row_slot = packed.view(xp.int64)
+        return
+    part.row_slot = xp.empty(n_rows, dtype=xp.int32)
+    for start in range(0, n_rows, _PACK_BLOCK):
+        low = packed[start : start + _PACK_BLOCK] & xp.uint64(0xFFFFFFFF)
+        part.row_slot[start : start + low.size] = low
 
 
 #: Feature rows packed at once by :func:`_order_rows` (bounds its temporaries to a few MB).

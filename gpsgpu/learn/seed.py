@@ -43,7 +43,7 @@ class SeedPartition:
         port)``: a host's slots are contiguous and sorted by port.
     slot_first, slot_count : int64[n_slots]
         Index of the first slot of the slot's host, and the host's number of ports.
-    row_slot : int64[n_rows]
+    row_slot : int64[n_rows] (int32 once ordered by :func:`set_global_ids`, when slots fit)
     row_fid : uint32[n_rows]
         Feature rows, distinct ``(slot, fid)``.
     fkeys : uint64[n_features]
@@ -143,32 +143,32 @@ def index_seed(
     features = feature_arrays_of_table(table, use_asn=use_asn, preset=preset, rows=rows)
     if features.n_features and not ops.all_distinct(features.fkeys):
         raise InputError("two different feature strings have the same XXH64 key; cannot learn exactly")
-    fkeys, strings, feature_fid = features.fkeys, features.strings, features.fid
-    # Gathered through the (few) featurized rows, so one array per feature row is made at a time;
-    # the slot is -1 exactly where the service is not counted.
+    fkeys, strings, row_fid = features.fkeys, features.strings, features.fid
+    # Gathered through the (few) featurized rows and written over the feature rows' own index, so
+    # no second array per feature row is made; the slot is -1 exactly where the service is not
+    # counted (a single-port service's, with single_features).
     row_service = inverse[rows]
-    feature_service = row_service[features.row] if single_features else None
-    row_slot = ops.take_over(slot_of_service[row_service], features.row)
-    del features, row_service
-    # Repeated (ip, port) rows: their features are the union, each (service, fid) once. (Rows of
-    # one input row are distinct already.)
-    repeated = rows.size > int(featured.sum())
-    on_slot = row_slot >= 0
-    row_fid = feature_fid
-    if not bool(on_slot.all()):
-        row_slot = row_slot[on_slot]
-        row_fid = feature_fid[on_slot]
-    if repeated:
-        row_slot, row_fid = unique_row_features(row_slot, row_fid)
+    slot_of_row = slot_of_service[row_service]
     single_row_port = single_row_fid = None
     if single_features:
-        on_single = xp.flatnonzero(~on_slot)
-        single_service, single_row_fid = feature_service[on_single], feature_fid[on_single]
-        del feature_service
-        if repeated:
+        on_single = xp.flatnonzero((slot_of_row < 0)[features.row])
+        single_service, single_row_fid = row_service[features.row[on_single]], row_fid[on_single]
+        del on_single
+    row_slot = ops.take_over(slot_of_row, features.row)
+    del features, row_service, slot_of_row
+    if single_features:
+        on_slot = row_slot >= 0
+        row_slot, row_fid = _compact(xp, row_slot, on_slot), _compact(xp, row_fid, on_slot)
+        del on_slot
+    # Repeated (ip, port) rows: their features are the union, each (service, fid) once. (Rows of
+    # one input row are distinct already.)
+    if rows.size > int(featured.sum()):
+        row_slot, row_fid = unique_row_features(row_slot, row_fid)
+        if single_features:
             single_service, single_row_fid = unique_row_features(single_service, single_row_fid)
+    if single_features:
         single_row_port = s_port[single_service]
-    del feature_fid, on_slot
+        del single_service
     ops.release_memory()  # the features step's freed temporaries leave the resident set
     big = host_size > MAX_HOST_PORTS
     return SeedPartition(
@@ -196,6 +196,21 @@ def index_seed(
         single_row_port=single_row_port,
         single_row_fid=single_row_fid,
     )
+
+
+def _compact(xp: Any, values: Any, keep: Any) -> Any:
+    """``values[keep]``, written over the front of ``values`` a block at a time (a block is read
+    before anything is written over it): no second array of that size is made."""
+    at = 0
+    for start in range(0, int(values.size), _COMPACT_BLOCK):
+        kept = values[start : start + _COMPACT_BLOCK][keep[start : start + _COMPACT_BLOCK]]
+        values[at : at + kept.size] = kept
+        at += int(kept.size)
+    return values[:at]
+
+
+#: Elements moved at once by :func:`_compact`.
+_COMPACT_BLOCK = 1 << 20
 
 
 def real_rows(services: Any, /, *, max_host_ports: int = MAX_HOST_PORTS) -> Any:
