@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -392,11 +392,15 @@ def count_pairs(
     *,
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
     workers: int = 1,
-) -> tuple[Any, Any]:
+    min_count: int = 1,
+) -> tuple[Any, Any, int]:
     """``count_p2`` of one partition over the feature rows ``rows``: sorted pair keys and counts,
-    on the partition's backend (the ``expand_pairs`` kernel on the device, its NumPy twin here).
+    on the partition's backend (the ``expand_pairs`` kernel on the device, its NumPy twin here),
+    and how many distinct pairs were counted.
 
     Chunks hold whole global-id ranges, so the chunks' sorted keys concatenate into sorted keys.
+    With ``min_count``, only pairs counted at least that often are kept: exact when this partition
+    is the whole seed (no other partition's counts can add to a pair's).
 
     Parameters
     ----------
@@ -408,29 +412,32 @@ def count_pairs(
         Upper bound on the pairs one host worker holds at once.
     workers : int
         Threads expanding chunks side by side (host only).
+    min_count : int
+        Keep the pairs counted at least this often (1: every pair).
     """
     ops = _ops(part)
     xp = ops.namespace()
     if rows.size == 0:
-        return xp.zeros(0, xp.uint64), xp.zeros(0, xp.int64)
+        return xp.zeros(0, xp.uint64), xp.zeros(0, xp.int64), 0
     # Chunks index ``rows``; each chunk gathers its own slots and ids (no copy of every row's).
-    row_gid = part.row_gid[rows]
-    row_pairs = _row_pairs(part, rows)
-    host = ops.host_table(part.slot_port, part.slot_first, part.slot_count)
+    host, chunks = pair_plan(part, rows, chunk_pairs=chunk_pairs, workers=workers)
+    n_distinct = [0] * len(chunks)
 
-    def count_chunk(chunk: list[Any]) -> tuple[Any, Any]:
-        at = _gather(xp, rows, chunk)
+    def count_chunk(k: int) -> tuple[Any, Any]:
+        at = _gather(xp, rows, chunks[k])
         keys = ops.expand_pairs(
             part.row_slot[at], part.row_gid[at], part.slot_port, part.slot_first, part.slot_count, host=host
         )
         del at
-        return ops.count_keys(keys)
+        keys, counts = ops.count_keys(keys)
+        n_distinct[k] = int(keys.size)
+        if min_count > 1:
+            kept = counts >= min_count
+            keys, counts = keys[kept], counts[kept]
+        return keys, counts
 
-    chunk_size = _balanced(ops, chunk_pairs, int(row_pairs.sum(dtype=xp.int64)), workers)
-    chunks = _chunks_by_gid(ops, row_gid, row_pairs, chunk_size)
-    del row_gid, row_pairs
-    tables = _map_chunks(count_chunk, chunks, workers)
-    return _concatenate_tables(xp, tables)
+    tables = _map_chunks(count_chunk, list(range(len(chunks))), workers)
+    return (*_concatenate_tables(xp, tables), sum(n_distinct))
 
 
 def _concatenate_tables(xp: Any, tables: list[tuple[Any, Any]]) -> tuple[Any, Any]:
@@ -449,6 +456,24 @@ def _concatenate_tables(xp: Any, tables: list[tuple[Any, Any]]) -> tuple[Any, An
     return keys, counts
 
 
+class PairPlan(NamedTuple):
+    """How the pairs of a partition's rows are walked: the host table and the chunks of rows."""
+
+    host: Any
+    chunks: list[list[Any]]
+
+
+def pair_plan(part: SeedPartition, rows: Any, *, chunk_pairs: int, workers: int) -> PairPlan:
+    """The host table and chunks (whole global-id ranges, see :func:`_chunks_by_gid`) of ``rows``."""
+    ops = _ops(part)
+    xp = ops.namespace()
+    row_pairs = _row_pairs(part, rows)
+    total = int(row_pairs.sum(dtype=xp.int64))
+    chunks = _chunks_by_gid(ops, part.row_gid[rows], row_pairs, _balanced(ops, chunk_pairs, total, workers))
+    del row_pairs
+    return PairPlan(ops.host_table(part.slot_port, part.slot_first, part.slot_count), chunks)
+
+
 def best_slots(
     part: SeedPartition,
     rows: Any,
@@ -458,6 +483,7 @@ def best_slots(
     lower: Any = None,
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
     workers: int = 1,
+    plan: PairPlan | None = None,
 ) -> Any:
     """The best predictor's rank for every slot of the partition (uint32, ``NO_RANK`` for none);
     with ``lower`` (uint32 per slot), the best of rank at least ``lower[slot]``.
@@ -472,18 +498,15 @@ def best_slots(
     table_keys, table_rank : uint64 / uint32 arrays
         Sorted pair keys with a hitrate and their preference rank (smaller is better), on the
         partition's backend.
+    plan : PairPlan, optional
+        :func:`pair_plan` of ``rows`` (the top-k passes make it once).
     """
     ops = _ops(part)
     xp = ops.namespace()
     best = xp.full(part.slot_ip.size, 0xFFFFFFFF, dtype=xp.uint32)
     if rows.size == 0 or table_keys.size == 0:
         return best
-    row_gid = part.row_gid[rows]
-    row_pairs = _row_pairs(part, rows)
-    host = ops.host_table(part.slot_port, part.slot_first, part.slot_count)
-    total = int(row_pairs.sum(dtype=xp.int64))
-    chunks = _chunks_by_gid(ops, row_gid, row_pairs, _balanced(ops, chunk_pairs, total, workers))
-    del row_gid, row_pairs
+    host, chunks = plan or pair_plan(part, rows, chunk_pairs=chunk_pairs, workers=workers)
 
     def best_of(own: Any, chunk: list[Any]) -> Any:
         # A chunk holds a global-id range, so only that slice of the (key-sorted) table can match:

@@ -42,6 +42,7 @@ from gpsgpu.learn.counts import (
     global_ids,
     keep_strings,
     kept_homes,
+    pair_plan,
     row_indices,
     set_global_ids,
     strings_at,
@@ -216,6 +217,9 @@ def learn_patterns(
         del gids, homes
 
     # count_p2, over the rows of features that can have a hitrate (count_p2 <= services with f).
+    # One partition holds every pair's whole count: its chunks keep only the pairs that can have a
+    # hitrate (the distinct pairs counted are still counted).
+    whole = len(parts) == 1 and not keep_counts
     with step("count_pairs"):
         pair_tables = mapper.keep(
             _count_pairs_job,
@@ -223,13 +227,17 @@ def learn_patterns(
             countable=mapper.broadcast(countable),
             chunk_pairs=chunk_pairs,
             workers=workers,
+            min_count=min_count if whole else 1,
         )
         pair_keys, pair_counts = mapper.reduce(sum_by_key, pair_tables)
         del pair_tables
 
     with step("hitrates"):
         table = _hitrate_table(ops, pair_keys, pair_counts, srv_keys, srv_counts, glob, min_count)
-        n_servers, n_pairs_counted = int(srv_keys.size), int(pair_keys.size)
+        n_servers = int(srv_keys.size)
+        n_pairs_counted = int(pair_keys.size)
+        if whole:  # the pairs counted fewer than min_count times were not kept
+            n_pairs_counted = _sum_counts(mapper.map(_counts_of, parts))["n_pairs_distinct"]
         if not keep_counts:  # the count tables are in the hitrate table now: their memory goes
             del pair_keys, pair_counts, srv_keys, srv_counts
 
@@ -257,6 +265,7 @@ def learn_patterns(
         seed = moved(ops.unique_sorted(xp.concatenate(mapper.map(_services_of, parts))))
         seed_ip, seed_port = schema.unpack_service(seed)
         counts = _sum_counts(mapper.map(_counts_of, parts))
+        counts.pop("n_pairs_distinct", None)
         del parts
         counts.update(
             n_servers=n_servers,
@@ -308,14 +317,18 @@ class _Moved:
 
 
 def _count_pairs_job(
-    part: SeedPartition, *, countable: Any, chunk_pairs: int, workers: int
+    part: SeedPartition, *, countable: Any, chunk_pairs: int, workers: int, min_count: int
 ) -> tuple[Any, Any]:
     """``count_p2`` of one partition over the rows of ``countable`` features (bool per global id:
-    on at least ``min_count`` services of the seed): a task of :class:`Mapper`."""
+    on at least ``min_count`` services of the seed), the pairs counted at least ``min_count``
+    times: a task of :class:`Mapper`. The distinct pairs counted go to the partition's counts."""
     xp = backend_of(part.slot_port).xp
-    return count_pairs(
-        part, row_indices(xp, countable[part.row_gid]), chunk_pairs=chunk_pairs, workers=workers
+    rows = row_indices(xp, countable[part.row_gid])
+    keys, counts, n_distinct = count_pairs(
+        part, rows, chunk_pairs=chunk_pairs, workers=workers, min_count=min_count
     )
+    part.counts["n_pairs_distinct"] = n_distinct
+    return keys, counts
 
 
 def _add(arrays: list[Any]) -> Any:
@@ -361,12 +374,11 @@ def _best_job(
     feature (bool per global id) can be one."""
     xp = backend_of(part.slot_port).xp
     rows = row_indices(xp, rated[part.row_gid])
+    plan = pair_plan(part, rows, chunk_pairs=chunk_pairs, workers=workers)  # one for the k passes
     slots, entries, ranks = [], [], []
     lower = None
     for k in range(top_k):
-        best = best_slots(
-            part, rows, table.keys, table.rank, lower=lower, chunk_pairs=chunk_pairs, workers=workers
-        )
+        best = best_slots(part, rows, table.keys, table.rank, lower=lower, plan=plan)
         found = xp.flatnonzero(best != _NO_RANK)
         if found.size == 0:
             break
