@@ -62,13 +62,13 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from gpsgpu import schema
-from gpsgpu.backend import Backend
 from gpsgpu.features import gps2022
 from gpsgpu.features.gps2022 import (
     DEFAULT_CHUNK_ROWS,
@@ -77,7 +77,6 @@ from gpsgpu.features.gps2022 import (
     _join,
     _prepend,
 )
-from gpsgpu.features.strings import FeatureStrings
 from gpsgpu.features.tls import banner_bytes, first_certificate
 from gpsgpu.ops import cpu
 
@@ -790,23 +789,30 @@ def _position_in_run(parent: np.ndarray) -> np.ndarray:
 # --- the preset ----------------------------------------------------------------------------------
 
 
-def _extra_features(table: pa.Table, ip: np.ndarray, asn: np.ndarray, *, use_asn: bool) -> FeatureArrays:
-    """The features ``extended`` adds to ``gps2022`` for one chunk."""
+def _extra_kinds(
+    table: pa.Table, ip: np.ndarray, asn: np.ndarray, *, use_asn: bool
+) -> tuple[list[Any], list[np.ndarray], list[np.ndarray]]:
+    """The kinds of features ``extended`` adds to ``gps2022`` for one chunk: their dictionaries,
+    rows and codes (see :func:`gpsgpu.features.gps2022.assemble_features`)."""
     d_row, d_code, d_strings = app_features(table)
     # Two header lines of a response may be equal (two cookies, by name): keep (row, feature) once.
     d_row, d_code = gps2022.unique_row_features(d_row, d_code)
-    kinds: list[pa.Array] = [d_strings]
+    kinds: list[Any] = [d_strings]
     rows: list[np.ndarray] = [d_row]
     codes: list[np.ndarray] = [d_code]
     gps2022.cross_features(kinds, rows, codes, d_row, d_code, d_strings, ip, asn, use_asn=use_asn)
     gps2022.prefix_features(kinds, rows, codes, ip, EXTRA_PREFIX_LENGTHS)
-    return gps2022.assemble_features(kinds, rows, codes)
+    return kinds, rows, codes
 
 
 def _chunk_features(table: pa.Table, *, use_asn: bool) -> FeatureArrays:
     ip = np.asarray(table[schema.IP]).astype(np.uint32, copy=False)
     asn = np.asarray(table[schema.ASN]).astype(np.uint32, copy=False)
-    base = gps2022._chunk_features(
+    # The added kinds first: their parsers' temporaries come and go while no other feature is held;
+    # gps2022 then assembles them after its own (one dictionary: its prefixes are not theirs).
+    more = _extra_kinds(table, ip, asn, use_asn=use_asn)
+    cpu.release_memory()
+    return gps2022._chunk_features(
         ip,
         cpu.text(table[schema.PROTOCOL]),
         np.asarray(table[schema.WINDOW]).astype(np.int32, copy=False),
@@ -814,15 +820,8 @@ def _chunk_features(table: pa.Table, *, use_asn: bool) -> FeatureArrays:
         asn,
         cpu.text(table["tls_cert"]) if "tls_cert" in table.column_names else None,
         use_asn=use_asn,
+        more=more,
     )
-    cpu.release_memory()  # gps2022's temporaries, before the added kinds allocate theirs
-    extra = _extra_features(table, ip, asn, use_asn=use_asn)
-    # The prefixes of the added strings are not gps2022's: the two dictionaries are disjoint.
-    fkeys = np.concatenate([base.fkeys, extra.fkeys])
-    fid = np.concatenate([base.fid, extra.fid + np.uint32(base.n_features)])
-    row = np.concatenate([base.row, extra.row])
-    strings = FeatureStrings.concat([base.strings, extra.strings], Backend.CPU)
-    return FeatureArrays(row=row, fid=fid, strings=strings, fkeys=fkeys)
 
 
 def feature_arrays(

@@ -311,13 +311,15 @@ def _chunk_features(
     *,
     use_asn: bool,
     rows: Any | None = None,
+    more: tuple[list[Any], list[Any], list[Any]] | None = None,
 ) -> FeatureArrays:
     """:func:`feature_arrays` of one chunk of rows, on the backend of ``ip``.
 
     String work is done once per distinct value: banners, protocols and certificates are encoded
     first, and lines, pieces and prefixes are cut from the distinct values, then spread to the
     rows as integer codes. ``rows`` (optional) selects the rows to featurize; the string columns
-    are then read whole and never copied row by row.
+    are then read whole and never copied row by row. ``more`` (another preset's kinds, rows and
+    codes of the same rows, see :func:`assemble_features`) is assembled after these kinds.
     """
     ops = ops_for(backend_of(ip))
     xp = ops.namespace()
@@ -352,7 +354,10 @@ def _chunk_features(
         feature_kinds.append(ops.text_join("asn: ", ops.text_decimal(unique.astype(xp.uint32))))
         feature_rows.append(asn_rows)
         feature_codes.append(code)
-
+    if more is not None:
+        for listed, added in zip((feature_kinds, feature_rows, feature_codes), more, strict=True):
+            listed.extend(added)
+            added.clear()
     return assemble_features(feature_kinds, feature_rows, feature_codes)
 
 

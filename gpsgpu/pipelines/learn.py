@@ -67,6 +67,7 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
             with timings.step("learn_ranked"), Progress("learn: scored and host rules", heartbeat=True):
                 counts.update(improve_rules(services, result, config, mapper=mapper, workers=workers))
                 counts["n_rules"] = len(result.rules)
+            release_memory()  # the scored rules' temporaries, before the model is written
     if backend is Backend.GPU:
         counts["bytes_host_to_device"] = bytes_to_device(services)
     timings.update({f"learn.{step}": seconds for step, seconds in result.timings.items()})
