@@ -27,7 +27,7 @@ from gpsgpu.ops.cpu import release_memory
 from gpsgpu.partition import HostPartitions, partition_of
 
 #: Rows decoded at once while a partition is gathered.
-BATCH_ROWS = 1 << 20
+BATCH_ROWS = 1 << 17
 
 
 class ParquetHostPartitions(HostPartitions):
