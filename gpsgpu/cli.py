@@ -992,9 +992,6 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(ValueError):  # not the main thread (embedded use): keep the default
         signal.signal(signal.SIGTERM, _terminated)
     click_errors = _click_exception_types()
-    from gpsgpu.ops.cpu import map_large_allocations
-
-    map_large_allocations()  # freed arrays leave the resident set at once (peak memory)
     try:
         status = app(args=argv, standalone_mode=False)
     except GpsgpuError as exc:

@@ -473,30 +473,6 @@ def synchronize() -> None:
     """Wait for queued device work (nothing to wait for on the host)."""
 
 
-#: Allocations of this many bytes or more get pages of their own from glibc, given back when freed.
-MMAP_THRESHOLD_BYTES = 4 << 20
-_MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
-
-
-def map_large_allocations() -> None:
-    """Have glibc map every allocation of :data:`MMAP_THRESHOLD_BYTES` or more on its own, in this
-    process and the worker processes it starts (unless ``MALLOC_MMAP_THRESHOLD_`` is set already).
-
-    glibc raises its threshold (to 32 MB) each time a mapped array is freed; from then on the
-    1-30 MB temporaries of the chunked passes come from the heap, whose freed pages stay resident
-    between trims, so the peak grows with the fragmentation, not with what is alive."""
-    import contextlib
-    import ctypes
-    import os
-
-    if _MMAP_THRESHOLD_ENV in os.environ:
-        return
-    os.environ[_MMAP_THRESHOLD_ENV] = str(MMAP_THRESHOLD_BYTES)
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: its own policy stands
-        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-
-
 def release_memory() -> None:
     """Give the memory freed so far back to the system: Arrow's allocator and glibc's heap keep
     freed pages for reuse, so without this a stage's temporaries stay in the resident set through
