@@ -444,14 +444,9 @@ def _pack_pairs(rows: list[Any], codes: list[Any], offsets: list[int]) -> Any:
 
 def _distinct_pairs(pair: Any) -> tuple[Any, Any]:
     """The distinct packed pairs as ``(row, code)`` (int64), sorted; ``pair`` is sorted in place."""
-    xp = ops_for(backend_of(pair)).namespace()
-    pair.sort()
-    keep = xp.empty(pair.size, dtype=bool)
-    keep[:1] = True
-    xp.not_equal(pair[1:], pair[:-1], out=keep[1:])
-    if not bool(keep.all()):
-        pair = pair[keep]
-    del keep
+    ops = ops_for(backend_of(pair))
+    xp = ops.namespace()
+    pair = ops.unique_sorted(pair, in_place=True)
     return (pair >> xp.uint64(32)).view(xp.int64), (pair & xp.uint64(0xFFFFFFFF)).view(xp.int64)
 
 

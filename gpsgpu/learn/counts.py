@@ -180,22 +180,24 @@ def _order_rows(part: SeedPartition, local_to_gid: Any) -> None:
     part.row_fid = xp.zeros(0, dtype=xp.uint32)  # local ids are not needed past this point
     part.row_slot = part.row_fid  # freed before the sort
     packed.sort()
+    # Unpacked in one pass: the gid from the high half, the slot (below 2**32) from the low half,
+    # int32 when slots fit (as the passes read it; the device kernels widen a chunk's slots).
+    narrow = n_slots < 1 << 31
     part.row_gid = xp.empty(n_rows, dtype=xp.uint32)
+    row_slot = xp.empty(n_rows, dtype=xp.int32) if narrow else None
     for start in range(0, n_rows, _PACK_BLOCK):
-        gid_bits = packed[start : start + _PACK_BLOCK] >> xp.uint64(32)
+        block = packed[start : start + _PACK_BLOCK]
+        gid_bits = block >> xp.uint64(32)
         gid_bits &= xp.uint64(0x0FFFFFFF)
-        part.row_gid[start : start + gid_bits.size] = gid_bits
-        del gid_bits
-    # Slots are below 2**32: the low half of a packed row is its slot (int32 when they fit, as
-    # the passes read it; the device kernels widen a chunk's slots as they take them).
-    if n_slots >= 1 << 31:
+        part.row_gid[start : start + block.size] = gid_bits
+        if narrow:
+            row_slot[start : start + block.size] = block & xp.uint64(0xFFFFFFFF)
+        del block, gid_bits
+    if narrow:
+        part.row_slot = row_slot
+    else:
         packed &= xp.uint64(0xFFFFFFFF)
         part.row_slot = packed.view(xp.int64)
-        return
-    part.row_slot = xp.empty(n_rows, dtype=xp.int32)
-    for start in range(0, n_rows, _PACK_BLOCK):
-        low = packed[start : start + _PACK_BLOCK] & xp.uint64(0xFFFFFFFF)
-        part.row_slot[start : start + low.size] = low
 
 
 #: Feature rows packed at once by :func:`_order_rows` (bounds its temporaries to a few MB).

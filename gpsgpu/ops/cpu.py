@@ -301,16 +301,21 @@ def count_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return value, counts
 
 
-def unique_sorted(values: np.ndarray) -> np.ndarray:
+def unique_sorted(values: np.ndarray, *, in_place: bool = False) -> np.ndarray:
     """Sorted distinct values (``np.sort`` + neighbour test: NumPy 2.3+'s ``np.unique`` hashes, which
-    is several times slower on large uint64 arrays)."""
+    is several times slower on large uint64 arrays); ``in_place`` sorts ``values`` itself (no copy
+    of it; the result may be it)."""
     if values.size == 0:
-        return values.copy()
-    ordered = np.sort(values)
+        return values if in_place else values.copy()
+    if in_place:
+        values.sort()
+        ordered = values
+    else:
+        ordered = np.sort(values)
     keep = np.empty(ordered.size, dtype=bool)
     keep[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
-    return ordered[keep]
+    return ordered if keep.all() else ordered[keep]
 
 
 def union_sorted(*arrays: np.ndarray) -> np.ndarray:

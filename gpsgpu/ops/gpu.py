@@ -182,10 +182,19 @@ def namespace() -> Any:
     return cupy
 
 
-def unique_sorted(values: Any) -> Any:
+def unique_sorted(values: Any, *, in_place: bool = False) -> Any:
+    """:func:`gpsgpu.ops.cpu.unique_sorted` on the device."""
     import cupy as cp
 
-    return cp.unique(values)
+    if not in_place:
+        return cp.unique(values)
+    if values.size == 0:
+        return values
+    values.sort()
+    keep = cp.empty(values.size, dtype=bool)
+    keep[:1] = True
+    cp.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def unique_inverse(values: Any) -> tuple[Any, Any]:
