@@ -981,6 +981,38 @@ def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+#: glibc's malloc settings for the engine (mallopt parameter, environment variable, value): heap
+#: tops above 2 MiB go back to the system when freed, and arrays of 32 MiB or more are mapped apart.
+_MALLOC_SETTINGS = (
+    (-1, "MALLOC_TRIM_THRESHOLD_", 2 << 20),  # M_TRIM_THRESHOLD
+    (-3, "MALLOC_MMAP_THRESHOLD_", 32 << 20),  # M_MMAP_THRESHOLD
+)
+
+
+def _tune_malloc() -> None:
+    """Fixed glibc malloc thresholds, in this process and in the processes it starts (Dask workers
+    read the environment when they start); a setting the user made is kept.
+
+    By default glibc raises its trim threshold with every large block freed (to 64 MiB), and
+    ``malloc_trim`` does not trim the top of a thread's arena: the freed temporaries of one stage
+    stay resident through the next and add to its peak (bench/RESULTS.md, 2026-12-06). Fixing the
+    thresholds turns that growth off; 32 MiB is where the default mapping threshold ends up anyway.
+    """
+    import ctypes
+    import os
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
+    for parameter, variable, value in _MALLOC_SETTINGS:
+        if variable in os.environ:
+            continue
+        os.environ[variable] = str(value)
+        mallopt(parameter, value)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning every outcome into an honest exit status.
 
@@ -991,6 +1023,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with contextlib.suppress(ValueError):  # not the main thread (embedded use): keep the default
         signal.signal(signal.SIGTERM, _terminated)
+    _tune_malloc()  # before the first worker thread or process starts
     click_errors = _click_exception_types()
     try:
         status = app(args=argv, standalone_mode=False)
