@@ -98,18 +98,36 @@ def patterns_to_arrow(patterns: pd.DataFrame) -> pa.Table:
 def write_model(
     result: Any, directory: str | os.PathLike[str], metadata: dict[str, Any], *, counts: bool
 ) -> None:
-    """Write a :class:`gpsgpu.learn.LearnResult` into ``directory`` (an existing, empty folder)."""
+    """Write a :class:`gpsgpu.learn.LearnResult` into ``directory`` (an existing folder): the tables
+    :func:`write_model_tables` has not written yet, then ``metadata.json``."""
     directory = Path(directory)
-    write_table(patterns_to_arrow(result.patterns), directory / PATTERNS_FILE)
-    write_table(schema.frame_to_arrow(result.rules), directory / RULES_FILE)
-    write_table(schema.frame_to_arrow(result.seed), directory / SEED_FILE)
-    host_rules = getattr(result, "host_rules", None)
-    if host_rules is not None:
-        write_table(schema.frame_to_arrow(host_rules), directory / HOST_RULES_FILE)
-    if counts:
-        write_table(schema.frame_to_arrow(result.count_p2), directory / COUNT_P2_FILE)
-        write_table(schema.frame_to_arrow(result.cp_server), directory / CP_SERVER_FILE)
+    write_model_tables(result, directory, counts=counts)
     write_metadata(directory / METADATA_FILE, {**metadata, "model_format": MODEL_FORMAT})
+
+
+def write_model_tables(
+    result: Any, directory: str | os.PathLike[str], *, counts: bool, only: tuple[str, ...] | None = None
+) -> None:
+    """Write the tables ``result`` still holds (those named in ``only``, or all) into ``directory``
+    and drop them from it (set to ``None``): a table final before the end of ``learn`` is written
+    then, and its memory goes. ``counts``: the count tables too."""
+    directory = Path(directory)
+    files = {
+        "patterns": (PATTERNS_FILE, patterns_to_arrow),
+        "rules": (RULES_FILE, schema.frame_to_arrow),
+        "seed": (SEED_FILE, schema.frame_to_arrow),
+        "host_rules": (HOST_RULES_FILE, schema.frame_to_arrow),
+    }
+    if counts:
+        files.update(
+            count_p2=(COUNT_P2_FILE, schema.frame_to_arrow), cp_server=(CP_SERVER_FILE, schema.frame_to_arrow)
+        )
+    for name, (file, to_arrow) in files.items():
+        table = getattr(result, name, None)
+        if table is None or (only is not None and name not in only):
+            continue
+        write_table(to_arrow(table), directory / file)
+        setattr(result, name, None)
 
 
 def read_model_metadata(directory: str | os.PathLike[str]) -> dict[str, Any]:

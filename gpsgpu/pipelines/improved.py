@@ -89,6 +89,23 @@ def improve_rules(
     """Replace ``result.rules`` by the scored top-k rules of the seed (the one engine, with improved
     mode's knobs, on the seed's backend and partitions); add its host rules and real services.
     Returns their counts."""
+    # Host rules and the real services first: reading the seed's columns whole is this step's
+    # largest transient, best met before the ranked learn's tables exist. Host rules and the real
+    # services are per-host tables of a few columns: on the host.
+    frame = whole_frame(services, [schema.IP, schema.PORT, schema.ASN, schema.PROTOCOL, schema.BANNER])
+    if config.host_rules:
+        result.host_rules = learn_host_rules(frame, max_host_ports=config.max_host_ports)
+    real = frame[real_hosts(frame, max_host_ports=config.max_host_ports)]
+    result.seed_real = pd.DataFrame(
+        {
+            schema.IP: np.asarray(real[schema.IP], np.uint32),
+            schema.PORT: np.asarray(real[schema.PORT], np.uint16),
+            schema.ASN: np.asarray(real[schema.ASN], np.uint32),
+        }
+    )
+    del frame, real
+    cpu.release_memory()
+    result.rules = None  # compatible mode's rules: replaced by the scored ones below
     ranked = retry_on_oom(
         lambda n_partitions: learn_ranked_rules(
             services,
@@ -107,18 +124,6 @@ def improve_rules(
         on_retry=free_device_pools,
     )
     result.rules = ranked.rules
-    # Host rules and the real services are per-host tables of a few columns: on the host.
-    frame = whole_frame(services, [schema.IP, schema.PORT, schema.ASN, schema.PROTOCOL, schema.BANNER])
-    if config.host_rules:
-        result.host_rules = learn_host_rules(frame, max_host_ports=config.max_host_ports)
-    real = frame[real_hosts(frame, max_host_ports=config.max_host_ports)]
-    result.seed_real = pd.DataFrame(
-        {
-            schema.IP: np.asarray(real[schema.IP], np.uint32),
-            schema.PORT: np.asarray(real[schema.PORT], np.uint16),
-            schema.ASN: np.asarray(real[schema.ASN], np.uint32),
-        }
-    )
     counts = {f"improved_{k}": v for k, v in ranked.counts.items()}
     if config.host_rules:
         counts["improved_n_host_rules"] = len(result.host_rules)

@@ -15,7 +15,7 @@ from gpsgpu.config import LearnConfig, as_dict
 from gpsgpu.distributed import free_device_pools, open_cluster, retry_on_oom
 from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata
-from gpsgpu.io.model import write_model
+from gpsgpu.io.model import write_model, write_model_tables
 from gpsgpu.io.parquet import write_table
 from gpsgpu.learn import learn_patterns
 from gpsgpu.learn.patterns import LearnResult
@@ -40,7 +40,9 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
         # One services Parquet file is read host partition by host partition (out of core).
         services, described = open_scan(seed, backend=backend, what="seed")
     improved = config.mode == "improved"
-    with open_cluster(config.cluster, workers=config.workers) as mapper:
+    # The model's folder is made first: improved mode writes GPS's patterns and seed there before
+    # it learns its scored rules, so that they leave memory (the folder replaces OUTPUT at the end).
+    with open_cluster(config.cluster, workers=config.workers) as mapper, atomic_dir(output) as tmp:
         workers = (config.threads or 1) if mapper.distributed else (config.threads or None)
 
         def stage(n_partitions: int) -> LearnResult:
@@ -64,44 +66,42 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
         if improved:
             from gpsgpu.pipelines.improved import improve_rules
 
+            with timings.step("write"):
+                write_model_tables(result, tmp, counts=config.save_counts, only=("patterns", "seed"))
             with timings.step("learn_ranked"), Progress("learn: scored and host rules", heartbeat=True):
                 counts.update(improve_rules(services, result, config, mapper=mapper, workers=workers))
                 counts["n_rules"] = len(result.rules)
             release_memory()  # the scored rules' temporaries, before the model is written
-    if backend is Backend.GPU:
-        counts["bytes_host_to_device"] = bytes_to_device(services)
-    timings.update({f"learn.{step}": seconds for step, seconds in result.timings.items()})
-    if counts["n_hosts_counted"] == 0:
-        log.warning(
-            "the seed has no host with 2..10 ports: nothing to learn from; the model holds only the "
-            "%d single-port rows and no rules (predict will predict nothing)",
-            counts["n_patterns_single"],
+        if backend is Backend.GPU:
+            counts["bytes_host_to_device"] = bytes_to_device(services)
+        timings.update({f"learn.{step}": seconds for step, seconds in result.timings.items()})
+        if counts["n_hosts_counted"] == 0:
+            log.warning(
+                "the seed has no host with 2..10 ports: nothing to learn from; the model holds only the "
+                "%d single-port rows and no rules (predict will predict nothing)",
+                counts["n_patterns_single"],
+            )
+        metadata = build_metadata(
+            command="learn",
+            config=as_dict(config),
+            inputs={"seed": described},
+            backend=backend.value,
+            counts=counts,
+            timings=timings,
+            extra={
+                "params": {
+                    "preset": config.preset,
+                    "hitrate": config.hitrate,
+                    "step": config.step,
+                    "use_asn": config.use_asn,
+                    **(improved_params(config) if improved else {}),
+                }
+            },
         )
-    metadata = build_metadata(
-        command="learn",
-        config=as_dict(config),
-        inputs={"seed": described},
-        backend=backend.value,
-        counts=counts,
-        timings=timings,
-        extra={
-            "params": {
-                "preset": config.preset,
-                "hitrate": config.hitrate,
-                "step": config.step,
-                "use_asn": config.use_asn,
-                **(improved_params(config) if improved else {}),
-            }
-        },
-    )
-    with (
-        timings.step("write"),
-        Progress("learn: writing the model", heartbeat=True),
-        atomic_dir(output) as tmp,
-    ):
-        write_model(result, tmp, metadata, counts=config.save_counts)
-        if improved:
-            write_table(schema.frame_to_arrow(result.seed_real), tmp / "seed_real.parquet")
+        with timings.step("write"), Progress("learn: writing the model", heartbeat=True):
+            write_model(result, tmp, metadata, counts=config.save_counts)
+            if improved:
+                write_table(schema.frame_to_arrow(result.seed_real), tmp / "seed_real.parquet")
     steps = ", ".join(f"{k} {timings[k]:.1f} s" for k in _STEPS if k in timings)
     print(
         f"gpsgpu: learn: {counts['n_services']:,} services on {counts['n_hosts']:,} hosts "
