@@ -176,6 +176,19 @@ def test_device_array_primitives_equal_the_host() -> None:
         _host(gpu.pair_offsets(cp.asarray(row_slot), cp.asarray(slot_count))),
         cpu.pair_offsets(row_slot, slot_count),
     )
+    # The hitrate table's three-key order (float rate, uint16 port, int rank), and the in-place
+    # counts and gathers.
+    rank = rng.integers(0, 1000, size=N)
+    port = rng.integers(0, 20, size=N).astype(np.uint16)
+    rate = -(rng.integers(1, 50, size=N) / 50)
+    got_order = gpu.lexsort([cp.asarray(rank), cp.asarray(port), cp.asarray(rate)])
+    assert np.array_equal(_host(got_order), cpu.lexsort([rank, port, rate]))
+    got_keys, got_counts = gpu.count_keys(cp.asarray(values), in_place=True)
+    want_keys, want_counts = cpu.count_keys(values.copy(), in_place=True)
+    assert np.array_equal(_host(got_keys), want_keys) and np.array_equal(_host(got_counts), want_counts)
+    index = rng.integers(0, 5000, size=N).astype(np.int32)
+    lookup = rng.integers(-1, 5000, size=5000).astype(np.int32)
+    assert np.array_equal(_host(gpu.take_over(cp.asarray(lookup), cp.asarray(index))), lookup[index])
 
 
 @pytest.mark.gpu

@@ -70,11 +70,13 @@ def feature_arrays_of_table(
     """
     _check(preset)
     if preset == "extended":
-        if rows is not None:
-            table = ops_for(backend_of(table)).table_take(table, rows)
         if backend_of(table) is Backend.GPU:
+            if rows is not None:
+                table = ops_for(Backend.GPU).table_take(table, rows)
             return _extended_on_host(table, use_asn=use_asn)
-        return extended.feature_arrays(table, use_asn=use_asn, chunk_rows=chunk_rows, workers=workers)
+        return extended.feature_arrays(
+            table, use_asn=use_asn, chunk_rows=chunk_rows, workers=workers, rows=rows
+        )
     return gps2022.feature_arrays_of_table(
         table, use_asn=use_asn, chunk_rows=chunk_rows, workers=workers, rows=rows
     )

@@ -664,14 +664,17 @@ def _app_fields(table: pa.Table, banner_index: np.ndarray, distinct: _Distinct) 
     return fields
 
 
-def app_features(table: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-    """The application features of every row of a services chunk.
+def app_features(table: pa.Table, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """The application features of every row (or of the ``rows`` given) of a services chunk.
 
     Parameters
     ----------
     table : pyarrow.Table
         ``protocol str, banner str`` and, when present, ``port uint16`` and the structured columns of
         :data:`INPUT_COLUMNS` (strings, null where unknown).
+    rows : int64 array, optional
+        Featurize only these rows (``row`` then counts among them), as if they had been taken: the
+        banner column is not copied.
 
     Returns
     -------
@@ -682,13 +685,19 @@ def app_features(table: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     strings : pyarrow.LargeStringArray
         Distinct feature strings.
     """
+    encoded = cpu.text(table[schema.BANNER]).dictionary_encode()
+    banner_index = np.asarray(encoded.indices).astype(np.int64)
+    banners = encoded.dictionary
+    if rows is not None:
+        # The rows' distinct banners in first-seen order (the taken rows' encoding); the other
+        # columns are small, or wanted row by row anyway: taken.
+        banner_index, used = cpu.factorize(banner_index[rows])
+        banners = banners.take(pa.array(used))
+        table = table.drop_columns([schema.BANNER]).take(pa.array(rows))
     n = table.num_rows
     protocol = cpu.text(table[schema.PROTOCOL])
-    banner = cpu.text(table[schema.BANNER])
     port = np.asarray(table[schema.PORT]).astype(np.uint16) if schema.PORT in table.column_names else None
-    encoded = banner.dictionary_encode()
-    banner_index = np.asarray(encoded.indices).astype(np.int64)
-    distinct = _Distinct(_as_large(encoded.dictionary))
+    distinct = _Distinct(_as_large(banners))
     fields = _app_fields(table, banner_index, distinct)
 
     server = fields["server"]
@@ -790,11 +799,12 @@ def _position_in_run(parent: np.ndarray) -> np.ndarray:
 
 
 def _extra_kinds(
-    table: pa.Table, ip: np.ndarray, asn: np.ndarray, *, use_asn: bool
+    table: pa.Table, ip: np.ndarray, asn: np.ndarray, *, use_asn: bool, rows: np.ndarray | None = None
 ) -> tuple[list[Any], list[np.ndarray], list[np.ndarray]]:
-    """The kinds of features ``extended`` adds to ``gps2022`` for one chunk: their dictionaries,
-    rows and codes (see :func:`gpsgpu.features.gps2022.assemble_features`)."""
-    d_row, d_code, d_strings = app_features(table)
+    """The kinds of features ``extended`` adds to ``gps2022`` for one chunk (or its ``rows``; ``ip``
+    and ``asn`` are theirs): their dictionaries, rows and codes (see
+    :func:`gpsgpu.features.gps2022.assemble_features`)."""
+    d_row, d_code, d_strings = app_features(table, rows)
     # Two header lines of a response may be equal (two cookies, by name): keep (row, feature) once.
     d_row, d_code = gps2022.unique_row_features(d_row, d_code)
     kinds: list[Any] = [d_strings]
@@ -805,12 +815,13 @@ def _extra_kinds(
     return kinds, rows, codes
 
 
-def _chunk_features(table: pa.Table, *, use_asn: bool) -> FeatureArrays:
+def _chunk_features(table: pa.Table, *, use_asn: bool, rows: np.ndarray | None = None) -> FeatureArrays:
     ip = np.asarray(table[schema.IP]).astype(np.uint32, copy=False)
     asn = np.asarray(table[schema.ASN]).astype(np.uint32, copy=False)
     # The added kinds first: their parsers' temporaries come and go while no other feature is held;
     # gps2022 then assembles them after its own (one dictionary: its prefixes are not theirs).
-    more = _extra_kinds(table, ip, asn, use_asn=use_asn)
+    at = slice(None) if rows is None else rows
+    more = _extra_kinds(table, ip[at], asn[at], use_asn=use_asn, rows=rows)
     cpu.release_memory()
     return gps2022._chunk_features(
         ip,
@@ -820,6 +831,7 @@ def _chunk_features(table: pa.Table, *, use_asn: bool) -> FeatureArrays:
         asn,
         cpu.text(table["tls_cert"]) if "tls_cert" in table.column_names else None,
         use_asn=use_asn,
+        rows=rows,
         more=more,
     )
 
@@ -830,8 +842,9 @@ def feature_arrays(
     use_asn: bool = True,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     workers: int | None = None,
+    rows: np.ndarray | None = None,
 ) -> FeatureArrays:
-    """The ``extended`` features of every row of a services table.
+    """The ``extended`` features of every row (or of the ``rows`` given) of a services table.
 
     Parameters
     ----------
@@ -843,13 +856,18 @@ def feature_arrays(
     chunk_rows : int
         Rows per chunk; chunks run on up to ``workers`` threads (default: every core) and are
         merged by key (the result's strings do not depend on either).
+    rows : int64 array, optional
+        Featurize only these rows (``FeatureArrays.row`` then counts among them); in one chunk, the
+        string columns are not copied.
     """
-    n = table.num_rows
+    n = table.num_rows if rows is None else int(rows.size)
     if n <= chunk_rows:
-        return _chunk_features(table, use_asn=use_asn)
+        return _chunk_features(table, use_asn=use_asn, rows=rows)
     starts = list(range(0, n, chunk_rows))
 
     def one(start: int) -> FeatureArrays:
+        if rows is not None:  # each chunk's rows taken apart
+            return _chunk_features(table.take(pa.array(rows[start : start + chunk_rows])), use_asn=use_asn)
         return _chunk_features(table.slice(start, chunk_rows), use_asn=use_asn)
 
     return gps2022.map_chunks(one, starts, workers)

@@ -64,7 +64,7 @@ class FeatureArrays:
 
     Attributes
     ----------
-    row : int64[n]
+    row : int32[n] (int64 past 2**31 rows)
         Index of the input row each feature belongs to; ``(row, fid)`` pairs are distinct.
     fid : uint32[n]
         Dense feature id, local to this object.
@@ -116,6 +116,12 @@ def _join(*parts: str | pa.Array) -> pa.Array:
 
 def _as_large(strings: Any) -> pa.Array:
     return cpu.text(strings)
+
+
+def row_dtype(xp: ModuleType, n_rows: int) -> Any:
+    """The dtype of row numbers below ``n_rows``: int32 while they fit (the feature rows are most
+    of the features step's memory), else int64. Codes of a kind are uint32 (fid's dtype)."""
+    return xp.int32 if n_rows < 1 << 31 else xp.int64
 
 
 #: Banners parsed for a certificate per block (:func:`_tls_hex`).
@@ -291,8 +297,10 @@ def _merge_chunks(chunks: list[FeatureArrays], starts: list[int]) -> FeatureArra
         if not pc.all(pc.equal(every.take(at), every.take(first[codes[at]]))).as_py():
             raise InputError("two different feature strings have the same XXH64 key; cannot proceed exactly")
     offsets = np.cumsum([0] + [c.n_features for c in chunks])
+    n_rows = starts[-1] + (int(chunks[-1].row.max()) + 1 if chunks[-1].row.size else 0)
+    dtype = row_dtype(np, n_rows)
     return FeatureArrays(
-        row=np.concatenate([c.row + start for c, start in zip(chunks, starts, strict=True)]),
+        row=np.concatenate([c.row.astype(dtype) + start for c, start in zip(chunks, starts, strict=True)]),
         fid=np.concatenate(
             [codes[off:][c.fid] for c, off in zip(chunks, offsets[:-1].tolist(), strict=True)]
         ).astype(np.uint32),
@@ -329,7 +337,7 @@ def _chunk_features(
     asn = asn[rows].astype(xp.uint32, copy=False)
     window = window[rows].astype(xp.int32, copy=False)
     n = int(ip.size)
-    all_rows = xp.arange(n, dtype=xp.int64)
+    all_rows = xp.arange(n, dtype=row_dtype(xp, n))
     d_strings, d_row, d_code = _data_features(ops, protocol, window, banner, tls_cert, rows, all_rows)
     # The string steps' temporaries go back to the system before the crosses allocate theirs
     # (freed heap pages otherwise stay resident and add to every later step's peak).
@@ -347,13 +355,13 @@ def _chunk_features(
     prefix_features(feature_kinds, feature_rows, feature_codes, ip, PREFIX_LENGTHS)
     feature_kinds.append(ops.text([L4_FEATURE] if n else []))
     feature_rows.append(all_rows)
-    feature_codes.append(xp.zeros(n, dtype=xp.int64))
+    feature_codes.append(xp.zeros(n, dtype=xp.uint32))
     if use_asn:
         asn_rows = xp.flatnonzero(asn != 0)
         code, unique = ops.factorize(asn[asn_rows])
         feature_kinds.append(ops.text_join("asn: ", ops.text_decimal(unique.astype(xp.uint32))))
-        feature_rows.append(asn_rows)
-        feature_codes.append(code)
+        feature_rows.append(asn_rows.astype(all_rows.dtype))
+        feature_codes.append(code.astype(xp.uint32))
     if more is not None:
         for listed, added in zip((feature_kinds, feature_rows, feature_codes), more, strict=True):
             listed.extend(added)
@@ -365,8 +373,9 @@ def _data_features(
     ops: ModuleType, protocol: Any, window: Any, banner: Any, tls_cert: Any | None, rows: Any, all_rows: Any
 ) -> tuple[Any, Any, Any]:
     """The data features of the chunk's ``rows`` (``window`` already taken at them): their distinct
-    strings and the distinct ``(row, code)`` pairs that carry them (int64, sorted). A function of
-    its own so that its encodings, lines and pieces are freed when it returns."""
+    strings and the distinct ``(row, code)`` pairs that carry them (sorted; rows of ``all_rows``'s
+    dtype, codes uint32). A function of its own so that its encodings, lines and pieces are freed
+    when it returns."""
     xp = ops.namespace()
     banner_code, banners = ops.text_encode(ops.text(banner))
     protocol_code, protocols = ops.text_encode(ops.text(protocol))
@@ -379,8 +388,8 @@ def _data_features(
 
     def data(strings: Any, at: Any, code: Any) -> None:
         kinds.append(strings)
-        kind_rows.append(at)
-        kind_codes.append(code)
+        kind_rows.append(at.astype(all_rows.dtype, copy=False))
+        kind_codes.append(code.astype(xp.uint32, copy=False))
 
     lines, line_banner = ops.text_split(banners, "\n")
     line_code, distinct_lines = ops.text_encode(lines)
@@ -417,7 +426,8 @@ def _data_features(
 
 
 def unique_row_features(d_row: Any, d_code: Any) -> tuple[Any, Any]:
-    """``(row, feature code)`` pairs kept once each, sorted by row then code."""
+    """``(row, feature code)`` pairs kept once each, sorted by row then code (rows int32 while
+    they fit, codes uint32)."""
     if not d_row.size:
         return d_row, d_code
     return _distinct_pairs(_pack_pairs([d_row], [d_code], [0]))
@@ -443,11 +453,23 @@ def _pack_pairs(rows: list[Any], codes: list[Any], offsets: list[int]) -> Any:
 
 
 def _distinct_pairs(pair: Any) -> tuple[Any, Any]:
-    """The distinct packed pairs as ``(row, code)`` (int64), sorted; ``pair`` is sorted in place."""
+    """The distinct packed pairs as ``(row, code)`` (rows int32 while they fit, codes uint32),
+    sorted; ``pair`` is sorted in place, and unpacked a block at a time (no temporary of its size)."""
     ops = ops_for(backend_of(pair))
     xp = ops.namespace()
     pair = ops.unique_sorted(pair, in_place=True)
-    return (pair >> xp.uint64(32)).view(xp.int64), (pair & xp.uint64(0xFFFFFFFF)).view(xp.int64)
+    n = int(pair.size)
+    row = xp.empty(n, dtype=row_dtype(xp, int(pair[-1] >> xp.uint64(32)) + 1 if n else 0))
+    code = xp.empty(n, dtype=xp.uint32)
+    for start in range(0, n, _UNPACK_BLOCK):
+        block = pair[start : start + _UNPACK_BLOCK]
+        row[start : start + block.size] = block >> xp.uint64(32)
+        code[start : start + block.size] = block & xp.uint64(0xFFFFFFFF)
+    return row, code
+
+
+#: Packed pairs unpacked at once by :func:`_distinct_pairs`.
+_UNPACK_BLOCK = 1 << 20
 
 
 def cross_features(
@@ -476,7 +498,7 @@ def cross_features(
     del c16_unique
     kinds.append(ComposedStrings("16:", d_strings, c16_d, "-", c16_prefix, hexadecimal=True))
     rows.append(d_row)
-    codes.append(c16_code)
+    codes.append(c16_code.astype(xp.uint32))
     if not use_asn:
         return
     with_asn = (asn != 0)[d_row]
@@ -489,19 +511,19 @@ def cross_features(
     del ca_unique
     kinds.append(ComposedStrings("asn:", d_strings, ca_d, "-asn: ", ca_asn))
     rows.append(ca_row)
-    codes.append(ca_code)
+    codes.append(ca_code.astype(xp.uint32))
 
 
 def prefix_features(kinds: list[Any], rows: list[Any], codes: list[Any], ip: Any, lengths: Any) -> None:
     """Append the ``sNN: <hex8>`` network feature of every row for each prefix length."""
     ops = ops_for(backend_of(ip))
     xp = ops.namespace()
-    all_rows = xp.arange(ip.size, dtype=xp.int64)
+    all_rows = xp.arange(ip.size, dtype=row_dtype(xp, int(ip.size)))
     for length in lengths:
         code, unique = ops.factorize(schema.prefix_of(ip, length))
         kinds.append(ops.text_join(f"s{length}: ", ops.text_hex8(unique)))
         rows.append(all_rows)
-        codes.append(code)
+        codes.append(code.astype(xp.uint32))
 
 
 def assemble_features(kinds: list[Any], rows: list[Any], codes: list[Any]) -> FeatureArrays:
@@ -516,7 +538,7 @@ def assemble_features(kinds: list[Any], rows: list[Any], codes: list[Any]) -> Fe
     if len(sizes) != len(kinds) or len(sizes) != len(rows):
         raise ValueError("one list of rows and one of codes per kind of feature")
     fid = xp.empty(sum(sizes), dtype=xp.uint32)
-    row = xp.empty(sum(sizes), dtype=xp.int64)
+    row = xp.empty(sum(sizes), dtype=xp.result_type(*(r.dtype for r in rows)) if rows else xp.int32)
     at, offset = 0, 0
     for k, size in enumerate(sizes):
         fid[at : at + size] = codes[k] + offset

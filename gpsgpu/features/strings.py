@@ -19,10 +19,11 @@ import numpy as np
 from gpsgpu.backend import Backend, backend_of
 from gpsgpu.ops import ops_for
 
-#: Strings built at once when a dictionary is hashed or compared on the host (bounds a block's
-#: memory to ~16 MB at the long banner lines crosses repeat); the device takes 64 times more at
-#: once (a block is a few kernel launches).
-BLOCK = 1 << 16
+#: Strings built at once when a dictionary is hashed, taken or compared on the host: a block's
+#: strings repeat long banner lines, so a block is a few MB (more, and the blocks freed into the
+#: heap's middle pile up in the resident set); the device takes 64 times more at once (a block is
+#: a few kernel launches).
+BLOCK = 1 << 14
 DEVICE_BLOCKS = 64
 
 
@@ -85,15 +86,26 @@ class FeatureStrings:
             for start in range(0, len(part), step):
                 block = xp.arange(start, min(start + step, len(part)), dtype=xp.int64)
                 keys[lo + start : lo + start + block.size] = ops.xxh64_strings(part.render(block), seed)
+                # A block's built strings (tens of MB) are freed into the heap's middle, which the
+                # next block's do not always fit: handed back, or the resident set grows by blocks.
+                ops.release_memory()
         return keys
 
     def take(self, index: Any) -> Any:
-        """The strings at ``index`` (any order, repeats allowed) as a text array."""
+        """The strings at ``index`` (any order, repeats allowed) as a text array, built a block of
+        strings at a time (a block's temporaries, not the whole result's, beside the result)."""
         ops = ops_for(self.backend)
         xp = ops.namespace()
         index = xp.asarray(index, dtype=xp.int64)
         if index.size == 0:
             return ops.text([])
+        step = BLOCK * (DEVICE_BLOCKS if self.backend is Backend.GPU else 1)
+        blocks = [self._take_block(index[start : start + step]) for start in range(0, int(index.size), step)]
+        return blocks[0] if len(blocks) == 1 else ops.text_concat_drain(blocks)
+
+    def _take_block(self, index: Any) -> Any:
+        ops = ops_for(self.backend)
+        xp = ops.namespace()
         bounds = xp.asarray(self._bounds)
         owner = xp.searchsorted(bounds[1:], index, side="right")
         order = ops.argsort_stable(owner)

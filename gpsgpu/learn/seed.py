@@ -43,7 +43,7 @@ class SeedPartition:
         port)``: a host's slots are contiguous and sorted by port.
     slot_first, slot_count : int64[n_slots]
         Index of the first slot of the slot's host, and the host's number of ports.
-    row_slot : int64[n_rows] (int32 once ordered by :func:`set_global_ids`, when slots fit)
+    row_slot : int32[n_rows] (int64 when slots or feature rows pass 2**31)
     row_fid : uint32[n_rows]
         Feature rows, distinct ``(slot, fid)``.
     fkeys : uint64[n_features]
@@ -148,7 +148,7 @@ def index_seed(
     # no second array per feature row is made; the slot is -1 exactly where the service is not
     # counted (a single-port service's, with single_features).
     row_service = inverse[rows]
-    slot_of_row = slot_of_service[row_service]
+    slot_of_row = slot_of_service[row_service].astype(features.row.dtype, copy=False)
     single_row_port = single_row_fid = None
     if single_features:
         on_single = xp.flatnonzero((slot_of_row < 0)[features.row])
@@ -158,7 +158,7 @@ def index_seed(
     del features, row_service, slot_of_row
     if single_features:
         on_slot = row_slot >= 0
-        row_slot, row_fid = _compact(xp, row_slot, on_slot), _compact(xp, row_fid, on_slot)
+        row_slot, row_fid = compact(xp, row_slot, on_slot), compact(xp, row_fid, on_slot)
         del on_slot
     # Repeated (ip, port) rows: their features are the union, each (service, fid) once. (Rows of
     # one input row are distinct already.)
@@ -176,7 +176,7 @@ def index_seed(
         slot_port=slot_port,
         slot_first=slot_first,
         slot_count=slot_count,
-        row_slot=row_slot.astype(xp.int64, copy=False),
+        row_slot=row_slot,
         row_fid=row_fid.astype(xp.uint32, copy=False),
         fkeys=fkeys,
         strings=strings,
@@ -198,9 +198,10 @@ def index_seed(
     )
 
 
-def _compact(xp: Any, values: Any, keep: Any) -> Any:
+def compact(xp: Any, values: Any, keep: Any) -> Any:
     """``values[keep]``, written over the front of ``values`` a block at a time (a block is read
-    before anything is written over it): no second array of that size is made."""
+    before anything is written over it): no second array of that size is made. The result is a
+    view of ``values``'s memory."""
     at = 0
     for start in range(0, int(values.size), _COMPACT_BLOCK):
         kept = values[start : start + _COMPACT_BLOCK][keep[start : start + _COMPACT_BLOCK]]
@@ -209,7 +210,7 @@ def _compact(xp: Any, values: Any, keep: Any) -> Any:
     return values[:at]
 
 
-#: Elements moved at once by :func:`_compact`.
+#: Elements moved at once by :func:`compact`.
 _COMPACT_BLOCK = 1 << 20
 
 

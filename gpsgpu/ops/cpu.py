@@ -292,11 +292,14 @@ def best_predictor(
 # --- counting -------------------------------------------------------------------------------------
 
 
-def count_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys (sorted) and how often each occurs: ``(uint64[m], int64[m])``."""
+def count_keys(keys: np.ndarray, *, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys (sorted) and how often each occurs: ``(uint64[m], int64[m])``; ``in_place``
+    sorts ``keys`` itself (no copy of it)."""
     if keys.size == 0:
         return keys.astype(np.uint64), np.zeros(0, dtype=np.int64)
-    ordered = np.sort(keys)
+    if in_place:
+        keys.sort()
+    ordered = keys if in_place else np.sort(keys)
     value, _, counts = runs(ordered)
     return value, counts
 
@@ -421,9 +424,22 @@ def repeat(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def take_over(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``values[index]`` written over ``index`` (same dtype; each element reads its own index
-    before writing it, so no second array of that size is made)."""
-    return np.take(values, index, out=index, mode="clip")
+    """``values[index]`` written over ``index`` (same dtype), a block at a time: no second array of
+    that size is made (``np.take(..., out=index)`` would first copy a narrow index to intp)."""
+    for start in range(0, int(index.size), _TAKE_BLOCK):
+        block = index[start : start + _TAKE_BLOCK]
+        block[...] = values[block]
+    return index
+
+
+#: Elements gathered at once by :func:`take_over`.
+_TAKE_BLOCK = 1 << 20
+
+
+def lexsort(keys: list[np.ndarray]) -> np.ndarray:
+    """Indices that sort by ``keys`` (the last is the primary key), each key in its own dtype (no
+    stacked copy of them all)."""
+    return np.lexsort(tuple(keys))
 
 
 def argsort_stable(values: np.ndarray) -> np.ndarray:

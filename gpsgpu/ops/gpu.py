@@ -128,13 +128,16 @@ def best_predictor(
     return best
 
 
-def count_keys(keys: Any) -> tuple[Any, Any]:
-    """Distinct keys (sorted) and their multiplicities, on the device."""
+def count_keys(keys: Any, *, in_place: bool = False) -> tuple[Any, Any]:
+    """Distinct keys (sorted) and their multiplicities, on the device; ``in_place`` sorts ``keys``
+    itself (no copy of it)."""
     import cupy as cp
 
     if keys.size == 0:
         return keys.astype(cp.uint64), cp.zeros(0, dtype=cp.int64)
-    ordered = cp.sort(keys)
+    if in_place:
+        keys.sort()
+    ordered = keys if in_place else cp.sort(keys)
     new = cp.empty(ordered.size, dtype=bool)
     new[0] = True
     cp.not_equal(ordered[1:], ordered[:-1], out=new[1:])
@@ -290,6 +293,15 @@ def take_over(values: Any, index: Any) -> Any:
     import cupy as cp
 
     return cp.take(values, index, out=index)
+
+
+def lexsort(keys: list[Any]) -> Any:
+    """Indices that sort by ``keys`` (the last is the primary key); CuPy sorts one stacked array,
+    of the keys' common dtype."""
+    import cupy as cp
+
+    dtype = cp.result_type(*keys)
+    return cp.lexsort(cp.stack([key.astype(dtype, copy=False) for key in keys]))
 
 
 def argsort_stable(values: Any) -> Any:
