@@ -99,14 +99,21 @@ def test_take_over_writes_the_gather_over_its_index() -> None:
 
 
 def test_block_passes_equal_whole_array_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Row indices, the row order and the chunking check, a few rows per block and in one block."""
-    from gpsgpu.learn import counts
+    """The row order, row selection, gathers, unpacking and the chunking check, a few rows per block
+    and in one block, in both modes' settings."""
+    from gpsgpu.features import gps2022
+    from gpsgpu.learn import counts, seed
     from gpsgpu.learn.patterns import learn_patterns
+    from gpsgpu.ops import cpu
 
     frame = make_services(400, seed=5)
     whole = learn_patterns(frame, keep_counts=True, workers=1, chunk_pairs=1 << 12)
+    ranked = learn_patterns(frame, workers=1, top_k=3, min_count=2, max_host_ports=32, supports=True)
     monkeypatch.setattr(counts, "_ROW_BLOCK", 37)
     monkeypatch.setattr(counts, "_PACK_BLOCK", 53)
+    monkeypatch.setattr(seed, "_COMPACT_BLOCK", 41)
+    monkeypatch.setattr(cpu, "_TAKE_BLOCK", 29)
+    monkeypatch.setattr(gps2022, "_UNPACK_BLOCK", 31)
     chunk_sizes = []
 
     def small_chunks(ops: object, chunk_pairs: int, total: int, workers: int) -> int:
@@ -119,5 +126,71 @@ def test_block_passes_equal_whole_array_passes(monkeypatch: pytest.MonkeyPatch) 
         a, b = getattr(whole, name), getattr(blocks, name)
         assert a.equals(b), name
     assert chunk_sizes and min(chunk_sizes) > 10 * 500
-    selected = np.random.default_rng(1).random(1000) < 0.3
-    assert np.array_equal(counts.row_indices(np, selected), np.flatnonzero(selected))
+    ranked_blocks = learn_patterns(frame, workers=1, top_k=3, min_count=2, max_host_ports=32, supports=True)
+    for name in ("patterns", "rules", "predictors"):
+        a, b = getattr(ranked, name), getattr(ranked_blocks, name)
+        assert a.equals(b), name
+
+
+def _row_strings(arrays: object) -> list[tuple[int, str]]:
+    names = arrays.strings.materialize()  # type: ignore[attr-defined]
+    taken = names.take(pa.array(np.asarray(arrays.fid, dtype=np.int64))).to_pylist()  # type: ignore[attr-defined]
+    return sorted(zip(np.asarray(arrays.row).tolist(), taken, strict=True))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("preset", ["gps2022", "extended"])
+@pytest.mark.parametrize("chunk_rows", [1 << 22, 300])
+def test_selected_rows_featurize_as_if_taken(preset: str, chunk_rows: int) -> None:
+    """``rows=`` (the banner column read whole, not copied) gives the features of the taken rows."""
+    table = schema.frame_to_arrow(make_services(400, seed=13))
+    rows = np.flatnonzero(np.random.default_rng(3).random(table.num_rows) < 0.6)
+    selected = feature_arrays_of_table(table, preset=preset, rows=rows, chunk_rows=chunk_rows)
+    taken = feature_arrays_of_table(table.take(pa.array(rows)), preset=preset, chunk_rows=chunk_rows)
+    assert selected.row.dtype == np.int32
+    assert _row_strings(selected) == _row_strings(taken)
+
+
+def test_servers_counted_by_gid_range_equal_one_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpsgpu.learn import counts
+    from gpsgpu.learn.seed import index_seed
+
+    part = index_seed(make_services(400, seed=17))
+    _, local_to_gid = counts.global_ids([counts.feature_keys(part)])
+    part = counts.set_global_ids(part, local_to_gid[0])
+    port = part.slot_port[part.row_slot].astype(np.uint64)
+    keys, total = np.unique((part.row_gid.astype(np.uint64) << np.uint64(16)) | port, return_counts=True)
+    monkeypatch.setattr(counts, "_balanced", lambda ops, chunk_pairs, total, workers: 64)
+    got_keys, got_counts = counts.count_servers(part)
+    assert np.array_equal(got_keys, keys) and np.array_equal(got_counts, total)
+
+
+def test_support_of_the_rules_servers_is_cp_server_plus_single_port_services() -> None:
+    from gpsgpu.learn.patterns import _support_of_servers
+    from gpsgpu.ops import cpu
+
+    rng = np.random.default_rng(5)
+    servers = np.unique(rng.integers(0, 1 << 40, 3000).astype(np.uint64))
+    cp_server = rng.integers(1, 50, servers.size)
+    single_keys = np.unique(
+        np.concatenate([rng.choice(servers, 500), rng.integers(0, 1 << 40, 500).astype(np.uint64)])
+    )
+    single_counts = rng.integers(1, 9, single_keys.size)
+    entries = np.sort(
+        rng.choice(servers, 800) << np.uint64(16) | rng.integers(0, 1 << 16, 800).astype(np.uint64)
+    )
+    keys, support = _support_of_servers(cpu, (servers, cp_server), (single_keys, single_counts), entries)
+    all_keys, all_counts = cpu.sum_tables([(servers, cp_server), (single_keys, single_counts)])
+    assert np.array_equal(keys, np.unique(entries >> np.uint64(16)))
+    assert np.array_equal(support, all_counts[np.searchsorted(all_keys, keys)])
+
+
+def test_malloc_thresholds_are_set_unless_the_user_set_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from gpsgpu import cli
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    cli._tune_malloc()
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == str(2 << 20)
+    assert os.environ["MALLOC_MMAP_THRESHOLD_"] == "1048576"  # the user's, kept

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from gpsgpu.backend import backend_of
-from gpsgpu.learn.seed import SeedPartition
+from gpsgpu.learn.seed import SeedPartition, compact
 from gpsgpu.ops import cpu, ops_for
 
 #: Default upper bound on the pairs one chunk expands (about 16 bytes each while counting).
@@ -99,6 +99,9 @@ def global_ids(part_fkeys: list[Any]) -> tuple[GlobalFeatures, list[Any]]:
 def set_global_ids(part: SeedPartition, local_to_gid: Any) -> SeedPartition:
     """Give the partition's feature rows their global ids (``row_gid``, rows reordered, see
     :func:`_order_rows`); the partition is updated in place and returned (a Mapper task)."""
+    # The partition's frame and global_ids' temporaries were freed just before: out of the
+    # resident set before the rows are packed.
+    _ops(part).release_memory()
     if part.single_row_fid is not None:
         part.single_row_gid = local_to_gid[part.single_row_fid]
         part.single_row_fid = None  # local ids are not read past this point
@@ -123,6 +126,37 @@ def strings_at(part: SeedPartition, at: tuple[Any, Any]) -> Any:
     return part.strings.take(at[1])
 
 
+def keep_rows(part: SeedPartition, marked: Any) -> SeedPartition:
+    """The partition keeping only the feature rows of the features ``marked`` (bool per global id),
+    in order, in place (a Mapper task); the single-port rows (counted into supports by then) go.
+
+    The passes that follow then walk every row left (``rows=None``): no index of the rows they
+    want, nor a copy of those rows' ids, is made beside the rows."""
+    xp = _ops(part).namespace()
+    n_rows = int(part.row_gid.size)
+    keep = xp.empty(n_rows, dtype=bool)
+    for start in range(0, n_rows, _ROW_BLOCK):
+        keep[start : start + _ROW_BLOCK] = marked[part.row_gid[start : start + _ROW_BLOCK]]
+    n_kept = int(keep.sum())
+    if n_kept < n_rows:
+        part.row_slot = compact(xp, part.row_slot, keep)
+        part.row_gid = compact(xp, part.row_gid, keep)
+        if n_kept < n_rows * 3 // 4:  # the views hold the whole arrays: copied out when it pays
+            part.row_slot, part.row_gid = part.row_slot.copy(), part.row_gid.copy()
+    part.single_row_port = part.single_row_fid = part.single_row_gid = None
+    return part
+
+
+def drop_feature_rows(part: SeedPartition) -> SeedPartition:
+    """The partition without its feature rows (in place; a Mapper task): after the best-predictor
+    passes only its services and counts are read."""
+    xp = _ops(part).namespace()
+    part.row_slot = xp.zeros(0, dtype=xp.int32)
+    part.row_gid = part.row_fid = xp.zeros(0, dtype=xp.uint32)
+    part.single_row_port = part.single_row_fid = part.single_row_gid = None
+    return part
+
+
 def drop_strings(part: SeedPartition) -> SeedPartition:
     """The partition without its feature dictionary's strings (in place; a Mapper task)."""
     part.strings = None
@@ -133,8 +167,8 @@ def keep_strings(
     glob: GlobalFeatures, gids: Any, homes: list[tuple[Any, Any]], pieces: list[Any]
 ) -> GlobalFeatures:
     """``glob`` keeping the strings of ``gids`` (:func:`kept_homes`), taken from the partitions
-    (:func:`strings_at`), and no other: most features (a host's own banner line, its /22) sit on too
-    few services to ever have a hitrate, and their strings are most of the index's memory."""
+    (:func:`strings_at`), and no other: learn keeps those of the features with a hitrate (most
+    features, a host's own banner line or /22, sit on too few services to have one)."""
     ops = ops_for(backend_of(glob.fkeys))
     xp = ops.namespace()
     order = xp.concatenate([m for m, _ in homes]) if homes else xp.zeros(0, xp.int64)
@@ -204,16 +238,28 @@ def _order_rows(part: SeedPartition, local_to_gid: Any) -> None:
 _PACK_BLOCK = 1 << 20
 
 
-def server_keys(part: SeedPartition) -> Any:
-    """``gid << 16 | p1`` of every feature row (uint64)."""
-    xp = _ops(part).namespace()
-    port = part.slot_port[part.row_slot].astype(xp.uint64)
-    return (part.row_gid.astype(xp.uint64) << xp.uint64(16)) | port
-
-
 def count_servers(part: SeedPartition) -> tuple[Any, Any]:
-    """``cp_server`` of one partition: server keys (sorted) and counts."""
-    return _ops(part).count_keys(server_keys(part))
+    """``cp_server`` of one partition: server keys ``gid << 16 | p1`` (sorted) and counts.
+
+    Counted a range of global ids at a time (the chunks of :func:`_chunks_by_gid`): the ranges'
+    sorted keys concatenate into sorted keys, and no key of every row is made at once."""
+    ops = _ops(part)
+    xp = ops.namespace()
+    n_rows = int(part.row_gid.size)
+    if n_rows == 0:
+        return xp.zeros(0, xp.uint64), xp.zeros(0, xp.int64)
+    row_pairs = _row_pairs(part, None)
+    chunks = _chunks_by_gid(ops, part.row_gid, row_pairs, _balanced(ops, DEFAULT_CHUNK_PAIRS, n_rows, 1))
+    del row_pairs
+
+    def count_chunk(chunk: list[Any]) -> tuple[Any, Any]:
+        slots, gids = _chunk_rows(xp, part, None, chunk)
+        keys = gids.astype(xp.uint64)
+        keys <<= xp.uint64(16)
+        keys |= part.slot_port[slots].astype(xp.uint64)
+        return ops.count_keys(keys, in_place=True)
+
+    return _concatenate_tables(xp, [count_chunk(chunk) for chunk in chunks])
 
 
 def count_single_servers(part: SeedPartition) -> tuple[Any, Any]:
@@ -224,7 +270,7 @@ def count_single_servers(part: SeedPartition) -> tuple[Any, Any]:
     if part.single_row_gid is None:
         return xp.zeros(0, xp.uint64), xp.zeros(0, xp.int64)
     keys = (part.single_row_gid.astype(xp.uint64) << xp.uint64(16)) | part.single_row_port.astype(xp.uint64)
-    return ops.count_keys(keys)
+    return ops.count_keys(keys, in_place=True)
 
 
 def count_features(part: SeedPartition, n_global: int) -> Any:
@@ -235,7 +281,11 @@ def count_features(part: SeedPartition, n_global: int) -> Any:
     above all) with one ``bincount`` instead of a per-row lookup of ``cp_server``.
     """
     xp = _ops(part).namespace()
-    return xp.bincount(part.row_gid, minlength=n_global).astype(xp.int64, copy=False)
+    total = xp.zeros(n_global, dtype=xp.int64)
+    # By blocks of rows: bincount casts its input to int64, a copy of every row's gid otherwise.
+    for start in range(0, int(part.row_gid.size), _ROW_BLOCK):
+        total += xp.bincount(part.row_gid[start : start + _ROW_BLOCK], minlength=n_global)
+    return total
 
 
 def sum_by_key(tables: list[tuple[Any, Any]]) -> tuple[Any, Any]:
@@ -319,22 +369,6 @@ def _chunks_by_gid_unsorted(
     return [[order[bounds[c] : bounds[c + 1]]] for c in range(n_chunks)]
 
 
-def row_indices(xp: Any, selected: Any) -> Any:
-    """The feature rows ``selected`` marks (bool per row), as int32 when they fit: the passes hold
-    this index beside the rows' own arrays while they expand pairs."""
-    if selected.size >= 1 << 31:
-        return xp.flatnonzero(selected)
-    # A block at a time: no int64 index of every selected row is made on the way.
-    rows = xp.empty(int(selected.sum()), dtype=xp.int32)
-    at = 0
-    for lo in range(0, int(selected.size), _ROW_BLOCK):
-        found = xp.flatnonzero(selected[lo : lo + _ROW_BLOCK]).astype(xp.int32)
-        found += xp.int32(lo)
-        rows[at : at + found.size] = found
-        at += int(found.size)
-    return rows
-
-
 def _gather(xp: Any, values: Any, pieces: list[Any]) -> Any:
     """``values`` at a chunk's pieces (slices or index arrays), in order."""
     taken = [values[piece] for piece in pieces]
@@ -342,14 +376,31 @@ def _gather(xp: Any, values: Any, pieces: list[Any]) -> Any:
 
 
 def _row_pairs(part: SeedPartition, rows: Any) -> Any:
-    """Pairs of each of the feature rows ``rows`` (its host's port count - 1), uint16 (a host has at
-    most 2**16 ports), gathered in blocks: no int64 copy of every row's slot is made."""
+    """Pairs of each of the feature rows ``rows`` (``None``: every row) (its host's port count - 1),
+    uint16 (a host has at most 2**16 ports), gathered in blocks: no int64 copy of every row's slot
+    is made."""
     xp = _ops(part).namespace()
     pairs_of_slot = (part.slot_count - 1).astype(xp.uint16)
-    out = xp.empty(rows.size, dtype=xp.uint16)
-    for lo in range(0, int(rows.size), _ROW_BLOCK):
-        out[lo : lo + _ROW_BLOCK] = pairs_of_slot[part.row_slot[rows[lo : lo + _ROW_BLOCK]]]
+    n_rows = _n_rows(part, rows)
+    out = xp.empty(n_rows, dtype=xp.uint16)
+    for lo in range(0, n_rows, _ROW_BLOCK):
+        at = slice(lo, lo + _ROW_BLOCK) if rows is None else rows[lo : lo + _ROW_BLOCK]
+        out[lo : lo + _ROW_BLOCK] = pairs_of_slot[part.row_slot[at]]
     return out
+
+
+def _n_rows(part: SeedPartition, rows: Any) -> int:
+    """How many feature rows ``rows`` selects (``None``: every row of the partition)."""
+    return int(part.row_gid.size if rows is None else rows.size)
+
+
+def _chunk_rows(xp: Any, part: SeedPartition, rows: Any, chunk: list[Any]) -> tuple[Any, Any]:
+    """Slots and global ids of a chunk's feature rows (its pieces index ``rows``, or with ``rows``
+    ``None`` the partition's rows themselves)."""
+    if rows is None:
+        return _gather(xp, part.row_slot, chunk), _gather(xp, part.row_gid, chunk)
+    at = _gather(xp, rows, chunk)
+    return part.row_slot[at], part.row_gid[at]
 
 
 #: Rows gathered at once by :func:`_row_pairs`.
@@ -408,8 +459,9 @@ def count_pairs(
     ----------
     part : SeedPartition
         With global ids assigned.
-    rows : int32 or int64 array
-        The feature rows to expand (at least those of servers with ``cp_server > 2``), in order.
+    rows : int32 or int64 array, or None
+        The feature rows to expand (at least those of servers with ``cp_server > 2``), in order;
+        ``None``: every row (:func:`keep_rows` left only those).
     chunk_pairs : int
         Upper bound on the pairs one host worker holds at once.
     workers : int
@@ -419,18 +471,16 @@ def count_pairs(
     """
     ops = _ops(part)
     xp = ops.namespace()
-    if rows.size == 0:
+    if _n_rows(part, rows) == 0:
         return xp.zeros(0, xp.uint64), xp.zeros(0, xp.int64), 0
     # Chunks index ``rows``; each chunk gathers its own slots and ids (no copy of every row's).
     host, chunks = pair_plan(part, rows, chunk_pairs=chunk_pairs, workers=workers)
     n_distinct = [0] * len(chunks)
 
     def count_chunk(k: int) -> tuple[Any, Any]:
-        at = _gather(xp, rows, chunks[k])
-        keys = ops.expand_pairs(
-            part.row_slot[at], part.row_gid[at], part.slot_port, part.slot_first, part.slot_count, host=host
-        )
-        del at
+        slots, gids = _chunk_rows(xp, part, rows, chunks[k])
+        keys = ops.expand_pairs(slots, gids, part.slot_port, part.slot_first, part.slot_count, host=host)
+        del slots, gids
         keys, counts = ops.count_keys(keys)
         n_distinct[k] = int(keys.size)
         if min_count > 1:
@@ -466,12 +516,14 @@ class PairPlan(NamedTuple):
 
 
 def pair_plan(part: SeedPartition, rows: Any, *, chunk_pairs: int, workers: int) -> PairPlan:
-    """The host table and chunks (whole global-id ranges, see :func:`_chunks_by_gid`) of ``rows``."""
+    """The host table and chunks (whole global-id ranges, see :func:`_chunks_by_gid`) of ``rows``
+    (``None``: every row)."""
     ops = _ops(part)
     xp = ops.namespace()
     row_pairs = _row_pairs(part, rows)
     total = int(row_pairs.sum(dtype=xp.int64))
-    chunks = _chunks_by_gid(ops, part.row_gid[rows], row_pairs, _balanced(ops, chunk_pairs, total, workers))
+    row_gid = part.row_gid if rows is None else part.row_gid[rows]
+    chunks = _chunks_by_gid(ops, row_gid, row_pairs, _balanced(ops, chunk_pairs, total, workers))
     del row_pairs
     return PairPlan(ops.host_table(part.slot_port, part.slot_first, part.slot_count), chunks)
 
@@ -495,8 +547,9 @@ def best_slots(
 
     Parameters
     ----------
-    rows : int32 or int64 array
-        Feature rows that can be candidates (their server has a hitrate toward some port).
+    rows : int32 or int64 array, or None
+        Feature rows that can be candidates (their server has a hitrate toward some port);
+        ``None``: every row (:func:`keep_rows` left only those).
     table_keys, table_rank : uint64 / uint32 arrays
         Sorted pair keys with a hitrate and their preference rank (smaller is better), on the
         partition's backend.
@@ -506,19 +559,18 @@ def best_slots(
     ops = _ops(part)
     xp = ops.namespace()
     best = xp.full(part.slot_ip.size, 0xFFFFFFFF, dtype=xp.uint32)
-    if rows.size == 0 or table_keys.size == 0:
+    if _n_rows(part, rows) == 0 or table_keys.size == 0:
         return best
     host, chunks = plan or pair_plan(part, rows, chunk_pairs=chunk_pairs, workers=workers)
 
     def best_of(own: Any, chunk: list[Any]) -> Any:
         # A chunk holds a global-id range, so only that slice of the (key-sorted) table can match:
         # searching the slice keeps the binary searches in cache.
-        at = _gather(xp, rows, chunk)
-        gids = part.row_gid[at]
+        slots, gids = _chunk_rows(xp, part, rows, chunk)
         bounds = xp.asarray([int(gids.min()) << 32, (int(gids.max()) + 1) << 32], dtype=xp.uint64)
         lo, hi = xp.searchsorted(table_keys, bounds).tolist()
         return ops.best_predictor(
-            part.row_slot[at],
+            slots,
             gids,
             part.slot_port,
             part.slot_first,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -37,13 +37,14 @@ from gpsgpu.learn.counts import (
     count_pairs,
     count_servers,
     count_single_servers,
+    drop_feature_rows,
     drop_strings,
     feature_keys,
     global_ids,
+    keep_rows,
     keep_strings,
     kept_homes,
     pair_plan,
-    row_indices,
     set_global_ids,
     strings_at,
     sum_by_key,
@@ -198,33 +199,25 @@ def learn_patterns(
 
     # cp_server and the services of each feature: counted per partition, summed.
     with step("count_servers"):
-        server_tables = mapper.keep(count_servers, parts)
-        srv_keys, srv_counts = mapper.reduce(sum_by_key, server_tables)
-        support = (
-            mapper.reduce(sum_by_key, server_tables + mapper.keep(count_single_servers, parts))
-            if supports
-            else None
-        )
-        del server_tables
+        srv_keys, srv_counts = mapper.reduce(sum_by_key, mapper.keep(count_servers, parts))
+        # A rule's support is its cp_server plus the single-port services with its server: those
+        # are summed here, and added to cp_server for the rules' servers only (at the hitrates).
+        single = mapper.reduce(sum_by_key, mapper.keep(count_single_servers, parts)) if supports else None
         on_services = mapper.reduce(_add, mapper.keep(count_features, parts, n_global=int(glob.fkeys.size)))
-        # Only a feature on at least min_count services can have a hitrate: its string is kept,
-        # and only its rows are expanded into pairs.
+        # Only a feature on at least min_count services can have a hitrate: only its rows are
+        # expanded into pairs.
         countable = on_services >= min_count
         del on_services
-        gids, homes = kept_homes(glob, countable)
-        glob = keep_strings(glob, gids, homes, mapper.map(strings_at, parts, homes))
-        parts = mapper.keep(drop_strings, parts)
-        del gids, homes
 
     # count_p2, over the rows of features that can have a hitrate (count_p2 <= services with f).
     # One partition holds every pair's whole count: its chunks keep only the pairs that can have a
     # hitrate (the distinct pairs counted are still counted).
     whole = len(parts) == 1 and not keep_counts
     with step("count_pairs"):
+        parts = mapper.keep(keep_rows, parts, marked=mapper.broadcast(countable))
         pair_tables = mapper.keep(
             _count_pairs_job,
             parts,
-            countable=mapper.broadcast(countable),
             chunk_pairs=chunk_pairs,
             workers=workers,
             min_count=min_count if whole else 1,
@@ -233,11 +226,27 @@ def learn_patterns(
         del pair_tables
 
     with step("hitrates"):
-        table = _hitrate_table(ops, pair_keys, pair_counts, srv_keys, srv_counts, glob, min_count)
+
+        def strings_of(gids: Any) -> Any:
+            # Only a feature with a hitrate needs its string (to order ties, and for the rules):
+            # taken from the partitions' dictionaries, which then go (the others never built).
+            nonlocal parts
+            marked = xp.zeros(glob.fkeys.size, dtype=bool)
+            marked[gids.astype(xp.int64)] = True
+            kept, homes = kept_homes(glob, marked)
+            strings = keep_strings(glob, kept, homes, mapper.map(strings_at, parts, homes)).strings(gids)
+            parts = mapper.keep(drop_strings, parts)
+            return strings
+
+        table = _hitrate_table(ops, pair_keys, pair_counts, srv_keys, srv_counts, strings_of, min_count)
         n_servers = int(srv_keys.size)
         n_pairs_counted = int(pair_keys.size)
         if whole:  # the pairs counted fewer than min_count times were not kept
             n_pairs_counted = _sum_counts(mapper.map(_counts_of, parts))["n_pairs_distinct"]
+        support = None
+        if single is not None:
+            support = _support_of_servers(ops, (srv_keys, srv_counts), single, table.keys)
+            del single
         if not keep_counts:  # the count tables are in the hitrate table now: their memory goes
             del pair_keys, pair_counts, srv_keys, srv_counts
 
@@ -245,16 +254,18 @@ def learn_patterns(
     with step("best_predictors"):
         rated = xp.zeros(glob.fkeys.size, dtype=bool)
         rated[table.gids.astype(xp.int64)] = True
+        parts = mapper.keep(keep_rows, parts, marked=mapper.broadcast(rated))
+        del rated
         found = mapper.map(
             _best_job,
             parts,
-            rated=mapper.broadcast(rated),
             table=mapper.broadcast(table),
             hitrate=hitrate,
             top_k=top_k,
             chunk_pairs=chunk_pairs,
             workers=workers,
         )
+        parts = mapper.keep(drop_feature_rows, parts)  # the rows' work is done: their memory goes
 
     with step("assemble"):
         moved = _Moved(ops)
@@ -317,15 +328,13 @@ class _Moved:
 
 
 def _count_pairs_job(
-    part: SeedPartition, *, countable: Any, chunk_pairs: int, workers: int, min_count: int
+    part: SeedPartition, *, chunk_pairs: int, workers: int, min_count: int
 ) -> tuple[Any, Any]:
-    """``count_p2`` of one partition over the rows of ``countable`` features (bool per global id:
-    on at least ``min_count`` services of the seed), the pairs counted at least ``min_count``
-    times: a task of :class:`Mapper`. The distinct pairs counted go to the partition's counts."""
-    xp = backend_of(part.slot_port).xp
-    rows = row_indices(xp, countable[part.row_gid])
+    """``count_p2`` of one partition over its rows (:func:`keep_rows` left those of features on at
+    least ``min_count`` services of the seed), the pairs counted at least ``min_count`` times: a
+    task of :class:`Mapper`. The distinct pairs counted go to the partition's counts."""
     keys, counts, n_distinct = count_pairs(
-        part, rows, chunk_pairs=chunk_pairs, workers=workers, min_count=min_count
+        part, None, chunk_pairs=chunk_pairs, workers=workers, min_count=min_count
     )
     part.counts["n_pairs_distinct"] = n_distinct
     return keys, counts
@@ -362,7 +371,6 @@ class _Found:
 def _best_job(
     part: SeedPartition,
     *,
-    rated: Any,
     table: _HitrateTable,
     hitrate: float,
     top_k: int,
@@ -370,15 +378,14 @@ def _best_job(
     workers: int,
 ) -> _Found:
     """Predictors of one partition's counted services (``top_k`` passes, each above the last
-    one's rank) and its single-port hosts (a :class:`Mapper` task); only rows of a ``rated``
-    feature (bool per global id) can be one."""
+    one's rank) and its single-port hosts (a :class:`Mapper` task); only its rows (:func:`keep_rows`
+    left those of features with a hitrate) can be one."""
     xp = backend_of(part.slot_port).xp
-    rows = row_indices(xp, rated[part.row_gid])
-    plan = pair_plan(part, rows, chunk_pairs=chunk_pairs, workers=workers)  # one for the k passes
+    plan = pair_plan(part, None, chunk_pairs=chunk_pairs, workers=workers)  # one for the k passes
     slots, entries, ranks = [], [], []
     lower = None
     for k in range(top_k):
-        best = best_slots(part, rows, table.keys, table.rank, lower=lower, plan=plan)
+        best = best_slots(part, None, table.keys, table.rank, lower=lower, plan=plan)
         found = xp.flatnonzero(best != _NO_RANK)
         if found.size == 0:
             break
@@ -406,14 +413,14 @@ class _HitrateTable:
     on the backend of the counts)."""
 
     keys: Any  # uint64 pair keys gid << 32 | p1 << 16 | p2, sorted
-    count: Any  # int64 count_p2
-    cp: Any  # int64 cp_server
+    count: Any  # int32 count_p2 (int64 past 2**31)
+    cp: Any  # int32 cp_server (int64 past 2**31)
     rate: Any  # float64 hitrate
     p1: Any  # uint16
     rank: Any  # uint32 preference rank (0 = best)
-    preference: Any  # int64: entry of each rank
+    preference: Any  # int32 (int64 past 2**31 entries): entry of each rank
     gids: Any  # uint64 sorted distinct gids of the entries
-    gid_index: Any  # int64 index of each entry's gid in ``gids``
+    gid_index: Any  # int32 (as preference) index of each entry's gid in ``gids``
     strings: Any  # feature string of each of ``gids``
 
 
@@ -423,28 +430,60 @@ def _hitrate_table(
     pair_counts: Any,
     srv_keys: Any,
     srv_counts: Any,
-    glob: Any,
+    strings_of: Callable[[Any], Any],
     min_count: int = GPS_MIN_COUNT,
 ) -> _HitrateTable:
-    """Hitrates where ``count_p2 >= min_count`` (GPS: > 2), and every entry's preference rank.
+    """Hitrates where ``count_p2 >= min_count`` (GPS: > 2), and every entry's preference rank;
+    ``strings_of(gids)`` gives the strings of the entries' sorted distinct global ids.
 
-    The preference orders entries by ``(-hitrate, p1, feature string in byte order)``; the three
-    keys go to one lexsort as float64 (ranks and ports are exact there)."""
+    The preference orders entries by ``(-hitrate, p1, feature string in byte order)``: one lexsort
+    of the three keys (on the device as float64, where ranks and ports are exact)."""
     xp = ops.namespace()
     has_rate = pair_counts >= min_count
-    keys, count = pair_keys[has_rate], pair_counts[has_rate]
+    if bool(has_rate.all()):  # one partition's pairs were kept only with a hitrate: no copy
+        keys, count = pair_keys, pair_counts
+    else:
+        keys, count = pair_keys[has_rate], pair_counts[has_rate]
+    del has_rate
     gid = keys >> xp.uint64(32)
+    gids, gid_index = ops.unique_inverse(gid)
+    strings = strings_of(gids)  # before the table's other columns are made (its callers' memory goes)
     p1 = ((keys >> xp.uint64(16)) & xp.uint64(0xFFFF)).astype(xp.uint16)
     server = (gid << xp.uint64(16)) | p1.astype(xp.uint64)
+    del gid
     cp = srv_counts[xp.searchsorted(srv_keys, server)] if keys.size else srv_counts[:0]
+    del server
     rate = count / cp
-    gids, gid_index = ops.unique_inverse(gid)
-    strings = glob.strings(gids)
+    # Counts of services and indices of entries as int32 while they fit: the table is held through
+    # the best-predictor passes.
+    index_dtype = xp.int32 if keys.size < 1 << 31 else xp.int64
+    if keys.size and int(cp.max()) < 1 << 31:  # count_p2 <= cp_server
+        count, cp = count.astype(xp.int32), cp.astype(xp.int32)
+    gid_index = gid_index.astype(index_dtype)
     frank = ops.text_rank(strings)[gid_index]
-    preference = xp.lexsort(xp.stack([frank.astype(xp.float64), p1.astype(xp.float64), -rate]))
+    preference = ops.lexsort([frank, p1, -rate]).astype(index_dtype)
+    del frank
     rank = xp.empty(preference.size, dtype=xp.uint32)
     rank[preference] = xp.arange(preference.size, dtype=xp.uint32)
     return _HitrateTable(keys, count, cp, rate, p1, rank, preference, gids, gid_index, strings)
+
+
+def _support_of_servers(
+    ops: ModuleType, servers_table: tuple[Any, Any], single: tuple[Any, Any], table_keys: Any
+) -> tuple[Any, Any]:
+    """The support ``(keys, counts)`` of the servers (``gid << 16 | p1``) of the hitrate table's
+    pairs: their cp_server (every one is among ``servers_table``'s keys) plus their single-port
+    services (``single``'s counts, where it has the server)."""
+    xp = ops.namespace()
+    servers = ops.unique_sorted(table_keys >> xp.uint64(16), in_place=True)
+    keys, counts = servers_table
+    support = counts[xp.searchsorted(keys, servers)]
+    single_keys, single_counts = single
+    if single_keys.size:
+        at = xp.minimum(xp.searchsorted(single_keys, servers), single_keys.size - 1)
+        found = single_keys[at] == servers
+        support[found] += single_counts[at[found]]
+    return servers, support
 
 
 def _sum_counts(part_counts: list[dict[str, int]]) -> dict[str, int]:
