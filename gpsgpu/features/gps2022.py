@@ -386,17 +386,12 @@ def _data_features(
     kind_rows: list[Any] = []
     kind_codes: list[Any] = []
 
-    def data(strings: Any, at: Any, code: Any) -> None:
-        kinds.append(strings)
-        kind_rows.append(at.astype(all_rows.dtype, copy=False))
-        kind_codes.append(code.astype(xp.uint32, copy=False))
+    def data(strings: Any, at: Any, code: Any, *, first: bool = False) -> None:
+        position = 0 if first else len(kinds)
+        kinds.insert(position, strings)
+        kind_rows.insert(position, at.astype(all_rows.dtype, copy=False))
+        kind_codes.insert(position, code.astype(xp.uint32, copy=False))
 
-    lines, line_banner = ops.text_split(banners, "\n")
-    line_code, distinct_lines = ops.text_encode(lines)
-    data(ops.text_join("http line: ", distinct_lines),
-         *_per_row(ops, banner_code, line_banner, line_code, ops.text_size(banners)))  # fmt: skip
-    del lines, line_banner, line_code, distinct_lines
-    ops.release_memory()  # the banners' lines (freed pages stay resident otherwise)
     data(ops.text_join("fingerprint: ", protocols), all_rows, protocol_code)
     window_code, windows = ops.factorize(window)
     data(ops.text_join("window: ", ops.text_decimal(windows)), all_rows, window_code)
@@ -412,9 +407,20 @@ def _data_features(
     oid_code, oids = ops.text_encode(ops.text_take(pieces, long_enough))
     oid_at, oid_code = _per_row(ops, hex_code, piece_hex[long_enough], oid_code, ops.text_size(hexes))
     data(ops.text_join("tls oid: ", oids), tls_rows[oid_at], oid_code)
-    # The banners, certificates and their pieces go before the kinds are laid end to end.
-    del banners, banner_code, protocols, protocol_code, hexes, hex_code, pieces, piece_hex
+    del protocols, protocol_code, hexes, hex_code, pieces, piece_hex
     del long_enough, oids, oid_at, oid_code, tls_rows, ssh_rows
+    # The banners' lines last (their kind first): the distinct banners go once cut into lines, and
+    # the lines once encoded, so no two of them are held beside the joined strings.
+    lines, line_banner = ops.text_split(banners, "\n")
+    n_banners = ops.text_size(banners)
+    del banners
+    ops.release_memory()
+    line_code, distinct_lines = ops.text_encode(lines)
+    del lines
+    line_row, line_code = _per_row(ops, banner_code, line_banner, line_code, n_banners)
+    del banner_code, line_banner
+    data(ops.text_join("http line: ", distinct_lines), line_row, line_code, first=True)
+    del distinct_lines, line_row, line_code
     ops.release_memory()
 
     # The kinds' prefixes differ, so their distinct strings laid end to end are distinct.
