@@ -547,9 +547,6 @@ def test_a_truncated_or_corrupt_prediction_shard_is_one_error_naming_it(tmp_path
     (tmp_path / "PRED" / predictions.HELD_FILE).write_bytes(data[:100])
     with pytest.raises(InputError, match=r"held\.parquet: not a readable Parquet table"):
         predictions.read_held(tmp_path / "PRED")
-    (tmp_path / "PRED" / predictions.CALIBRATION_FILE).write_bytes(b"PAR1 not really")
-    with pytest.raises(InputError, match=r"calibration\.parquet: not a readable Parquet table"):
-        predictions.read_calibration(tmp_path / "PRED")
 
 
 def test_corrupt_parquet_pages_are_one_error_naming_the_file(tmp_path: Path) -> None:

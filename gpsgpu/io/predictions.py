@@ -4,8 +4,7 @@ Shards are ``parts/part-00000.parquet``, ... (``ip uint32, port uint16, score fl
 partition of the priors scan, written as they are made so the whole output never sits in memory;
 ``pyarrow.parquet.read_table("PRED/parts")`` (or DuckDB's ``'PRED/parts/*.parquet'``) reads them all.
 ``--export`` adds ``predictions.txt`` in a scanner's input format (a campaign's rounds may also keep
-the predictions held back, ``held.parquet``, and the hit rates of those probed so far,
-``calibration.parquet``):
+the predictions held back, ``held.parquet``):
 
 - ``gps``: ``ip:port`` (what LZR took in 2022, and the reference's output);
 - ``lzr``: ``ip;port`` (newer LZR);
@@ -31,7 +30,6 @@ from gpsgpu.io.runs import ParquetStream, read_batches
 EXPORT_FILE = "predictions.txt"
 SHARDS_DIR = "parts"
 HELD_FILE = "held.parquet"
-CALIBRATION_FILE = "calibration.parquet"
 SEPARATORS = {"gps": ":", "lzr": ";", "zgrab2": ",,,"}
 
 
@@ -163,20 +161,6 @@ def read_scores(folder: str | Path, *, what: str = "") -> tuple[np.ndarray, np.n
         keys.append(schema.pack_service(ip, port))
         scores.append(np.asarray(t[schema.SCORE]).astype(np.float32))
     return np.concatenate(keys), np.concatenate(scores)
-
-
-def write_calibration(table: pd.DataFrame, directory: str | Path) -> str:
-    """``PRED/calibration.parquet``: probes and hits per score band of every prediction probed before
-    this folder's (``predict --after``; :func:`gpsgpu.predict.ranked.calibration_counts`)."""
-    write_table(pa.Table.from_pandas(table.reset_index(drop=True), preserve_index=False),
-                Path(directory) / CALIBRATION_FILE)  # fmt: skip
-    return CALIBRATION_FILE
-
-
-def read_calibration(folder: str | Path) -> pd.DataFrame | None:
-    """A ``PRED/`` folder's calibration table (None when it has none)."""
-    path = Path(folder) / CALIBRATION_FILE
-    return read_table(path).to_pandas() if path.is_file() else None
 
 
 def write_held(predictions: pd.DataFrame, directory: str | Path) -> str:

@@ -85,10 +85,6 @@ DEFAULT_HEAD_SWEEPS = 2
 #: Predictions of at least this score are probed before the tail (a campaign's first round; the
 #: others are held back).
 DEFAULT_EARLY_SCORE = 0.003
-#: The parts of the improved schedule: every row, the head (or a part's rows to scan whole), a head
-#: part's rows narrowed to live /24s, or the tail narrowed likewise (the names of the former
-#: ``plan --stage`` values; a campaign's steps record their phase in ``step.json`` instead).
-STAGES = ("all", "head", "head-live", "tail")
 #: Prefix length of a narrowed tail row.
 TAIL_LENGTH = 24
 
