@@ -86,9 +86,6 @@ class FeatureStrings:
             for start in range(0, len(part), step):
                 block = xp.arange(start, min(start + step, len(part)), dtype=xp.int64)
                 keys[lo + start : lo + start + block.size] = ops.xxh64_strings(part.render(block), seed)
-                # A block's built strings (tens of MB) are freed into the heap's middle, which the
-                # next block's do not always fit: handed back, or the resident set grows by blocks.
-                ops.release_memory()
         return keys
 
     def take(self, index: Any) -> Any:

@@ -130,8 +130,8 @@ def keep_rows(part: SeedPartition, marked: Any) -> SeedPartition:
     """The partition keeping only the feature rows of the features ``marked`` (bool per global id),
     in order, in place (a Mapper task); the single-port rows (counted into supports by then) go.
 
-    The passes that follow then walk every row left (``rows=None``): no index of the rows they
-    want, nor a copy of those rows' ids, is made beside the rows."""
+    The passes that follow then walk every row left: no index of the rows they want, nor a copy
+    of those rows' ids, is made beside the rows."""
     xp = _ops(part).namespace()
     n_rows = int(part.row_gid.size)
     keep = xp.empty(n_rows, dtype=bool)
@@ -248,12 +248,12 @@ def count_servers(part: SeedPartition) -> tuple[Any, Any]:
     n_rows = int(part.row_gid.size)
     if n_rows == 0:
         return xp.zeros(0, xp.uint64), xp.zeros(0, xp.int64)
-    row_pairs = _row_pairs(part, None)
+    row_pairs = _row_pairs(part)
     chunks = _chunks_by_gid(ops, part.row_gid, row_pairs, _balanced(ops, DEFAULT_CHUNK_PAIRS, n_rows, 1))
     del row_pairs
 
     def count_chunk(chunk: list[Any]) -> tuple[Any, Any]:
-        slots, gids = _chunk_rows(xp, part, None, chunk)
+        slots, gids = _chunk_rows(xp, part, chunk)
         keys = gids.astype(xp.uint64)
         keys <<= xp.uint64(16)
         keys |= part.slot_port[slots].astype(xp.uint64)
@@ -375,32 +375,20 @@ def _gather(xp: Any, values: Any, pieces: list[Any]) -> Any:
     return taken[0] if len(taken) == 1 else xp.concatenate(taken)
 
 
-def _row_pairs(part: SeedPartition, rows: Any) -> Any:
-    """Pairs of each of the feature rows ``rows`` (``None``: every row) (its host's port count - 1),
-    uint16 (a host has at most 2**16 ports), gathered in blocks: no int64 copy of every row's slot
-    is made."""
+def _row_pairs(part: SeedPartition) -> Any:
+    """Pairs of each of the partition's feature rows (its host's port count - 1), uint16 (a host has
+    at most 2**16 ports), gathered in blocks: no int64 copy of every row's slot is made."""
     xp = _ops(part).namespace()
     pairs_of_slot = (part.slot_count - 1).astype(xp.uint16)
-    n_rows = _n_rows(part, rows)
-    out = xp.empty(n_rows, dtype=xp.uint16)
-    for lo in range(0, n_rows, _ROW_BLOCK):
-        at = slice(lo, lo + _ROW_BLOCK) if rows is None else rows[lo : lo + _ROW_BLOCK]
-        out[lo : lo + _ROW_BLOCK] = pairs_of_slot[part.row_slot[at]]
+    out = xp.empty(part.row_slot.size, dtype=xp.uint16)
+    for lo in range(0, int(part.row_slot.size), _ROW_BLOCK):
+        out[lo : lo + _ROW_BLOCK] = pairs_of_slot[part.row_slot[lo : lo + _ROW_BLOCK]]
     return out
 
 
-def _n_rows(part: SeedPartition, rows: Any) -> int:
-    """How many feature rows ``rows`` selects (``None``: every row of the partition)."""
-    return int(part.row_gid.size if rows is None else rows.size)
-
-
-def _chunk_rows(xp: Any, part: SeedPartition, rows: Any, chunk: list[Any]) -> tuple[Any, Any]:
-    """Slots and global ids of a chunk's feature rows (its pieces index ``rows``, or with ``rows``
-    ``None`` the partition's rows themselves)."""
-    if rows is None:
-        return _gather(xp, part.row_slot, chunk), _gather(xp, part.row_gid, chunk)
-    at = _gather(xp, rows, chunk)
-    return part.row_slot[at], part.row_gid[at]
+def _chunk_rows(xp: Any, part: SeedPartition, chunk: list[Any]) -> tuple[Any, Any]:
+    """Slots and global ids of a chunk's feature rows (its pieces index the partition's rows)."""
+    return _gather(xp, part.row_slot, chunk), _gather(xp, part.row_gid, chunk)
 
 
 #: Rows gathered at once by :func:`_row_pairs`.
@@ -441,13 +429,13 @@ def _map_chunks(function: Callable[[Any], Any], chunks: list[Any], workers: int)
 
 def count_pairs(
     part: SeedPartition,
-    rows: Any,
     *,
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
     workers: int = 1,
     min_count: int = 1,
 ) -> tuple[Any, Any, int]:
-    """``count_p2`` of one partition over the feature rows ``rows``: sorted pair keys and counts,
+    """``count_p2`` of one partition over its feature rows (:func:`keep_rows` leaves those of the
+    servers that can have a hitrate): sorted pair keys and counts,
     on the partition's backend (the ``expand_pairs`` kernel on the device, its NumPy twin here),
     and how many distinct pairs were counted.
 
@@ -459,9 +447,6 @@ def count_pairs(
     ----------
     part : SeedPartition
         With global ids assigned.
-    rows : int32 or int64 array, or None
-        The feature rows to expand (at least those of servers with ``cp_server > 2``), in order;
-        ``None``: every row (:func:`keep_rows` left only those).
     chunk_pairs : int
         Upper bound on the pairs one host worker holds at once.
     workers : int
@@ -471,14 +456,14 @@ def count_pairs(
     """
     ops = _ops(part)
     xp = ops.namespace()
-    if _n_rows(part, rows) == 0:
+    if part.row_gid.size == 0:
         return xp.zeros(0, xp.uint64), xp.zeros(0, xp.int64), 0
-    # Chunks index ``rows``; each chunk gathers its own slots and ids (no copy of every row's).
-    host, chunks = pair_plan(part, rows, chunk_pairs=chunk_pairs, workers=workers)
+    # Each chunk gathers its own slots and ids (no copy of every row's).
+    host, chunks = pair_plan(part, chunk_pairs=chunk_pairs, workers=workers)
     n_distinct = [0] * len(chunks)
 
     def count_chunk(k: int) -> tuple[Any, Any]:
-        slots, gids = _chunk_rows(xp, part, rows, chunks[k])
+        slots, gids = _chunk_rows(xp, part, chunks[k])
         keys = ops.expand_pairs(slots, gids, part.slot_port, part.slot_first, part.slot_count, host=host)
         del slots, gids
         keys, counts = ops.count_keys(keys)
@@ -515,22 +500,20 @@ class PairPlan(NamedTuple):
     chunks: list[list[Any]]
 
 
-def pair_plan(part: SeedPartition, rows: Any, *, chunk_pairs: int, workers: int) -> PairPlan:
-    """The host table and chunks (whole global-id ranges, see :func:`_chunks_by_gid`) of ``rows``
-    (``None``: every row)."""
+def pair_plan(part: SeedPartition, *, chunk_pairs: int, workers: int) -> PairPlan:
+    """The host table and chunks (whole global-id ranges, see :func:`_chunks_by_gid`) of the
+    partition's feature rows."""
     ops = _ops(part)
     xp = ops.namespace()
-    row_pairs = _row_pairs(part, rows)
+    row_pairs = _row_pairs(part)
     total = int(row_pairs.sum(dtype=xp.int64))
-    row_gid = part.row_gid if rows is None else part.row_gid[rows]
-    chunks = _chunks_by_gid(ops, row_gid, row_pairs, _balanced(ops, chunk_pairs, total, workers))
+    chunks = _chunks_by_gid(ops, part.row_gid, row_pairs, _balanced(ops, chunk_pairs, total, workers))
     del row_pairs
     return PairPlan(ops.host_table(part.slot_port, part.slot_first, part.slot_count), chunks)
 
 
 def best_slots(
     part: SeedPartition,
-    rows: Any,
     table_keys: Any,
     table_rank: Any,
     *,
@@ -539,34 +522,32 @@ def best_slots(
     workers: int = 1,
     plan: PairPlan | None = None,
 ) -> Any:
-    """The best predictor's rank for every slot of the partition (uint32, ``NO_RANK`` for none);
-    with ``lower`` (uint32 per slot), the best of rank at least ``lower[slot]``.
+    """The best predictor's rank for every slot of the partition (uint32, ``NO_RANK`` for none)
+    among its feature rows (:func:`keep_rows` leaves those of servers with a hitrate toward some
+    port); with ``lower`` (uint32 per slot), the best of rank at least ``lower[slot]``.
 
     With several host workers each keeps its own ``best`` and the element-wise minimum of them is
     the answer (min is commutative: the result does not depend on the split).
 
     Parameters
     ----------
-    rows : int32 or int64 array, or None
-        Feature rows that can be candidates (their server has a hitrate toward some port);
-        ``None``: every row (:func:`keep_rows` left only those).
     table_keys, table_rank : uint64 / uint32 arrays
         Sorted pair keys with a hitrate and their preference rank (smaller is better), on the
         partition's backend.
     plan : PairPlan, optional
-        :func:`pair_plan` of ``rows`` (the top-k passes make it once).
+        :func:`pair_plan` of the partition (the top-k passes make it once).
     """
     ops = _ops(part)
     xp = ops.namespace()
     best = xp.full(part.slot_ip.size, 0xFFFFFFFF, dtype=xp.uint32)
-    if _n_rows(part, rows) == 0 or table_keys.size == 0:
+    if part.row_gid.size == 0 or table_keys.size == 0:
         return best
-    host, chunks = plan or pair_plan(part, rows, chunk_pairs=chunk_pairs, workers=workers)
+    host, chunks = plan or pair_plan(part, chunk_pairs=chunk_pairs, workers=workers)
 
     def best_of(own: Any, chunk: list[Any]) -> Any:
         # A chunk holds a global-id range, so only that slice of the (key-sorted) table can match:
         # searching the slice keeps the binary searches in cache.
-        slots, gids = _chunk_rows(xp, part, rows, chunk)
+        slots, gids = _chunk_rows(xp, part, chunk)
         bounds = xp.asarray([int(gids.min()) << 32, (int(gids.max()) + 1) << 32], dtype=xp.uint64)
         lo, hi = xp.searchsorted(table_keys, bounds).tolist()
         return ops.best_predictor(

@@ -334,7 +334,7 @@ def _count_pairs_job(
     least ``min_count`` services of the seed), the pairs counted at least ``min_count`` times: a
     task of :class:`Mapper`. The distinct pairs counted go to the partition's counts."""
     keys, counts, n_distinct = count_pairs(
-        part, None, chunk_pairs=chunk_pairs, workers=workers, min_count=min_count
+        part, chunk_pairs=chunk_pairs, workers=workers, min_count=min_count
     )
     part.counts["n_pairs_distinct"] = n_distinct
     return keys, counts
@@ -381,11 +381,11 @@ def _best_job(
     one's rank) and its single-port hosts (a :class:`Mapper` task); only its rows (:func:`keep_rows`
     left those of features with a hitrate) can be one."""
     xp = backend_of(part.slot_port).xp
-    plan = pair_plan(part, None, chunk_pairs=chunk_pairs, workers=workers)  # one for the k passes
+    plan = pair_plan(part, chunk_pairs=chunk_pairs, workers=workers)  # one for the k passes
     slots, entries, ranks = [], [], []
     lower = None
     for k in range(top_k):
-        best = best_slots(part, None, table.keys, table.rank, lower=lower, plan=plan)
+        best = best_slots(part, table.keys, table.rank, lower=lower, plan=plan)
         found = xp.flatnonzero(best != _NO_RANK)
         if found.size == 0:
             break

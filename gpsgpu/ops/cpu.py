@@ -299,7 +299,9 @@ def count_keys(keys: np.ndarray, *, in_place: bool = False) -> tuple[np.ndarray,
         return keys.astype(np.uint64), np.zeros(0, dtype=np.int64)
     if in_place:
         keys.sort()
-    ordered = keys if in_place else np.sort(keys)
+        ordered = keys
+    else:
+        ordered = np.sort(keys)
     value, _, counts = runs(ordered)
     return value, counts
 

@@ -137,7 +137,9 @@ def count_keys(keys: Any, *, in_place: bool = False) -> tuple[Any, Any]:
         return keys.astype(cp.uint64), cp.zeros(0, dtype=cp.int64)
     if in_place:
         keys.sort()
-    ordered = keys if in_place else cp.sort(keys)
+        ordered = keys
+    else:
+        ordered = cp.sort(keys)
     new = cp.empty(ordered.size, dtype=bool)
     new[0] = True
     cp.not_equal(ordered[1:], ordered[:-1], out=new[1:])
