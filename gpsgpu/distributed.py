@@ -11,8 +11,10 @@
 
 The stages never see Dask: they receive a :class:`Mapper`, which applies a function to every
 partition (serially, or as Dask tasks on the workers) and returns the results in partition order.
-:meth:`Mapper.keep` leaves the results where they were made (a partition read once by the caller
-stays on the worker that indexed it, and later steps run there); :meth:`Mapper.reduce` sums what
+:meth:`Mapper.keep` leaves the results where they were made (a partition stays on the worker that
+indexed it, and later steps run there); a local cluster's workers read their own partitions of a
+Parquet table (:meth:`Mapper.partitions`), a remote one's are sent to them once by the caller;
+:meth:`Mapper.reduce` sums what
 they counted by key on the workers, so only totals travel. Objects every task needs (the rules of
 phase 2) are broadcast once with :meth:`Mapper.broadcast`. Counts are additive and reductions
 associative, so results are identical for any number of partitions and workers.
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from gpsgpu.errors import UsageError
+from gpsgpu.partition import PartitionReader
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,14 @@ class Mapper:
     ----------
     client : dask.distributed.Client, optional
         The cluster's client; ``None`` runs every call in this process.
+    shares_files : bool
+        The workers see this machine's files (a local cluster): a table's partitions are read by
+        the workers themselves (:meth:`partitions`), not sent to them from here.
     """
 
-    def __init__(self, client: Any = None) -> None:
+    def __init__(self, client: Any = None, *, shares_files: bool = False) -> None:
         self.client = client
+        self.shares_files = shares_files
 
     @property
     def distributed(self) -> bool:
@@ -78,6 +85,16 @@ class Mapper:
         if self.client is None:
             return value
         return self.client.scatter(value, broadcast=True, hash=False)  # type: ignore[no-any-return]
+
+    def partitions(self, source: Any, n_partitions: int) -> Iterator[Any]:
+        """``source``'s host partitions as the items of :meth:`keep` or :meth:`imap`
+        (:func:`gpsgpu.partition.split_by_host`): on workers that share this machine's files, a
+        table on disk goes as readers, and each worker reads its own partitions."""
+        from gpsgpu.partition import split_by_host
+
+        return split_by_host(
+            source, n_partitions=n_partitions, readers=self.distributed and self.shares_files
+        )
 
     def _scatter(self, items: Iterable[Any]) -> list[Any]:
         """The items sent to the workers as data (not inside the task graph), one future each."""
@@ -112,6 +129,11 @@ class Mapper:
             return results
         if not extra:
             items = list(items)
+            if all(isinstance(item, PartitionReader) for item in items):
+                # The workers read their partitions: only the small readers travel.
+                return self.client.map(  # type: ignore[no-any-return]
+                    _apply, items, pure=False, function=function, shared=shared
+                )
             if not any(_is_future(item) for item in items):
                 # One scatter for every item: the items go to the workers as data, spread evenly.
                 return self.client.map(  # type: ignore[no-any-return]
@@ -146,8 +168,11 @@ class Mapper:
         return self.client.gather(level[0])  # type: ignore[no-any-return]
 
     def _put(self, value: Any) -> Any:
-        """``value`` as a task argument: a future as it is, anything else sent to the workers."""
-        return value if _is_future(value) else self.client.scatter(value, hash=False)
+        """``value`` as a task argument: a future or a partition reader as it is, anything else
+        sent to the workers."""
+        if _is_future(value) or isinstance(value, PartitionReader):
+            return value
+        return self.client.scatter(value, hash=False)
 
     def imap(self, function: Callable[..., T], items: Iterable[Any], /, **shared: Any) -> Iterator[T]:
         """Like :meth:`map`, yielding each result in order as soon as it is ready (to write it).
@@ -174,7 +199,7 @@ class Mapper:
                 except StopIteration:
                     exhausted = True
                     break
-                data = self.client.scatter(item, hash=False)
+                data = self._put(item)
                 pending.append(self.client.submit(_apply, data, pure=False, function=function, shared=shared))
             if not pending:
                 return
@@ -189,6 +214,8 @@ def _apply(*args: Any, function: Callable[..., T], shared: dict[str, Any]) -> T:
     The shared arguments travel in one dict so that their names cannot collide with the keywords
     of :meth:`distributed.Client.map` (``workers``, ``key``, ...).
     """
+    # A partition reader is read here, on the worker, just before its task runs.
+    args = tuple(arg() if isinstance(arg, PartitionReader) else arg for arg in args)
     return function(*args, **shared)
 
 
@@ -266,7 +293,9 @@ def open_cluster(spec: str = "none", *, workers: int = 0) -> Iterator[Mapper]:
                     f"({exc.__class__.__name__})"
                 ) from None
         log.info("cluster %s: %d workers", spec, len(client.scheduler_info().get("workers", {})))
-        yield Mapper(client)
+        # A local cluster's workers read the tables' partitions themselves; a scheduler's workers
+        # may run on other machines, so partitions are sent to them.
+        yield Mapper(client, shares_files=spec in ("local", "local-cuda"))
 
 
 def _local_cuda_cluster(workers: int) -> Any:

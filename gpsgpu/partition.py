@@ -26,6 +26,19 @@ def partition_of(ip: Any, n_partitions: int) -> Any:
     return ((mixed >> xp.uint64(8)) % xp.uint64(n_partitions)).astype(xp.int64)
 
 
+class PartitionReader(abc.ABC):
+    """One host partition of a :class:`HostPartitions`, read where it is called.
+
+    A worker that shares this machine's files reads its own partition instead of receiving it from
+    the client (:meth:`gpsgpu.distributed.Mapper.partitions`): the partition is never in the
+    client's memory nor on the wire. Small and picklable; calling it gives the partition's frame.
+    """
+
+    @abc.abstractmethod
+    def __call__(self) -> Any:
+        """The partition's frame (the one :meth:`HostPartitions.partitions` yields at its place)."""
+
+
 class HostPartitions(abc.ABC):
     """A table too big to hold at once that yields its host partitions one by one (out of core).
 
@@ -44,8 +57,13 @@ class HostPartitions(abc.ABC):
     def partitions(self, n_partitions: int) -> Iterator[Any]:
         """The table's rows in ``n_partitions`` host partitions (frames on :attr:`backend`)."""
 
+    def readers(self, n_partitions: int) -> list[PartitionReader] | None:
+        """A reader of each of the ``n_partitions`` partitions, to be read elsewhere; None when the
+        partitions can only be read here (then :meth:`partitions` is used)."""
+        return None
 
-def split_by_host(frame: Any, /, *, n_partitions: int) -> Iterator[Any]:
+
+def split_by_host(frame: Any, /, *, n_partitions: int, readers: bool = False) -> Iterator[Any]:
     """Yield ``n_partitions`` frames of ``frame``'s rows (every row of a host in the same one).
 
     Parameters
@@ -53,9 +71,13 @@ def split_by_host(frame: Any, /, *, n_partitions: int) -> Iterator[Any]:
     frame : frame with an ``ip uint32`` column, or a :class:`HostPartitions` (read partition by
         partition, never whole)
     n_partitions : int
+    readers : bool
+        Yield a :class:`PartitionReader` in place of each partition where ``frame`` can make them
+        (the partitions are then read by whoever calls them).
     """
     if isinstance(frame, HostPartitions):
-        yield from frame.partitions(n_partitions)
+        made = frame.readers(n_partitions) if readers else None
+        yield from frame.partitions(n_partitions) if made is None else made
         return
     if n_partitions == 1:
         yield frame

@@ -6,8 +6,10 @@ CuPy ``OutOfMemoryError`` injected on the CPU).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -288,3 +290,66 @@ def test_cluster_chatter_reaches_stderr_only_with_verbose() -> None:
     cli._setup_logging(1, None)
     assert cli._quiet_cluster not in logging.getLogger().handlers[0].filters
     logging.basicConfig(handlers=[handler], force=True)
+
+
+@pytest.mark.parametrize("threads_cluster", [2], indirect=True)
+def test_workers_that_share_the_files_read_their_own_partitions(
+    inputs: dict[str, Path],
+    reference: dict[str, object],
+    tmp_path: Path,
+    threads_cluster: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a local cluster (workers that see this machine's files) no seed or priors partition is
+    read by the client or sent from it: each worker reads its own from the Parquet file. Learn and
+    predict in both modes give the one-process outputs."""
+    from dask.distributed import Client
+
+    from gpsgpu.io.partitions import ParquetHostPartitions
+    from gpsgpu.pipelines import improved as improved_pipeline
+
+    real_open = distributed.open_cluster
+
+    @contextlib.contextmanager
+    def local_cluster(spec: str = "none", *, workers: int = 0) -> Iterator[distributed.Mapper]:
+        with real_open(spec, workers=workers) as mapper:
+            mapper.shares_files = True  # the threads cluster runs on this machine
+            yield mapper
+
+    for module in (learn_pipeline, predict_pipeline, improved_pipeline):
+        monkeypatch.setattr(module, "open_cluster", local_cluster)
+    scattered: list[str] = []
+    real_scatter = Client.scatter
+
+    def scatter(self: Client, data: object, *args: object, **kwargs: object) -> object:
+        scattered.extend(type(v).__name__ for v in (data if isinstance(data, list) else [data]))
+        return real_scatter(self, data, *args, **kwargs)
+
+    def read_here(self: ParquetHostPartitions, n_partitions: int) -> object:
+        raise AssertionError("a partition was read by the client")
+
+    monkeypatch.setattr(Client, "scatter", scatter)
+    monkeypatch.setattr(ParquetHostPartitions, "partitions", read_here)
+    patterns = _learn(inputs, tmp_path / "model", cluster=threads_cluster, partitions=3)
+    pd.testing.assert_frame_equal(patterns, reference["patterns"])  # type: ignore[arg-type]
+    predictions = _predict(
+        inputs, tmp_path / "model", tmp_path / "pred", cluster=threads_cluster, priors_per_partition=300
+    )
+    pd.testing.assert_frame_equal(predictions, reference["predictions"])  # type: ignore[arg-type]
+    assert "DataFrame" not in scattered
+    # Improved mode: its ranked predictor's partitions too (the whole ranking equal).
+    monkeypatch.undo()
+    run_learn(
+        [str(inputs["seed"])], tmp_path / "improved", LearnConfig(hitrate=HITRATE, step=STEP, mode="improved")
+    )
+    ranked = {}
+    for name, cluster in (("none", "none"), ("workers", threads_cluster)):
+        if cluster != "none":
+            for module in (predict_pipeline, improved_pipeline):
+                monkeypatch.setattr(module, "open_cluster", local_cluster)
+            monkeypatch.setattr(ParquetHostPartitions, "partitions", read_here)
+        out = tmp_path / f"ranked-{name}"
+        run_predict(tmp_path / "improved", [str(inputs["priors"])], out, PredictConfig(cluster=cluster))
+        ranked[name] = pq.read_table(out / SHARDS_DIR).to_pandas()
+    assert len(ranked["none"]) > 0
+    pd.testing.assert_frame_equal(ranked["workers"], ranked["none"])

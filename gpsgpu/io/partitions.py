@@ -10,6 +10,7 @@ The price is one pass over the file per partition (one pass in all when ``n`` is
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from gpsgpu.backend import Backend
 from gpsgpu.errors import InputError
 from gpsgpu.io.parquet import read_table
 from gpsgpu.ops.cpu import release_memory
-from gpsgpu.partition import HostPartitions, partition_of
+from gpsgpu.partition import HostPartitions, PartitionReader, partition_of
 
 #: Rows decoded at once while a partition is gathered.
 BATCH_ROWS = 1 << 17
@@ -56,8 +57,10 @@ class ParquetHostPartitions(HostPartitions):
         except ValueError as exc:
             raise InputError(f"{self.path}: {exc}") from None
         self._rows = int(self._file.metadata.num_rows)
-        #: Bytes of the columns copied to the device so far (GPU backend).
+        #: Bytes of the columns copied to the device so far (GPU backend) by this process's reads.
         self.bytes_to_device = 0
+        #: Whether readers were handed out (partitions read elsewhere, their bytes not counted here).
+        self.read_elsewhere = False
 
     def __len__(self) -> int:
         return self._rows
@@ -80,27 +83,56 @@ class ParquetHostPartitions(HostPartitions):
     def partitions(self, n_partitions: int) -> Iterator[Any]:
         if n_partitions < 1:
             raise ValueError(f"n_partitions must be >= 1, not {n_partitions}")
+        for k in range(n_partitions):
+            frame = self.partition(k, n_partitions)
+            yield frame
+            del frame
+
+    def readers(self, n_partitions: int) -> list[PartitionReader]:
+        n = n_partitions
+        if n < 1:
+            raise ValueError(f"n_partitions must be >= 1, not {n}")
+        self.read_elsewhere = True
+        path = self.path.resolve()  # a worker's working folder may differ
+        return [ParquetPartition(path, self.backend, k, n, self.batch_rows) for k in range(n_partitions)]
+
+    def partition(self, index: int, n_partitions: int) -> Any:
+        """Partition ``index`` of ``n_partitions`` (one pass over the file; the whole table when
+        ``n_partitions`` is 1)."""
         if n_partitions == 1:
             frame = self._frame(read_table(self.path))
             # The decoder's buffers (twice the table on net16) leave the resident set here too.
             release_memory()
-            yield frame
-            return
-        for k in range(n_partitions):
-            batches = []
-            try:
-                for batch in self._file.iter_batches(batch_size=self.batch_rows, use_threads=True):
-                    ip = batch.column(schema.IP).to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
-                    keep = partition_of(ip, n_partitions) == k
-                    if keep.any():
-                        batches.append(batch.filter(pa.array(keep)))
-            except (pa.ArrowInvalid, OSError) as exc:  # a page cut or garbled past the footer
-                raise InputError(f"{self.path}: not a readable Parquet table ({exc})") from None
-            frame = self._frame(pa.Table.from_batches(batches, schema=self._file.schema_arrow))
-            del batches
-            # The decoder's and the filter's buffers go back to the system before the partition is
-            # used: otherwise each partition read leaves them resident (bench/RESULTS.md, 2026-12-05:
-            # learn --partitions 4 on 2 workers, 870 MB largest process without this, 669 MB with it).
-            release_memory()
-            yield frame
-            del frame
+            return frame
+        batches = []
+        try:
+            for batch in self._file.iter_batches(batch_size=self.batch_rows, use_threads=True):
+                ip = batch.column(schema.IP).to_numpy(zero_copy_only=False).astype(np.uint32, copy=False)
+                keep = partition_of(ip, n_partitions) == index
+                if keep.any():
+                    batches.append(batch.filter(pa.array(keep)))
+        except (pa.ArrowInvalid, OSError) as exc:  # a page cut or garbled past the footer
+            raise InputError(f"{self.path}: not a readable Parquet table ({exc})") from None
+        frame = self._frame(pa.Table.from_batches(batches, schema=self._file.schema_arrow))
+        del batches
+        # The decoder's and the filter's buffers go back to the system before the partition is
+        # used: otherwise each partition read leaves them resident (bench/RESULTS.md, 2026-12-05:
+        # learn --partitions 4 on 2 workers, 870 MB largest process without this, 669 MB with it).
+        release_memory()
+        return frame
+
+
+@dataclasses.dataclass(frozen=True)
+class ParquetPartition(PartitionReader):
+    """Partition ``index`` of ``n_partitions`` of a services Parquet file, read when called (by
+    the Dask worker that works on it)."""
+
+    path: Path
+    backend: Backend
+    index: int
+    n_partitions: int
+    batch_rows: int = BATCH_ROWS
+
+    def __call__(self) -> Any:
+        source = ParquetHostPartitions(self.path, self.backend, batch_rows=self.batch_rows)
+        return source.partition(self.index, self.n_partitions)

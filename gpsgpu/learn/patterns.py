@@ -51,7 +51,7 @@ from gpsgpu.learn.counts import (
 )
 from gpsgpu.learn.seed import MAX_HOST_PORTS, SeedPartition, index_seed
 from gpsgpu.ops import cpu, ops_for
-from gpsgpu.partition import HostPartitions, split_by_host
+from gpsgpu.partition import HostPartitions
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +186,9 @@ def learn_patterns(
     with step("features"):
         parts = mapper.keep(
             index_seed,
-            # A generator: partitions of a HostPartitions source are read one at a time.
-            split_by_host(services, n_partitions=n_partitions),
+            # A generator: partitions of a HostPartitions source are read one at a time (by the
+            # workers themselves on a local cluster).
+            mapper.partitions(services, n_partitions),
             use_asn=use_asn,
             preset=preset,
             max_host_ports=max_host_ports,

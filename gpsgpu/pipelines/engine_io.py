@@ -110,9 +110,12 @@ def engine_backend(requested: str, cluster: str) -> Backend:
     return backend
 
 
-def bytes_to_device(scan: Any) -> int:
-    """Bytes of a scan's columns the command copied to the device (0 on the CPU)."""
+def bytes_to_device(scan: Any) -> int | None:
+    """Bytes of a scan's columns the command copied to the device (0 on the CPU); None when its
+    partitions were read by a cluster's workers (each onto its own device, not counted here)."""
     if isinstance(scan, HostPartitions):
+        if getattr(scan, "read_elsewhere", False):
+            return None
         return int(getattr(scan, "bytes_to_device", 0))
     if backend_of(scan) is not Backend.GPU:
         return 0

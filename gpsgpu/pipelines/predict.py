@@ -17,7 +17,6 @@ from gpsgpu.io.atomic import atomic_dir
 from gpsgpu.io.metadata import Timings, build_metadata, write_metadata
 from gpsgpu.io.model import read_model, read_plan_params
 from gpsgpu.io.predictions import EXPORT_FILE, PredictionWriter
-from gpsgpu.partition import split_by_host
 from gpsgpu.pipelines.engine_io import blocklist_for, bytes_to_device, engine_backend, open_scan
 from gpsgpu.pipelines.improved import IMPROVED, check_compatible_flags, model_mode, run_predict_improved
 from gpsgpu.plan import plan_priors
@@ -96,7 +95,7 @@ def run_predict(
                 Progress("predict", total=len(scan), unit="services") as bar,
                 current(bar),  # this process's partitions advance it chunk by chunk
             ):
-                parts = split_by_host(scan, n_partitions=n)  # read one at a time
+                parts = mapper.partitions(scan, n)  # read one at a time (by a local cluster's workers)
                 for predicted in mapper.imap(_predict_partition, parts, **shared):
                     writer.write(predicted)
             return n, writer
@@ -113,7 +112,8 @@ def run_predict(
         }
         if backend is Backend.GPU:
             # The priors come to the device when read; only the predictions (ip, port, score) leave.
-            counts["bytes_host_to_device"] = bytes_to_device(scan)
+            if (copied := bytes_to_device(scan)) is not None:
+                counts["bytes_host_to_device"] = copied
             counts["bytes_device_to_host"] = writer.n_predictions * 10
         metadata = build_metadata(
             command="predict",

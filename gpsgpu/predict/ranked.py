@@ -39,7 +39,6 @@ from gpsgpu.blocklist import Blocklist
 from gpsgpu.distributed import SERIAL, Mapper
 from gpsgpu.features import DEFAULT_PRESET
 from gpsgpu.ops import cpu
-from gpsgpu.partition import split_by_host
 from gpsgpu.predict.services import (
     COMBINE_CHOICES,
     PredictTables,
@@ -214,8 +213,9 @@ def _partition_predictions(
     tables = prepare_predict(
         rules, known=known, scanned=scanned, blocklist=blocklist, host_rules=host_rules, skip_hosts=skip_hosts
     )
-    # Partitions are read one at a time (and on a cluster a few per worker ahead): never whole.
-    parts = split_by_host(observed, n_partitions=max(1, math.ceil(len(observed) / partition_rows)))
+    # Partitions are read one at a time (on a cluster a few per worker ahead, by the workers
+    # themselves on a local one): never whole.
+    parts = mapper.partitions(observed, max(1, math.ceil(len(observed) / partition_rows)))
     yield from mapper.imap(
         _rank_partition,
         parts,
