@@ -619,7 +619,11 @@ def predict(
     hitrate: HitrateOpt = None,
     blocklist: BlocklistOpt = None,
     priors_per_partition: Annotated[
-        int | None, typer.Option("--priors-per-partition", help="priors services handled per output shard")
+        int | None,
+        typer.Option(
+            "--priors-per-partition",
+            help="priors services predicted at once (default 1000000; improved models 262144)",
+        ),
     ] = None,
     budget: BudgetOpt = None,
     min_score: Annotated[

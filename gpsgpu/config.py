@@ -155,8 +155,10 @@ DEFAULT_STEP = 16
 DEFAULT_CHUNK_PAIRS = 1 << 24
 #: Probes per second written into PLAN/commands.sh (zmap -r).
 DEFAULT_ZMAP_RATE = 10_000
-#: Rows of the priors scan handled per predict partition (predictions of one are held at once).
-DEFAULT_PRIORS_PER_PARTITION = 1_000_000
+#: Rows of the priors scan handled per predict partition (predictions of one are held at once), by
+#: mode: an improved partition's candidates are several times a compatible one's (top-k rules,
+#: host rules, every score kept for the ranking).
+DEFAULT_PRIORS_PER_PARTITION = {"compatible": 1_000_000, "improved": 1 << 18}
 EXPORT_CHOICES = ("gps", "lzr", "zgrab2")
 
 
@@ -272,7 +274,7 @@ class PredictConfig:
     hitrate: float | None = None  # None: the plan's, else the model's
     blocklist: tuple[str, ...] = ()
     backend: str = "auto"
-    priors_per_partition: int = DEFAULT_PRIORS_PER_PARTITION
+    priors_per_partition: int | None = None  # None: the model's mode's (DEFAULT_PRIORS_PER_PARTITION)
     max_reject_rate: float = DEFAULT_MAX_REJECT_RATE
     cluster: str = "none"  # none | local | local-cuda | tcp://host:port
     workers: int = 0  # workers of a local cluster (0: every core or GPU)
@@ -280,6 +282,10 @@ class PredictConfig:
     budget: int | None = None  # probes: keep the best predictions within it
     min_score: float = 0.0  # keep predictions scoring at least this
     combine: str = "noisy-or"  # how rules predicting one ip:port combine: noisy-or | max
+
+    def partition_rows(self, mode: str) -> int:
+        """Priors services per partition for a model of ``mode``: the flag's, else the mode's."""
+        return self.priors_per_partition or DEFAULT_PRIORS_PER_PARTITION[mode]
 
     def __post_init__(self) -> None:
         _check_cluster(self.cluster, self.workers)
@@ -292,7 +298,7 @@ class PredictConfig:
             raise UsageError(f"--combine must be one of {', '.join(COMBINE_CHOICES)}, not {self.combine!r}")
         if self.export is not None and self.export not in EXPORT_CHOICES:
             raise UsageError(f"--export must be one of {', '.join(EXPORT_CHOICES)}, not {self.export!r}")
-        if self.priors_per_partition < 1:
+        if self.priors_per_partition is not None and self.priors_per_partition < 1:
             raise UsageError(f"--priors-per-partition must be positive, not {self.priors_per_partition}")
         if not 0.0 <= self.max_reject_rate <= 1.0:
             raise UsageError(f"--max-reject-rate must be within 0..1, not {self.max_reject_rate}")

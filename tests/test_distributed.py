@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -26,6 +27,7 @@ from gpsgpu.pipelines import learn as learn_pipeline
 from gpsgpu.pipelines import predict as predict_pipeline
 from gpsgpu.pipelines.learn import run_learn
 from gpsgpu.pipelines.predict import run_predict
+from gpsgpu.progress import Progress
 
 HITRATE, STEP = 0.001, 20
 
@@ -328,15 +330,26 @@ def test_workers_that_share_the_files_read_their_own_partitions(
     def read_here(self: ParquetHostPartitions, n_partitions: int) -> object:
         raise AssertionError("a partition was read by the client")
 
+    bars: list[Progress] = []
+
+    class Recorded(Progress):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
     monkeypatch.setattr(Client, "scatter", scatter)
     monkeypatch.setattr(ParquetHostPartitions, "partitions", read_here)
     patterns = _learn(inputs, tmp_path / "model", cluster=threads_cluster, partitions=3)
     pd.testing.assert_frame_equal(patterns, reference["patterns"])  # type: ignore[arg-type]
+    monkeypatch.setattr(predict_pipeline, "Progress", Recorded)
     predictions = _predict(
         inputs, tmp_path / "model", tmp_path / "pred", cluster=threads_cluster, priors_per_partition=300
     )
     pd.testing.assert_frame_equal(predictions, reference["predictions"])  # type: ignore[arg-type]
     assert "DataFrame" not in scattered
+    # The workers' partitions advanced the predict bar, each once, as they came back.
+    n_priors = pq.ParquetFile(inputs["priors"]).metadata.num_rows
+    assert [(bar.phase, bar.done, bar.total) for bar in bars] == [("predict", n_priors, n_priors)]
     # Improved mode: its ranked predictor's partitions too (the whole ranking equal).
     monkeypatch.undo()
     run_learn(
@@ -348,8 +361,11 @@ def test_workers_that_share_the_files_read_their_own_partitions(
             for module in (predict_pipeline, improved_pipeline):
                 monkeypatch.setattr(module, "open_cluster", local_cluster)
             monkeypatch.setattr(ParquetHostPartitions, "partitions", read_here)
+            monkeypatch.setattr(improved_pipeline, "Progress", Recorded)
+            bars.clear()
         out = tmp_path / f"ranked-{name}"
         run_predict(tmp_path / "improved", [str(inputs["priors"])], out, PredictConfig(cluster=cluster))
         ranked[name] = pq.read_table(out / SHARDS_DIR).to_pandas()
     assert len(ranked["none"]) > 0
     pd.testing.assert_frame_equal(ranked["workers"], ranked["none"])
+    assert [(bar.phase, bar.done) for bar in bars] == [("predict (improved)", n_priors)]

@@ -80,13 +80,14 @@ def _spy_clusters(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_improved_predict_on_a_local_cluster_is_the_one_process_ranking(
     loop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(improved, "DEFAULT_PARTITION_ROWS", PARTITION_ROWS)
     opened = _spy_clusters(monkeypatch)
     model, plan, priors = str(loop / "model"), str(loop / "plan"), str(loop / "priors.parquet")
-    run_predict(model, [priors], tmp_path / "none", PredictConfig(plan=plan, backend="cpu"))
-    try:  # worker processes, through the command line
+    config = PredictConfig(plan=plan, backend="cpu", priors_per_partition=PARTITION_ROWS)
+    run_predict(model, [priors], tmp_path / "none", config)
+    try:  # worker processes, through the command line (the flag sets the partitions' size)
         cli.main(["-q", "predict", model, priors, "-o", str(tmp_path / "local"), "--plan", plan,
-                  "--backend", "cpu", "--cluster", "local", "--workers", "2"])  # fmt: skip
+                  "--backend", "cpu", "--cluster", "local", "--workers", "2",
+                  "--priors-per-partition", str(PARTITION_ROWS)])  # fmt: skip
     except SystemExit as exc:
         if exc.code:  # pragma: no cover - a failure
             pytest.fail(f"predict --cluster local: exit {exc.code}: {capsys.readouterr().err}")
@@ -109,9 +110,8 @@ def test_improved_predict_on_a_local_cluster_is_the_one_process_ranking(
 def test_improved_predict_retries_out_of_memory_with_smaller_partitions(
     loop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(improved, "DEFAULT_PARTITION_ROWS", PARTITION_ROWS)
     model, priors = str(loop / "model"), [str(loop / "priors.parquet")]
-    config = PredictConfig(plan=str(loop / "plan"), backend="cpu")
+    config = PredictConfig(plan=str(loop / "plan"), backend="cpu", priors_per_partition=PARTITION_ROWS)
     run_predict(model, priors, tmp_path / "one", config)
     real, rows = improved.rank_partitions, []
 

@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from gpsgpu import schema
-from gpsgpu.backend import resolve
 from gpsgpu.config import LearnConfig, PredictConfig, as_dict
 from gpsgpu.distributed import SERIAL, Mapper, free_device_pools, open_cluster, retry_on_oom
 from gpsgpu.errors import UsageError
@@ -46,10 +45,9 @@ from gpsgpu.io.predictions import EXPORT_FILE, PredictionWriter
 from gpsgpu.io.runs import RunStore
 from gpsgpu.learn.ranked import learn_host_rules, learn_ranked_rules, real_hosts
 from gpsgpu.ops import cpu
-from gpsgpu.pipelines.engine_io import blocklist_for, open_scan, whole_frame
+from gpsgpu.pipelines.engine_io import blocklist_for, engine_backend, open_scan, whole_frame
 from gpsgpu.plan.budget import cut_budget, rank_plan_rows
 from gpsgpu.predict.ranked import (
-    DEFAULT_PARTITION_ROWS,
     empty_predictions,
     known_keys,
     merge_ranked,
@@ -237,7 +235,7 @@ def run_predict_improved(
     output = Path(output)
     started = time.perf_counter()
     timings = Timings()
-    backend = resolve(config.backend)
+    backend = engine_backend(config.backend, config.cluster)
     preset = str(model.params.get("preset", "gps2022"))
     with timings.step("read"):
         blocklist = blocklist_for(config.blocklist, plans=[config.plan])
@@ -293,7 +291,7 @@ def run_predict_improved(
                             known=known, scanned=scanned, blocklist=blocklist, combine=config.combine,
                             preset=preset, host_rules=model.host_rules, skip_hosts=seed_hosts,
                         ),
-                        max(1, math.ceil(n_scan / DEFAULT_PARTITION_ROWS)),
+                        max(1, math.ceil(n_scan / config.partition_rows(IMPROVED))),
                         what="predict (improved)",
                         on_retry=free_device_pools,
                     )  # fmt: skip

@@ -72,9 +72,8 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
                 counts.update(improve_rules(services, result, config, mapper=mapper, workers=workers))
                 counts["n_rules"] = len(result.rules)
             release_memory()  # the scored rules' temporaries, before the model is written
-        if backend is Backend.GPU:
-            if (copied := bytes_to_device(services)) is not None:
-                counts["bytes_host_to_device"] = copied
+        if backend is Backend.GPU and (copied := bytes_to_device(services)) is not None:
+            counts["bytes_host_to_device"] = copied
         timings.update({f"learn.{step}": seconds for step, seconds in result.timings.items()})
         if counts["n_hosts_counted"] == 0:
             log.warning(

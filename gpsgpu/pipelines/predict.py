@@ -26,9 +26,12 @@ from gpsgpu.progress import Progress, current
 log = logging.getLogger(__name__)
 
 
-def _predict_partition(part: Any, *, tables: PredictTables, preset: str, workers: int | None) -> Any:
-    """Predictions of one priors partition (a :class:`~gpsgpu.distributed.Mapper` task)."""
-    return predict_services(part, tables, preset=preset, workers=workers)
+def _predict_partition(
+    part: Any, *, tables: PredictTables, preset: str, workers: int | None
+) -> tuple[Any, int]:
+    """Predictions of one priors partition and its rows (a :class:`~gpsgpu.distributed.Mapper`
+    task)."""
+    return predict_services(part, tables, preset=preset, workers=workers), len(part)
 
 
 def _clear(folder: Path) -> None:
@@ -72,7 +75,7 @@ def run_predict(
     check_compatible_flags(config)
     if len(model.rules) == 0:
         log.warning("the model has no rules (its seed had no usable host): no predictions")
-    first_partitions = max(1, math.ceil(len(scan) / config.priors_per_partition))
+    first_partitions = max(1, math.ceil(len(scan) / config.partition_rows("compatible")))
     with (
         timings.step("predict"),
         open_cluster(config.cluster, workers=config.workers) as mapper,
@@ -96,8 +99,10 @@ def run_predict(
                 current(bar),  # this process's partitions advance it chunk by chunk
             ):
                 parts = mapper.partitions(scan, n)  # read one at a time (by a local cluster's workers)
-                for predicted in mapper.imap(_predict_partition, parts, **shared):
+                for predicted, n_rows in mapper.imap(_predict_partition, parts, **shared):
                     writer.write(predicted)
+                    if mapper.distributed:  # a worker's chunks advance no bar here
+                        bar.advance(n_rows)
             return n, writer
 
         n_partitions, writer = retry_on_oom(

@@ -36,6 +36,7 @@ import pandas as pd
 
 from gpsgpu import schema
 from gpsgpu.blocklist import Blocklist
+from gpsgpu.config import DEFAULT_PRIORS_PER_PARTITION
 from gpsgpu.distributed import SERIAL, Mapper
 from gpsgpu.features import DEFAULT_PRESET
 from gpsgpu.ops import cpu
@@ -46,9 +47,10 @@ from gpsgpu.predict.services import (
     predict_services,
     prepare_predict,
 )
+from gpsgpu.progress import current_bar
 
 #: Observed services predicted per host partition (bounds the candidate joins' memory).
-DEFAULT_PARTITION_ROWS = 1 << 18
+DEFAULT_PARTITION_ROWS = DEFAULT_PRIORS_PER_PARTITION["improved"]
 
 
 def empty_predictions() -> pd.DataFrame:
@@ -216,7 +218,9 @@ def _partition_predictions(
     # Partitions are read one at a time (on a cluster a few per worker ahead, by the workers
     # themselves on a local one): never whole.
     parts = mapper.partitions(observed, max(1, math.ceil(len(observed) / partition_rows)))
-    yield from mapper.imap(
+    # A worker's chunks advance no bar here: the partitions do, as they come back.
+    bar = current_bar() if mapper.distributed else None
+    for preds, n_rows in mapper.imap(
         _rank_partition,
         parts,
         # The known keys, plan rows, blocklist and rules go to every worker once.
@@ -227,7 +231,10 @@ def _partition_predictions(
         # A worker process runs one partition on one core (its chunks on one thread), not one
         # thread per core in each worker.
         workers=1 if mapper.distributed else None,
-    )
+    ):
+        if bar is not None:
+            bar.advance(n_rows)
+        yield preds
 
 
 def _rank_partition(
@@ -238,14 +245,16 @@ def _rank_partition(
     preset: str,
     by_port: bool | None,
     workers: int | None,
-) -> pd.DataFrame:
-    """One host partition's predictions, ``ip, port, score, n_rules``; sorted best first
-    (:func:`sort_ranked`) unless ``by_port`` is None (a :class:`~gpsgpu.distributed.Mapper` task)."""
+) -> tuple[pd.DataFrame, int]:
+    """One host partition's predictions, ``ip, port, score, n_rules``, sorted best first
+    (:func:`sort_ranked`) unless ``by_port`` is None, and the partition's rows (a
+    :class:`~gpsgpu.distributed.Mapper` task)."""
     preds = predict_services(part, tables, combine=combine, n_rules=True, preset=preset, workers=workers)
+    n_rows = len(part)
     del part
     if by_port is None:
-        return preds
-    return sort_ranked(preds[[schema.IP, schema.PORT, schema.SCORE, schema.N_RULES]], by_port=by_port)
+        return preds, n_rows
+    return sort_ranked(preds[[schema.IP, schema.PORT, schema.SCORE, schema.N_RULES]], by_port=by_port), n_rows
 
 
 def _rank_keys(frame: pd.DataFrame, by_port: bool) -> tuple[np.ndarray, np.ndarray]:
