@@ -39,7 +39,7 @@ from gpsgpu.predict.ranked import (
     release_score,
     scanned_keys,
 )
-from gpsgpu.predict.services import _combine, predict_services, prepare_predict
+from gpsgpu.predict.services import _combine, drop_mask, in_scanned, predict_services, prepare_predict
 from tests.gps_data import make_priors, make_services
 
 A, B, C = 0x0A000001, 0x0A000002, 0x0A000003
@@ -140,10 +140,35 @@ def test_big_real_hosts_are_learned_from() -> None:
 
 def test_combine_noisy_or_and_max() -> None:
     key = np.array([7, 5, 5], np.uint64)
-    score = np.array([0.2, 0.5, 0.5])
-    services, nor, n = _combine(cpu, key, score, "noisy-or")
+    scores = np.array([0.5, 0.2])  # distinct scores, best first; candidates name them by rank
+    rank = np.array([1, 0, 0])
+    services, nor, n = _combine(cpu, key, rank, scores, "noisy-or")
     assert services.tolist() == [5, 7] and nor.tolist() == pytest.approx([0.75, 0.2]) and n.tolist() == [2, 1]
-    assert _combine(cpu, key, score, "max")[1].tolist() == pytest.approx([0.5, 0.2])
+    assert _combine(cpu, key, rank, scores, "max")[1].tolist() == pytest.approx([0.5, 0.2])
+
+
+@pytest.mark.parametrize("n_scores", [1000, 70_000], ids=["packed", "lexsort"])
+def test_combine_sorts_candidates_by_service_then_rank(n_scores: int) -> None:
+    """Both sorts (a rank packed beside the service key, or a two-key lexsort past 2**16 ranks)
+    give each service its rules in rank order: a noisy-or sum in that order, whatever the order of
+    the candidates, and the best rank first for max."""
+    rng = np.random.default_rng(n_scores)
+    scores = np.sort(rng.random(n_scores))[::-1]
+    key = rng.integers(0, 3000, 200_000).astype(np.uint64) << np.uint64(16)
+    rank = rng.integers(0, n_scores, key.size)
+    services, nor, n = _combine(cpu, key, rank, scores, "noisy-or")
+    shuffled = rng.permutation(key.size)
+    again = _combine(cpu, key[shuffled], rank[shuffled], scores, "noisy-or")
+    assert all(np.array_equal(a, b) for a, b in zip((services, nor, n), again, strict=True))
+    frame = pd.DataFrame({"key": key, "rank": rank}).sort_values(["key", "rank"])
+    expected = frame.groupby("key")["rank"].agg(
+        lambda r: -np.expm1(np.log1p(-np.minimum(scores, 1 - 1e-9))[r.to_numpy()].sum())
+    )
+    assert services.tolist() == expected.index.tolist()
+    np.testing.assert_allclose(nor, expected.to_numpy(), rtol=1e-12)
+    assert n.tolist() == frame.groupby("key").size().tolist()
+    best = _combine(cpu, key, rank, scores, "max")[1]
+    assert best.tolist() == scores[frame.groupby("key")["rank"].min().to_numpy()].tolist()
 
 
 def test_predictions_best_first_and_budget_cuts_the_tail() -> None:
@@ -535,3 +560,25 @@ def test_release_score_pools_bands_that_violate_the_order() -> None:
     assert release_score(table, 0.0015) < 10 ** (-10 / 4)
     # ... and both fall short of 0.0025, released down to the pooled block's upper edge only.
     assert release_score(table, 0.0025) == pytest.approx(10 ** (-8 / 4))
+
+
+def test_drop_mask_by_binary_search_or_hash_table_is_the_same() -> None:
+    """Known services are dropped alike whether the keys are sorted (a binary search each), or not
+    (a hash table), or far fewer than the known ones; scanned rows and the blocklist on top."""
+    rng = np.random.default_rng(3)
+    service = np.unique(rng.integers(0, 1 << 40, 100_000).astype(np.uint64))
+    others = rng.integers(0, 1 << 40, 5_000).astype(np.uint64)
+    known = np.concatenate([rng.choice(service, 20_000, replace=False), others])
+    rules = pd.DataFrame({"neededP": [80], "fkey": [1], "p": [443], "score": [0.5]}).astype(
+        {"neededP": np.uint16, "fkey": np.uint64, "p": np.uint16}
+    )
+    ip, port = schema.unpack_service(service)
+    scanned = {16: np.unique((port[:50].astype(np.uint64) << np.uint64(32)) | schema.prefix_of(ip[:50], 16))}
+    tables = prepare_predict(rules, known=known, scanned=scanned)
+    ordered = drop_mask(service, tables, ordered=True)
+    shuffled = rng.permutation(service.size)
+    assert np.array_equal(drop_mask(service[shuffled], tables)[np.argsort(shuffled)], ordered)
+    expected = np.isin(service, known) | in_scanned(ip, port, tables.scanned)
+    assert np.array_equal(ordered, expected) and ordered[:50].all()
+    few = service[::1000]  # far fewer keys than known services: the binary search, unsorted or not
+    assert np.array_equal(drop_mask(few[::-1], tables)[::-1], ordered[::1000])

@@ -172,3 +172,21 @@ def test_an_aborted_stream_leaves_no_file(tmp_path: Path) -> None:
         stream.write(frame)
         raise ValueError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("by_port", [False, True])
+def test_sort_ranked_of_service_ordered_predictions_is_the_lexsort(by_port: bool) -> None:
+    """A partition's predictions come sorted by service: the stable sort by score's bits alone gives
+    the two-key order; scores that are not numbers >= +0 (-0.0, NaN) take the lexsort."""
+    rng = np.random.default_rng(11)
+    preds = _predictions(50_000, rng, n_scores=40)
+    key = schema.pack_service(preds[schema.IP].to_numpy(), preds[schema.PORT].to_numpy())
+    preds = preds.iloc[np.argsort(key)].reset_index(drop=True)
+    score = preds[schema.SCORE].to_numpy(np.float64)
+    ip, port = preds[schema.IP].to_numpy(np.uint64), preds[schema.PORT].to_numpy(np.uint64)
+    tie = (port << np.uint64(32)) | ip if by_port else (ip << np.uint64(16)) | port
+    expected = preds.iloc[np.lexsort((tie, -score))].reset_index(drop=True)
+    pd.testing.assert_frame_equal(sort_ranked(preds, by_port=by_port), expected)
+    odd = preds.assign(**{schema.SCORE: preds[schema.SCORE].where(preds.index % 97 != 0, np.float32(-0.0))})
+    ranked = sort_ranked(odd, by_port=by_port)
+    assert (ranked[schema.SCORE].to_numpy()[-((len(odd) + 96) // 97) :] == 0).all()  # the zeros last

@@ -282,19 +282,11 @@ def predict_services(
     key = xp.concatenate([p[0] for p in parts])
     rank = xp.concatenate([p[1] for p in parts])
     del parts  # the chunks' candidates, a partition's largest arrays with these
-    if combine == "max" and not n_rules:
-        service, best = _best_per_service(ops, key, rank)
-        score, count = tables.scores[best], None
-    else:
-        score = tables.scores[rank]
-        del rank
-        service, score, count = _combine(ops, key, score, combine)
-    del key
+    service, score, count = _combine(ops, key, rank, tables.scores, combine, counts=n_rules)
+    del key, rank
     if tables.host_p is not None:
         service, score, count = _with_host_rules(ops, table, tables, service, score, count)
-    ip, port = schema.unpack_service(service)
-    keep = ~drop_mask(ip, port, tables)
-    del ip, port
+    keep = ~drop_mask(service, tables, ordered=True)
     # Each array is replaced as it is cut: tens of millions of predictions per partition.
     service = ops.to_host(service[keep])
     score = ops.to_host(score[keep].astype(xp.float32))
@@ -303,20 +295,23 @@ def predict_services(
     return _frame(service, score, count, n_rules)
 
 
-def drop_mask(ip: Any, port: Any, tables: PredictTables) -> Any:
-    """Which ``(ip, port)`` not to predict: known, in scanned space, or blocklisted."""
-    ops = ops_for(backend_of(ip))
+def drop_mask(service: Any, tables: PredictTables, *, ordered: bool = False) -> Any:
+    """Which services (``ip << 16 | port`` keys) not to predict: known, in scanned space, or
+    blocklisted. ``ordered``: the keys are sorted."""
+    ops = ops_for(backend_of(service))
     xp = ops.namespace()
-    key = schema.pack_service(ip, port)
     if not tables.known.size:
-        drop = xp.zeros(ip.size, dtype=bool)
-    elif tables.known.size > 4 * key.size:
-        # Many more known services than predictions (a later round's known targets): a binary
-        # search each rather than a hash table of them all.
-        at = xp.minimum(xp.searchsorted(tables.known, key), tables.known.size - 1)
-        drop = tables.known[at] == key
+        drop = xp.zeros(service.size, dtype=bool)
+    elif ordered or tables.known.size > 4 * service.size:
+        # A binary search each: sorted keys walk the known keys in order (twice as fast as a hash
+        # table of them), and many more known services than keys (a later round's known
+        # targets) would make a large hash table for few queries.
+        at = xp.minimum(xp.searchsorted(tables.known, service), tables.known.size - 1)
+        drop = tables.known[at] == service
+        del at
     else:
-        drop = ops.sorted_isin(key, tables.known)
+        drop = ops.sorted_isin(service, tables.known)
+    ip, port = schema.unpack_service(service)
     drop |= in_scanned(ip, port, tables.scanned)
     if tables.blocklist is not None and len(tables.blocklist):
         drop |= xp.asarray(tables.blocklist.contains(ip))
@@ -346,20 +341,24 @@ def _frame(service: np.ndarray, score: np.ndarray, count: np.ndarray | None, n_r
     return pd.DataFrame(columns, copy=False)
 
 
-def _combine(ops: ModuleType, key: Any, score: Any, combine: str) -> tuple[Any, Any, Any]:
-    """Distinct services (sorted), their combined score (float64) and how many rules named each."""
+def _combine(
+    ops: ModuleType, key: Any, rank: Any, scores: Any, combine: str, *, counts: bool = True
+) -> tuple[Any, Any, Any]:
+    """Distinct services (sorted), their combined score (float64) and, with ``counts``, how many
+    rules named each (else None), from every candidate's service key and score rank
+    (``scores[rank]``, best first)."""
     xp = ops.namespace()
     if key.size == 0:
-        return key, score, xp.zeros(0, xp.int64)
-    order = xp.argsort(key)
-    key, score = key[order], score[order]
-    service, start, count = ops.runs(key)
+        return key, scores[:0], xp.zeros(0, xp.int64) if counts else None
+    service, start, rank = _by_service(ops, key, rank)
+    count = xp.diff(start, append=xp.int64(rank.size)) if counts else None
     if combine == "max":
-        best = ops.segment_max(score, start)
-    else:
-        log_miss = ops.segment_sum(xp.log1p(-xp.minimum(score, _MAX_SCORE)), start)
-        best = -xp.expm1(log_miss)
-    return service, best, count
+        # A service's candidates come by rank, best first.
+        return service, scores[rank[start]], count
+    # Each distinct score's log-miss once, not once per candidate; the sums run in rank order, so a
+    # service's score does not depend on how its candidates were chunked or partitioned.
+    log_miss = xp.log1p(-xp.minimum(scores, _MAX_SCORE))
+    return service, -xp.expm1(ops.segment_sum(log_miss[rank], start)), count
 
 
 def _with_host_rules(
@@ -415,23 +414,26 @@ def _with_host_rules(
     return merged_key, merged_score, merged_count
 
 
-def _best_per_service(ops: ModuleType, service: Any, rank: Any) -> tuple[Any, Any]:
-    """Distinct services (sorted) and the smallest score rank (the best score) of each.
+def _by_service(ops: ModuleType, service: Any, rank: Any) -> tuple[Any, Any, Any]:
+    """The candidates sorted by service, then rank: the distinct services, the first candidate
+    of each, and the sorted ranks.
 
     With fewer than 2**16 distinct ranks, a rank goes into the 16 bits a service key leaves free
-    and one value sort does the work; else a two-key lexsort.
+    and one value sort does the work (no index array, no gathers); else a two-key lexsort.
     """
     xp = ops.namespace()
-    if service.size == 0:
-        return service, rank
     if int(rank.max()) < 1 << 16:
-        packed = xp.sort((service << xp.uint64(16)) | rank.astype(xp.uint64))
-        first = xp.concatenate(
-            (xp.ones(1, dtype=bool), (packed[1:] >> xp.uint64(16)) != (packed[:-1] >> xp.uint64(16)))
-        )
-        best = packed[first]
-        return best >> xp.uint64(16), (best & xp.uint64(0xFFFF)).astype(xp.int64)
-    order = xp.lexsort(xp.stack([rank.astype(xp.uint64), service]))
-    service, rank = service[order], rank[order]
-    first = xp.concatenate((xp.ones(1, dtype=bool), service[1:] != service[:-1]))
-    return service[first], rank[first]
+        packed = (service << xp.uint64(16)) | rank.astype(xp.uint64)
+        packed.sort()
+        rank = packed & xp.uint64(0xFFFF)
+        packed >>= xp.uint64(16)
+        service = packed
+    else:
+        order = ops.lexsort([rank.astype(xp.uint64), service])
+        service, rank = service[order], rank[order]
+        del order
+    new = xp.empty(service.size, dtype=bool)
+    new[0] = True
+    xp.not_equal(service[1:], service[:-1], out=new[1:])
+    start = xp.flatnonzero(new)
+    return service[start], start, rank
