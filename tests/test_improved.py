@@ -582,3 +582,26 @@ def test_drop_mask_by_binary_search_or_hash_table_is_the_same() -> None:
     assert np.array_equal(ordered, expected) and ordered[:50].all()
     few = service[::1000]  # far fewer keys than known services: the binary search, unsorted or not
     assert np.array_equal(drop_mask(few[::-1], tables)[::-1], ordered[::1000])
+
+
+def test_improved_predictions_do_not_depend_on_chunks_threads_or_row_order() -> None:
+    """Chunks cut at host boundaries finish their own predictions (combined, host rules added, known
+    dropped) when the rows are in address order; rows in any other order are combined over the
+    whole partition. Both give the one-chunk predictions, scores and rule counts."""
+    seed = make_services(800, seed=5)
+    priors = make_priors(seed, 600, seed=6).sort_values([schema.IP, schema.PORT], ignore_index=True)
+    tables = prepare_predict(
+        learn_ranked_rules(seed).rules,
+        known=np.sort(schema.pack_service(seed[schema.IP].to_numpy(), seed[schema.PORT].to_numpy())),
+        host_rules=learn_host_rules(seed, prior_hosts=2.0, min_score=0.0),
+    )
+    whole = predict_services(priors, tables, combine="noisy-or", n_rules=True, workers=1)
+    assert len(whole) > 100 and (whole[schema.N_RULES] > 1).any()
+    chunked = predict_services(priors, tables, combine="noisy-or", n_rules=True, chunk_rows=97, workers=3)
+    pd.testing.assert_frame_equal(chunked, whole)
+    shuffled = priors.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        predict_services(shuffled, tables, combine="noisy-or", n_rules=True, chunk_rows=97, workers=3), whole
+    )
+    best = predict_services(priors, tables, combine="max", chunk_rows=97, workers=2)
+    pd.testing.assert_frame_equal(best, predict_services(shuffled, tables, combine="max", workers=1))

@@ -16,6 +16,7 @@ candidates all come from its own host, so partitions combine nothing between the
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -263,25 +264,81 @@ def predict_services(
     n_rows = ops.table_rows(table)
     if backend is Backend.GPU:
         chunk_rows = max(chunk_rows, n_rows)
-    starts = list(range(0, n_rows, chunk_rows))
-    workers = min(workers or os.cpu_count() or 1, len(starts))
+    bounds = _host_chunks(ops.table_column(table, schema.IP, np.uint32), chunk_rows)
+    aligned = bounds is not None
+    if bounds is None:
+        bounds = [(start, min(start + chunk_rows, n_rows)) for start in range(0, n_rows, chunk_rows)]
+    workers = min(workers or os.cpu_count() or 1, len(bounds))
     # A caller's progress bar over observed services (a predict round), advanced as chunks finish.
     bar = current_bar()
 
-    def one(start: int) -> tuple[Any, Any]:
-        got = _chunk_predictions(ops.table_slice(table, start, chunk_rows), tables, preset)
+    def one(bound: tuple[int, int]) -> tuple[Any, ...]:
+        chunk = ops.table_slice(table, bound[0], bound[1] - bound[0])
+        got = _chunk_predictions(chunk, tables, preset)
+        if aligned:
+            # Every candidate of a host is in its chunk: the chunk's predictions are final (and
+            # combined here, on the chunk's thread, a chunk of candidates in memory at a time).
+            got = _finish(ops, chunk, tables, *got, combine=combine, n_rules=n_rules)
         if bar is not None:
-            bar.advance(min(chunk_rows, n_rows - start))
+            bar.advance(bound[1] - bound[0])
         return got
 
     if workers > 1 and backend is Backend.CPU:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(one, starts))
+            parts = list(pool.map(one, bounds))
     else:
-        parts = [one(start) for start in starts]
-    key = xp.concatenate([p[0] for p in parts])
-    rank = xp.concatenate([p[1] for p in parts])
-    del parts  # the chunks' candidates, a partition's largest arrays with these
+        parts = [one(bound) for bound in bounds]
+    if aligned:
+        # Chunks of ascending hosts, each sorted by service: their concatenation is sorted.
+        # A column at a time, each chunk's piece dropped once copied: one column's copy at once.
+        pieces = [list(column) for column in zip(*parts, strict=True)]
+        del parts
+        service, score, count = (_concatenate(column) if column[0] is not None else None for column in pieces)
+        del pieces
+    else:
+        key = xp.concatenate([p[0] for p in parts])
+        rank = xp.concatenate([p[1] for p in parts])
+        del parts  # the chunks' candidates, a partition's largest arrays with these
+        service, score, count = _finish(ops, table, tables, key, rank, combine=combine, n_rules=n_rules)
+        del key, rank
+    return _frame(service, score, count, n_rules)
+
+
+def _concatenate(pieces: list[np.ndarray]) -> np.ndarray:
+    """The pieces end to end; the list is emptied as they are copied."""
+    out = np.empty(sum(piece.size for piece in pieces), dtype=pieces[0].dtype)
+    at = 0
+    while pieces:
+        piece = pieces.pop(0)
+        out[at : at + piece.size] = piece
+        at += piece.size
+        del piece
+    return out
+
+
+def _host_chunks(ip: Any, chunk_rows: int) -> list[tuple[int, int]] | None:
+    """Row ranges of about ``chunk_rows`` rows that never split a host, when the rows are in
+    address order (a services table is; a host's rows are then contiguous); else None."""
+    n_rows = int(ip.size)
+    if n_rows <= chunk_rows:
+        return [(0, n_rows)]
+    ops = ops_for(backend_of(ip))
+    xp = ops.namespace()
+    if not bool((ip[1:] >= ip[:-1]).all()):
+        return None
+    # Each cut moves back to the first row of the host it falls in.
+    cuts = xp.searchsorted(ip, ip[xp.arange(chunk_rows, n_rows, chunk_rows)], side="left")
+    edges = sorted({0, n_rows, *(int(c) for c in ops.to_host(cuts).tolist())})
+    return list(itertools.pairwise(edges))
+
+
+def _finish(
+    ops: ModuleType, table: Any, tables: PredictTables, key: Any, rank: Any, *, combine: str, n_rules: bool
+) -> tuple[Any, Any, Any]:
+    """The predictions of the rows of ``table`` (whole hosts) from all their candidates: combined,
+    with the host rules' targets, without what is known, scanned or blocklisted; on the host:
+    ``service uint64`` (sorted), ``score float32``, ``count`` (None unless ``n_rules``)."""
+    xp = ops.namespace()
     service, score, count = _combine(ops, key, rank, tables.scores, combine, counts=n_rules)
     del key, rank
     if tables.host_p is not None:
@@ -290,9 +347,8 @@ def predict_services(
     # Each array is replaced as it is cut: tens of millions of predictions per partition.
     service = ops.to_host(service[keep])
     score = ops.to_host(score[keep].astype(xp.float32))
-    count = None if count is None else ops.to_host(count[keep])
-    del keep
-    return _frame(service, score, count, n_rules)
+    count = None if count is None else ops.to_host(count[keep].astype(xp.uint32))
+    return service, score, count
 
 
 def drop_mask(service: Any, tables: PredictTables, *, ordered: bool = False) -> Any:
@@ -336,7 +392,7 @@ def _frame(service: np.ndarray, score: np.ndarray, count: np.ndarray | None, n_r
     columns = {schema.IP: ip, schema.PORT: port, schema.SCORE: score.astype(np.float32, copy=False)}
     if n_rules:
         columns[schema.N_RULES] = (
-            count.astype(np.uint32) if count is not None else np.ones(service.size, np.uint32)
+            count.astype(np.uint32, copy=False) if count is not None else np.ones(service.size, np.uint32)
         )
     return pd.DataFrame(columns, copy=False)
 
