@@ -35,6 +35,10 @@ BackendOpt = Annotated[
     str | None,
     typer.Option("--backend", help="auto|cpu|gpu (auto: the GPU when cuDF and a device are present)"),
 ]
+DefaultPortOpt = Annotated[
+    int | None,
+    typer.Option("--default-port", help="port for records that carry none (ZGrab2 -p, ZMap single-port CSV)"),
+]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-C", help="TOML file with one table per command, e.g. [ingest]")
 ]
@@ -146,12 +150,7 @@ def ingest(
     max_banner_bytes: Annotated[
         int | None, typer.Option("--max-banner-bytes", help="reject banners longer than this (UTF-8 bytes)")
     ] = None,
-    default_port: Annotated[
-        int | None,
-        typer.Option(
-            "--default-port", help="port for records that carry none (ZGrab2 -p, ZMap single-port CSV)"
-        ),
-    ] = None,
+    default_port: DefaultPortOpt = None,
     backend: BackendOpt = None,
     config: ConfigOpt = None,
     force: ForceOpt = False,
@@ -515,6 +514,7 @@ def learn(
     no_host_rules: Annotated[
         bool, typer.Option("--no-host-rules", help="improved: no host rules (what a live host of an AS runs)")
     ] = False,
+    default_port: DefaultPortOpt = None,
     backend: BackendOpt = None,
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
@@ -547,6 +547,7 @@ def learn(
             "max_host_ports": max_host_ports,
             "seed_fraction": seed_fraction,
             "host_rules": False if no_host_rules else None,
+            "default_port": default_port,
         },
     )
     improved_only = {
@@ -637,6 +638,7 @@ def predict(
         str | None,
         typer.Option("--combine", help="improved: rules predicting one ip:port combine by noisy-or|max"),
     ] = None,
+    default_port: DefaultPortOpt = None,
     backend: BackendOpt = None,
     cluster: ClusterOpt = None,
     workers: WorkersOpt = None,
@@ -665,6 +667,7 @@ def predict(
             "budget": budget,
             "min_score": min_score,
             "combine": combine,
+            "default_port": default_port,
         },
     )
     _claim_output(output, model, priors, cfg.plan, cfg.blocklist, config, force=force)

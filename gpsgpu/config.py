@@ -45,8 +45,12 @@ class IngestConfig:
             raise UsageError(f"--max-reject-rate must be within 0..1, not {self.max_reject_rate}")
         if self.max_banner_bytes <= 0:
             raise UsageError(f"--max-banner-bytes must be positive, not {self.max_banner_bytes}")
-        if self.default_port is not None and not 0 <= self.default_port <= 65535:
-            raise UsageError(f"--default-port must be within 0..65535, not {self.default_port}")
+        _check_default_port(self.default_port)
+
+
+def _check_default_port(port: int | None) -> None:
+    if port is not None and not 0 <= port <= 65535:
+        raise UsageError(f"--default-port must be within 0..65535, not {port}")
 
 
 def _coerce(value: Any, annotation: Any, name: str) -> Any:
@@ -215,9 +219,11 @@ class LearnConfig:
     max_host_ports: int = 32  # improved: largest real host learned from (GPS: 10)
     seed_fraction: float = 0.01  # improved: share of addresses the seed covers (plan scores)
     host_rules: bool = True  # improved: also learn what a live host of each AS runs
+    default_port: int | None = None  # port of seed records that carry none
 
     def __post_init__(self) -> None:
         _check_cluster(self.cluster, self.workers)
+        _check_default_port(self.default_port)
         _check_hitrate(self.hitrate)
         _check_mode(self.mode)
         if self.preset is None:
@@ -282,6 +288,7 @@ class PredictConfig:
     budget: int | None = None  # probes: keep the best predictions within it
     min_score: float = 0.0  # keep predictions scoring at least this
     combine: str = "noisy-or"  # how rules predicting one ip:port combine: noisy-or | max
+    default_port: int | None = None  # port of priors records that carry none
 
     def partition_rows(self, mode: str) -> int:
         """Priors services per partition for a model of ``mode``: the flag's, else the mode's."""
@@ -298,6 +305,7 @@ class PredictConfig:
             raise UsageError(f"--combine must be one of {', '.join(COMBINE_CHOICES)}, not {self.combine!r}")
         if self.export is not None and self.export not in EXPORT_CHOICES:
             raise UsageError(f"--export must be one of {', '.join(EXPORT_CHOICES)}, not {self.export!r}")
+        _check_default_port(self.default_port)
         if self.priors_per_partition is not None and self.priors_per_partition < 1:
             raise UsageError(f"--priors-per-partition must be positive, not {self.priors_per_partition}")
         if not 0.0 <= self.max_reject_rate <= 1.0:

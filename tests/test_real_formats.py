@@ -527,3 +527,52 @@ def test_ingest_command_says_the_note_once_on_stderr(
         run_ingest([str(ZMAP_DEFAULT)], tmp_path / "s.parquet", IngestConfig(backend="cpu"))
     err = capsys.readouterr().err.splitlines()
     assert err.count(f"gpsgpu: note: 5 records have no port; {NOTE}") == 1
+
+
+def test_learn_and_predict_take_default_port_for_records_without_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``learn`` and ``predict`` read scan records themselves, so they take ``--default-port`` as
+    ``ingest`` does; without it their error says to give it. The priors records are ingested once,
+    whatever the model's mode."""
+    import json
+
+    from gpsgpu import cli
+    from gpsgpu.io import ingest as ingest_module
+    from gpsgpu.io.parquet import write_services
+    from tests.gps_data import make_services
+
+    def main(*args: str) -> int:
+        try:
+            cli.main(["-q", *args])
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    assert main("learn", str(ZMAP_DEFAULT), "-o", str(tmp_path / "zmodel"), "--default-port", "80") == 0
+    meta = json.loads((tmp_path / "zmodel" / "metadata.json").read_text())
+    assert meta["counts"]["n_services"] == 5 and meta["config"]["default_port"] == 80
+    capsys.readouterr()
+    assert main("learn", str(ZMAP_DEFAULT), "-o", str(tmp_path / "none")) == 3  # an input error
+    err = capsys.readouterr().err
+    assert "5 of 5 records rejected; records without a port: give --default-port PORT" in err
+    assert not (tmp_path / "none").exists()
+    seed = tmp_path / "seed.parquet"
+    write_services(make_services(300, seed=4), seed)
+    calls: list[object] = []
+    real = ingest_module.ingest
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "ingest", counted)
+    for mode in ("compatible", "improved"):
+        model = tmp_path / f"model-{mode}"
+        assert main("learn", str(seed), "-o", str(model), "--mode", mode) == 0
+        calls.clear()
+        out = tmp_path / f"pred-{mode}"
+        assert main("predict", str(model), str(ZMAP_DEFAULT), "-o", str(out), "--default-port", "80") == 0
+        assert len(calls) == 1
+        meta = json.loads((out / "metadata.json").read_text())
+        assert meta["counts"]["n_priors_services"] == 5 and meta["config"]["default_port"] == 80

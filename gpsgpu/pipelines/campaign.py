@@ -321,7 +321,7 @@ def run_next(
             else:
                 part, _ = read_scan(
                     [path], backend=Backend.CPU, fmt=fmt, max_reject_rate=max_reject_rate, what="--found",
-                    allow_empty=True, asn_table=asn_table,
+                    allow_empty=True, asn_table=asn_table, port_flag=False,
                 )  # fmt: skip
                 part = part.to_pandas() if hasattr(part, "to_pandas") else part
             frames.append(part)

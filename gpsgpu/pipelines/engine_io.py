@@ -38,9 +38,13 @@ def read_scan(
     what: str = "input",
     allow_empty: bool = False,
     asn_table: Any = None,
+    default_port: int | None = None,
+    port_flag: bool = True,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """A services frame from a services table (Parquet) or scan records of any supported format
-    (``asn_table``: ASNs for records that carry none, as ``gpsgpu ingest --asn-file``).
+    (``asn_table``: ASNs for records that carry none, as ``gpsgpu ingest --asn-file``;
+    ``default_port``: the port of records that carry none, as ``--default-port``, which the
+    command has when ``port_flag``).
 
     Returns the frame (on ``backend``) and a description of the inputs for ``metadata.json``.
     Raises :class:`InputError` when the input is unusable or holds no service (unless
@@ -55,14 +59,21 @@ def read_scan(
         flags: dict[str, Any] = {"format": fmt, "backend": backend.value}
         if max_reject_rate is not None:
             flags["max_reject_rate"] = max_reject_rate
+        if default_port is not None:
+            flags["default_port"] = default_port
         from gpsgpu.io.records import no_port_note
 
         result = ingest(inputs, IngestConfig(**flags), asn_table, allow_empty=allow_empty)
         counts = result.counts
         note = no_port_note(result.rejects)
         if counts.get("reject_rate", 0.0) > IngestConfig(**flags).max_reject_rate:
+            fix = (
+                "give --default-port PORT"
+                if port_flag
+                else ("run 'gpsgpu ingest --default-port PORT' first and give its table")
+            )
             hint = (
-                "records without a port: run 'gpsgpu ingest --default-port PORT' first and give its table"
+                f"records without a port: {fix}"
                 if note
                 else f"is it a scan of the format {fmt!r}? (try 'gpsgpu ingest' to see the rejects)"
             )
@@ -71,7 +82,9 @@ def read_scan(
                 f"rejected; {hint}"
             )
         if note:
-            print(f"{note} (with 'gpsgpu ingest', then give its table)", file=sys.stderr)
+            # The note already says "give --default-port PORT", which this command may not take.
+            how = "" if port_flag else " (with 'gpsgpu ingest', then give its table)"
+            print(f"{note}{how}", file=sys.stderr)
         frame = result.frame
         described = result.inputs
     if len(frame) == 0 and not allow_empty:
@@ -86,6 +99,7 @@ def open_scan(
     fmt: str = "auto",
     max_reject_rate: float | None = None,
     what: str = "input",
+    default_port: int | None = None,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Like :func:`read_scan`, but one services Parquet table is not read whole: it comes back as a
     :class:`~gpsgpu.io.partitions.ParquetHostPartitions` that stages read host partition by host
@@ -98,7 +112,14 @@ def open_scan(
         if len(source) == 0:
             raise InputError(f"{what} {inputs[0]}: no services in it")
         return source, [{"path": str(inputs[0]), "format": "services"}]
-    return read_scan(inputs, backend=backend, fmt=fmt, max_reject_rate=max_reject_rate, what=what)
+    return read_scan(
+        inputs,
+        backend=backend,
+        fmt=fmt,
+        max_reject_rate=max_reject_rate,
+        what=what,
+        default_port=default_port,
+    )
 
 
 def engine_backend(requested: str, cluster: str) -> Backend:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from gpsgpu import schema
+from gpsgpu.blocklist import Blocklist
 from gpsgpu.config import LearnConfig, PredictConfig, as_dict
 from gpsgpu.distributed import SERIAL, Mapper, free_device_pools, open_cluster, retry_on_oom
 from gpsgpu.errors import UsageError
@@ -45,7 +46,7 @@ from gpsgpu.io.predictions import EXPORT_FILE, PredictionWriter
 from gpsgpu.io.runs import RunStore
 from gpsgpu.learn.ranked import learn_host_rules, learn_ranked_rules, real_hosts
 from gpsgpu.ops import cpu
-from gpsgpu.pipelines.engine_io import blocklist_for, engine_backend, open_scan, whole_frame
+from gpsgpu.pipelines.engine_io import engine_backend, whole_frame
 from gpsgpu.plan.budget import cut_budget, rank_plan_rows
 from gpsgpu.predict.ranked import (
     empty_predictions,
@@ -219,12 +220,14 @@ def _ranked_runs(
 def run_predict_improved(
     model_dir: str | os.PathLike[str],
     model: Model,
-    priors: list[str],
+    opened: tuple[Any, list[dict[str, Any]]],
     output: str | os.PathLike[str],
     config: PredictConfig,
     *,
     step: int,
     hitrate: float,
+    blocklist: Blocklist,
+    timings: Timings,
 ) -> dict[str, Any]:
     """``gpsgpu predict`` of an improved model (module docstring).
 
@@ -233,20 +236,12 @@ def run_predict_improved(
     shard, down to ``--min-score`` and up to ``--budget``.
     """
     output = Path(output)
-    started = time.perf_counter()
-    timings = Timings()
+    started = time.perf_counter() - timings["read"]
     backend = engine_backend(config.backend, config.cluster)
     preset = str(model.params.get("preset", "gps2022"))
-    with timings.step("read"):
-        blocklist = blocklist_for(config.blocklist, plans=[config.plan])
-        # A services table is read a host partition at a time (the same partitions).
-        scan, described = open_scan(
-            priors,
-            backend=backend,
-            fmt=config.format,
-            max_reject_rate=config.max_reject_rate,
-            what="priors scan",
-        )
+    # The priors scan as ``gpsgpu predict`` opened it (a services table is read a host partition
+    # at a time), read once for either mode.
+    scan, described = opened
     with atomic_dir(output) as tmp:
         with timings.step("predict"):
             # The rows the priors scan covered: PLAN/plan_rows.parquet (cut by its budget), else all.

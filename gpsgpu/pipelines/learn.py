@@ -38,7 +38,7 @@ def run_learn(seed: list[str], output: str | os.PathLike[str], config: LearnConf
     timings = Timings()
     with timings.step("read"):
         # One services Parquet file is read host partition by host partition (out of core).
-        services, described = open_scan(seed, backend=backend, what="seed")
+        services, described = open_scan(seed, backend=backend, what="seed", default_port=config.default_port)
     improved = config.mode == "improved"
     # The model's folder is made first: improved mode writes GPS's patterns and seed there before
     # it learns its scored rules, so that they leave memory (the folder replaces OUTPUT at the end).

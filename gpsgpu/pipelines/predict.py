@@ -64,6 +64,7 @@ def run_predict(
             fmt=config.format,
             max_reject_rate=config.max_reject_rate,
             what="priors scan",
+            default_port=config.default_port,
         )
     params = dict(model.params)
     if config.plan is not None:
@@ -71,7 +72,17 @@ def run_predict(
     step = config.step if config.step is not None else int(params["step"])
     hitrate = config.hitrate if config.hitrate is not None else float(params["hitrate"])
     if model_mode(model) == IMPROVED:
-        return run_predict_improved(model_dir, model, priors, output, config, step=step, hitrate=hitrate)
+        return run_predict_improved(
+            model_dir,
+            model,
+            (scan, described),
+            output,
+            config,
+            step=step,
+            hitrate=hitrate,
+            blocklist=blocklist,
+            timings=timings,
+        )
     check_compatible_flags(config)
     if len(model.rules) == 0:
         log.warning("the model has no rules (its seed had no usable host): no predictions")
