@@ -407,7 +407,7 @@ def _combine(
     if key.size == 0:
         return key, scores[:0], xp.zeros(0, xp.int64) if counts else None
     service, start, rank = _by_service(ops, key, rank)
-    count = xp.diff(start, append=xp.int64(rank.size)) if counts else None
+    count = xp.diff(start, append=int(rank.size)) if counts else None
     if combine == "max":
         # A service's candidates come by rank, best first.
         return service, scores[rank[start]], count
@@ -481,7 +481,8 @@ def _by_service(ops: ModuleType, service: Any, rank: Any) -> tuple[Any, Any, Any
     if int(rank.max()) < 1 << 16:
         packed = (service << xp.uint64(16)) | rank.astype(xp.uint64)
         packed.sort()
-        rank = packed & xp.uint64(0xFFFF)
+        # Ranks below 2**16: their uint64 bits are their int64 bits (an index dtype on both devices).
+        rank = (packed & xp.uint64(0xFFFF)).view(xp.int64)
         packed >>= xp.uint64(16)
         service = packed
     else:
