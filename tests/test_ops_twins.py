@@ -139,6 +139,10 @@ def test_device_array_primitives_equal_the_host() -> None:
     values = rng.integers(0, 50_000, size=N).astype(np.uint64)
     d = cp.asarray(values)
     assert np.array_equal(_host(gpu.unique_sorted(d)), cpu.unique_sorted(values))
+    on_device, on_host = d.copy(), values.copy()
+    gpu.sort_in_place(on_device)
+    cpu.sort_in_place(on_host)
+    assert np.array_equal(_host(on_device), on_host) and np.array_equal(on_host, np.sort(values))
     u, inv = gpu.unique_inverse(d)
     assert np.array_equal(_host(u)[_host(inv)], values)
     codes, uniques, position = gpu.factorize_with_positions(d)
@@ -227,3 +231,12 @@ def test_device_strings_equal_the_host() -> None:
     )
     expected = np.array([xxhash.xxh64_intdigest(w.encode(), 0) for w in words[:5000]], dtype=np.uint64)
     assert np.array_equal(_host(gpu.xxh64_strings(gpu.text_take(dev, cp.arange(5000)))), expected)
+
+
+def test_host_sort_in_place_sorts_runs_and_random_values() -> None:
+    rng = _rng()
+    runs = np.concatenate([np.sort(rng.integers(0, 1 << 40, 5_000)) for _ in range(7)]).astype(np.uint64)
+    for values in (runs, rng.integers(0, 1 << 62, 20_000).astype(np.uint64), runs[::-1].copy()):
+        expected = np.sort(values)
+        cpu.sort_in_place(values)
+        assert np.array_equal(values, expected)

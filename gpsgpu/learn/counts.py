@@ -213,7 +213,7 @@ def _order_rows(part: SeedPartition, local_to_gid: Any) -> None:
         del slot, block, gid_bits
     part.row_fid = xp.zeros(0, dtype=xp.uint32)  # local ids are not needed past this point
     part.row_slot = part.row_fid  # freed before the sort
-    packed.sort()
+    _ops(part).sort_in_place(packed)
     # Unpacked in one pass: the gid from the high half, the slot (below 2**32) from the low half,
     # int32 when slots fit (as the passes read it; the device kernels widen a chunk's slots).
     narrow = n_slots < 1 << 31

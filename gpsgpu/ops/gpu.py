@@ -187,6 +187,11 @@ def namespace() -> Any:
     return cupy
 
 
+def sort_in_place(values: Any) -> None:
+    """:func:`gpsgpu.ops.cpu.sort_in_place` on the device (CuPy's radix sort: runs gain nothing)."""
+    values.sort()
+
+
 def unique_sorted(values: Any, *, in_place: bool = False) -> Any:
     """:func:`gpsgpu.ops.cpu.unique_sorted` on the device."""
     import cupy as cp
