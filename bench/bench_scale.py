@@ -140,7 +140,7 @@ def _predict_stream(
             return out
         t0 = time.perf_counter()
         parts = list(split_by_host(chunk, n_partitions=mapper.n_workers))
-        for predicted in mapper.imap(_predict_partition, parts, **shared):
+        for predicted, _ in mapper.imap(_predict_partition, parts, **shared):
             out["predictions"] += len(predicted)
             out["pred_bytes"] += frame_bytes(predicted)
         _sync(backend)
