@@ -14,10 +14,10 @@ partition (serially, or as Dask tasks on the workers) and returns the results in
 :meth:`Mapper.keep` leaves the results where they were made (a partition stays on the worker that
 indexed it, and later steps run there); a local cluster's workers read their own partitions of a
 Parquet table (:meth:`Mapper.partitions`), a remote one's are sent to them once by the caller;
-:meth:`Mapper.reduce` sums what
-they counted by key on the workers, so only totals travel. Objects every task needs (the rules of
-phase 2) are broadcast once with :meth:`Mapper.broadcast`. Counts are additive and reductions
-associative, so results are identical for any number of partitions and workers.
+:meth:`Mapper.reduce` sums what they counted by key on the workers, so only totals travel. Objects
+every task needs (the rules of phase 2) are broadcast once with :meth:`Mapper.broadcast`. Counts are
+additive and reductions associative, so results are identical for any number of partitions and
+workers.
 
 Out of core: :func:`retry_on_oom` runs a stage and, when the device (or host) runs out of memory,
 runs it again with twice the partitions, telling the user in one log line.
@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from gpsgpu.errors import UsageError
-from gpsgpu.partition import PartitionReader
+from gpsgpu.partition import PartitionReader, split_by_host
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,6 @@ class Mapper:
         """``source``'s host partitions as the items of :meth:`keep` or :meth:`imap`
         (:func:`gpsgpu.partition.split_by_host`): on workers that share this machine's files, a
         table on disk goes as readers, and each worker reads its own partitions."""
-        from gpsgpu.partition import split_by_host
-
         return split_by_host(
             source, n_partitions=n_partitions, readers=self.distributed and self.shares_files
         )
